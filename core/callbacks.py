@@ -1,0 +1,97 @@
+"""The Keras callback that streams a run's metrics into the store.
+
+Batch logs (Keras' running means over the epoch so far) are sampled every `every` steps,
+epoch logs (plus learning rate and epoch seconds) at each epoch end. Rows are buffered and
+written in one transaction at most every `flush_seconds` and at every epoch end, together
+with the run's progress and heartbeat; that same write reads the cancel flag, so Cancel
+stops training within one logging window.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import keras
+
+
+def batch_interval(steps_per_epoch: int, points_per_epoch: int = 25) -> int:
+    """Steps between two batch samples so an epoch yields at least `points_per_epoch` of them."""
+    return max(1, steps_per_epoch // max(1, points_per_epoch))
+
+
+class StoreLogger(keras.callbacks.Callback):
+    """Buffer epoch logs and running batch means; commit them with progress in batched writes."""
+
+    def __init__(self, store, run_id: str, steps_per_epoch: int, every: int | None = None,
+                 flush_seconds: float = 1.0, should_stop: Callable[[], bool] | None = None):
+        super().__init__()
+        self.store, self.run_id, self.steps_per_epoch = store, run_id, steps_per_epoch
+        self.every = every or batch_interval(steps_per_epoch)
+        self.flush_seconds, self.should_stop = flush_seconds, should_stop
+        self.rows: list[tuple] = []
+        self.step, self.epoch = 0, 0
+        self.cancelled = False
+        self.summary: dict[str, float | int | None] = {}
+        self._last_flush = self._epoch_start = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1  # stored epochs are 1-based, as people count them
+        self._epoch_start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.every == 0:
+            self._add("batch", logs)
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        logs["epoch_seconds"] = time.monotonic() - self._epoch_start
+        logs.setdefault("learning_rate", self._learning_rate())
+        self._add("epoch", logs)
+        self._summarise(logs)
+        self.flush()
+
+    def _add(self, scope: str, logs) -> None:
+        self.rows += [(self.run_id, scope, key, self.step, self.epoch, float(value))
+                      for key, value in (logs or {}).items() if _is_number(value)]
+
+    def _summarise(self, logs: dict) -> None:
+        val = logs.get("val_accuracy")
+        s = self.summary
+        s.update(epoch=self.epoch, last_loss=logs.get("loss"), last_accuracy=logs.get("accuracy"))
+        if val is not None:
+            s.update(last_val_accuracy=float(val), last_val_epoch=self.epoch, last_val_loss=logs.get("val_loss"))
+            if s.get("best_val_accuracy") is None or (math.isfinite(val) and val > s["best_val_accuracy"]):
+                s.update(best_val_accuracy=float(val), best_val_epoch=self.epoch)
+
+    def _learning_rate(self) -> float | None:
+        try:
+            return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        except Exception:  # an optimizer without a readable rate: skip the curve, not the run
+            return None
+
+    def flush(self) -> None:
+        """Write buffered rows, progress and heartbeat in one transaction; honour cancel requests.
+
+        Also called from core/train.py's `finally:` so a crash keeps every row logged so far.
+        """
+        rows, self.rows = self.rows, []
+        self._last_flush = time.monotonic()
+        progress = {k: v for k, v in self.summary.items() if v is not None}
+        progress.update(step=self.step, steps_per_epoch=self.steps_per_epoch)
+        cancel = self.store.checkpoint(self.run_id, rows, **progress)
+        if cancel or (self.should_stop is not None and self.should_stop()):
+            self.cancelled = True
+            if self.model is not None:
+                self.model.stop_training = True
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True

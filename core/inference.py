@@ -1,0 +1,367 @@
+"""Drawing, upload or photo → an MNIST-like 28×28 (steps and hints kept) → probabilities.
+
+MNIST digits were fitted into a 20×20 box keeping their aspect ratio (anti-aliased), then
+placed in a 28×28 image with their centre of mass on pixel (14, 14), light ink on black.
+`preprocess` does the same to any input: light or dark ink, opaque or transparent
+background, any size. Models are loaded with Keras' `safe_mode` and cached by file.
+Keras and TensorFlow are imported only inside `load_model`: importing this module is cheap.
+"""
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+from scipy import ndimage as ndi
+
+SIZE = 28                # MNIST images are 28×28
+BOX = 20                 # the digit's longer side is fitted into 20 px, as MNIST did
+CENTRE = 14.0            # real MNIST test digits have their centre of mass at (13.99, 14.01) ± 0.29
+FAINT = 0.05             # ink below 5 % of the strongest stroke is background noise
+MIN_CONTRAST = 0.05      # an ink map whose strongest pixel is below this is an empty canvas
+MIN_INK = 0.0002         # ... as is one whose ink covers less than this fraction of the image
+MIN_SIDE = 3             # ... or whose ink spans fewer pixels (or 2 % of the image's longer side)
+SPECK = 0.02             # blobs with under 2 % of the largest blob's ink are stray marks
+MNIST_STROKE = 2.5       # median stroke width of MNIST test digits, in 28×28 pixels
+THIN_STROKE = 1.2        # thinner strokes, once shrunk to fit, are thickened to MNIST_STROKE
+THICK_STROKE = 5.0       # thicker ones are flagged (~99th percentile of MNIST)
+WORK_SIDE = 160          # larger crops are area-averaged to this before strokes are measured
+MAX_BYTES = 10_000_000   # an image file over 10 MB is refused
+MAX_PIXELS = 25_000_000  # ... as is one over 25 megapixels (decompression bombs)
+MAX_CACHED = 8           # loaded models kept in memory
+BATCH = 1024             # images per model call when predicting many
+
+
+class InferenceError(Exception):
+    """A drawing, image or model that cannot be used; the message is one line for the user."""
+
+
+class EmptyDrawing(InferenceError):
+    """The canvas is empty or holds only a speck: reported, not predicted."""
+
+
+class ModelUnavailable(InferenceError):
+    """A model file that is missing, unreadable or refused by safe_mode."""
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    image: np.ndarray               # (28, 28) float32 in [0, 1], light ink on dark, MNIST-like
+    steps: dict[str, np.ndarray]    # "input", "crop", "scaled", "centred", in order, for display
+    hints: list[str]                # why this drawing may be misread; empty when it looks fine
+    ink_fraction: float             # ink mass over the image's area, after cleaning
+    bbox: tuple[int, int, int, int]  # (top, left, bottom, right) of the ink in input pixels
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: int
+    confidence: float
+    probabilities: list[float]
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    """L, RGB or RGBA uint8 (float32 in [0, 1] for 16-bit and float images)."""
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        a = np.asarray(im, dtype=np.float32)
+        return np.clip(a / (65535.0 if a.max() > 255 else 255.0), 0, 1)
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+        return np.asarray(im.convert("RGBA"))
+    return np.asarray(im.convert("L" if im.mode in ("1", "L") else "RGB"))
+
+
+def _as_float(image: Any) -> np.ndarray:
+    """Any image as float32 (H, W) or (H, W, C) with C in 2, 3, 4 and values in [0, 1]."""
+    a = _pil_to_array(image) if isinstance(image, Image.Image) else np.asarray(image)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.size == 0 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (2, 3, 4))):
+        raise InferenceError(f"expected an image of shape (H, W) or (H, W, 1-4 channels), got {a.shape}")
+    if a.dtype == np.uint8 or a.dtype == bool:
+        return a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)
+    a = np.nan_to_num(a.astype(np.float32))
+    top = float(a.max())
+    return np.clip(a / (65535.0 if top > 255 else 255.0 if top > 1.0 else 1.0), 0, 1)
+
+
+def _border(a: np.ndarray) -> np.ndarray:
+    """The pixels of a ring around the image (1-2 % of its size), channels kept."""
+    b = max(1, min(a.shape[:2]) // 50)
+    return np.concatenate([a[:b].reshape(-1, *a.shape[2:]), a[-b:].reshape(-1, *a.shape[2:]),
+                           a[:, :b].reshape(-1, *a.shape[2:]), a[:, -b:].reshape(-1, *a.shape[2:])])
+
+
+def to_ink(image: Any) -> np.ndarray:
+    """Any image as a float32 (H, W) ink map in [0, 1], 1 = ink, 0 = background.
+
+    Strokes on a transparent background (a drawable canvas, a PNG) are the alpha channel.
+    Otherwise the background is the border's median colour and ink is how far a pixel is
+    from it: darker on a light background, lighter on a dark one, or differently coloured.
+    """
+    a = _as_float(image)
+    rgb = a if a.ndim == 2 else a[:, :, : 3 if a.shape[2] >= 3 else 1]
+    if a.ndim == 3 and a.shape[2] in (2, 4):
+        alpha = a[:, :, -1]
+        if float(alpha.min()) < 0.98:
+            if float(np.median(_border(alpha))) < 0.5:
+                return np.ascontiguousarray(alpha)
+            opaque = _border(rgb)[_border(alpha) >= 0.5]
+            bg = np.median(opaque, axis=0)
+            rgb = rgb * alpha[..., None] + bg * (1 - alpha[..., None])
+    if rgb.ndim == 3 and rgb.shape[2] == 1:
+        rgb = rgb[:, :, 0]
+    bg = np.median(_border(rgb), axis=0)
+    if rgb.ndim == 2:
+        lum, bg_lum = rgb, float(bg)
+    else:
+        weights = np.array([0.299, 0.587, 0.114], np.float32)
+        lum, bg_lum = rgb @ weights, float(bg @ weights)
+    ink = lum - bg_lum if bg_lum < 0.5 else bg_lum - lum
+    if rgb.ndim == 3:  # coloured ink: how far its hue is from the background's
+        chroma = np.abs((rgb - lum[..., None]) - (bg - bg_lum)).max(axis=2)
+        ink = np.maximum(ink, chroma)
+    return np.clip(ink, 0, 1).astype(np.float32)
+
+
+def _clean(ink: np.ndarray) -> tuple[np.ndarray, int]:
+    """Drop the background's noise floor, faint haze and stray specks; scale the peak to 1."""
+    step = max(1, int(np.sqrt(ink.size / 65536)))
+    sample = ink[::step, ::step]
+    median = float(np.median(sample))
+    spread = float(np.median(np.abs(sample - median))) * 1.4826
+    peak = float(ink.max())
+    floor = min(median + 6 * spread, 0.5 * peak)
+    ink = np.clip((ink - floor) / (peak - floor), 0, 1)
+    ink[ink < FAINT] = 0
+    labels, n = ndi.label(ink > 0, structure=np.ones((3, 3)))
+    if n <= 1:
+        return ink, 0
+    mass = ndi.sum_labels(ink, labels, index=np.arange(1, n + 1))
+    keep = np.concatenate([[False], mass >= SPECK * mass.max()])
+    return np.where(keep[labels], ink, 0).astype(np.float32), int(n - keep.sum())
+
+
+def _bbox(ink: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the nonzero pixels; bottom and right exclusive."""
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def _resize(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Anti-aliased resize of a float image: area average down, bilinear up."""
+    filt = Image.BOX if shape[0] <= a.shape[0] else Image.BILINEAR
+    return np.asarray(Image.fromarray(a.astype(np.float32), "F").resize(shape[::-1], filt))
+
+
+def _stroke_width(ink: np.ndarray) -> float:
+    """Mean stroke width in pixels: ink mass over half the ink's outline length.
+
+    The outline is counted in 4-neighbour edges, which overstates a curve's length by
+    4/π on average; a 1-px line reads ≈ 1, a 3-px line ≈ 3.
+    """
+    mask = np.pad(ink > 0.25 * ink.max(), 1)
+    edges = np.count_nonzero(mask[1:] != mask[:-1]) + np.count_nonzero(mask[:, 1:] != mask[:, :-1])
+    return 2 * float(ink.sum()) / max(edges, 1) * 4 / np.pi
+
+
+def _thicken(ink: np.ndarray, radius: float) -> np.ndarray:
+    """Grow the strokes by `radius` pixels on each side (soft-edged), keeping the original ink."""
+    pad = int(np.ceil(radius)) + 1
+    ink = np.pad(ink, pad)
+    distance = ndi.distance_transform_edt(ink < 0.25 * ink.max())
+    return np.maximum(ink, np.clip(radius + 0.5 - distance, 0, 1)).astype(np.float32)
+
+
+def _fit(crop: np.ndarray) -> np.ndarray:
+    """Pad the crop to a square (centred, aspect kept) and resize it to BOX×BOX."""
+    h, w = crop.shape
+    side = max(h, w)
+    square = np.zeros((side, side), np.float32)
+    top, left = (side - h) // 2, (side - w) // 2
+    square[top:top + h, left:left + w] = crop
+    return np.clip(_resize(square, (BOX, BOX)), 0, 1)
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    """Place the BOX×BOX image in SIZE×SIZE with its centre of mass on (14, 14), whole pixels."""
+    cy, cx = ndi.center_of_mass(box)
+    dy, dx = int(np.floor(CENTRE - cy + 0.5)), int(np.floor(CENTRE - cx + 0.5))
+    out = np.zeros((SIZE, SIZE), np.float32)
+    ys, xs = slice(max(dy, 0), min(dy + BOX, SIZE)), slice(max(dx, 0), min(dx + BOX, SIZE))
+    out[ys, xs] = box[ys.start - dy:ys.stop - dy, xs.start - dx:xs.stop - dx]
+    return out
+
+
+def preprocess(image: np.ndarray | Image.Image) -> Preprocessed:
+    """Turn a drawing or photo of one digit into an MNIST-like 28×28 image, with its steps.
+
+    Raises EmptyDrawing when there is nothing (or only a speck) to read.
+    """
+    ink = to_ink(image)
+    height, width = ink.shape
+    steps: dict[str, np.ndarray] = {"input": (ink * 255).round().astype(np.uint8)}
+    peak = float(ink.max())
+    if peak < MIN_CONTRAST:
+        raise EmptyDrawing("the canvas is empty: draw a digit")
+    ink, specks = _clean(ink)
+    mass = float(ink.sum())
+    top, left, bottom, right = bbox = _bbox(ink)
+    h, w = bottom - top, right - left
+    if mass < MIN_INK * ink.size or max(h, w) < max(MIN_SIDE, 0.02 * max(height, width)):
+        raise EmptyDrawing("the drawing is only a speck: draw a bigger digit")
+
+    hints = []
+    if max(h, w) < 0.3 * min(height, width) or max(h, w) < 12:
+        hints.append("The digit is small on the canvas: draw it bigger so details are not lost.")
+    if top == 0 or left == 0 or bottom == height or right == width:
+        hints.append("The drawing touches the edge of the canvas: part of it may be cut off.")
+    if w > 1.6 * h:
+        hints.append("The drawing is much wider than tall: draw one digit at a time.")
+    if peak < 0.25:
+        hints.append("The ink is faint (low contrast): use a darker pen or more light.")
+    if specks:
+        hints.append(f"Ignored {specks} stray mark{'s' if specks > 1 else ''} away from the digit.")
+
+    crop = ink[top:bottom, left:right]
+    steps["crop"] = crop
+    if max(h, w) > WORK_SIDE:  # measure and thicken strokes at a modest resolution
+        k = max(h, w) / WORK_SIDE
+        crop = _resize(crop, (max(1, round(h / k)), max(1, round(w / k))))
+    scale = BOX / max(crop.shape)
+    stroke = _stroke_width(crop) * scale
+    if stroke < THIN_STROKE and scale < 1:
+        crop = _thicken(crop, (MNIST_STROKE - stroke) / scale / 2)
+        t, l, b, r = _bbox(crop > 0.05)
+        crop = crop[t:b, l:r]
+        hints.append("Very thin strokes: thickened to read them; a thicker brush works better.")
+    elif stroke > THICK_STROKE:
+        hints.append("Very thick strokes: holes in 0, 6, 8 or 9 may close up; a thinner brush works better.")
+
+    steps["scaled"] = box = _fit(crop)
+    image28 = _centre(box)
+    image28 = np.clip(image28 / max(float(image28.max()), 1e-6), 0, 1).astype(np.float32)
+    steps["centred"] = image28
+    return Preprocessed(image=image28, steps=steps, hints=hints,
+                        ink_fraction=mass / ink.size, bbox=bbox)
+
+
+def load_image_file(path_or_bytes: str | Path | bytes | Any, max_bytes: int = MAX_BYTES,
+                    max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read a PNG, JPEG or other Pillow image (path, bytes or file-like) as an array for `to_ink`.
+
+    Phone photos are turned upright by their EXIF orientation. Returns uint8 L, RGB or RGBA.
+    """
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        name, data = "the upload", bytes(path_or_bytes)
+    elif hasattr(path_or_bytes, "read"):
+        name = getattr(path_or_bytes, "name", "the upload")
+        getvalue = getattr(path_or_bytes, "getvalue", None)
+        data = getvalue() if getvalue else path_or_bytes.read()
+    else:
+        path = Path(path_or_bytes)
+        name = str(path)
+        if not path.is_file():
+            raise InferenceError(f"{name} is not a readable image (PNG or JPEG): no such file")
+        if path.stat().st_size > max_bytes:
+            raise InferenceError(f"{name} is {path.stat().st_size / 1e6:.1f} MB, over the {max_bytes / 1e6:g} MB limit for images")
+        data = path.read_bytes()
+    if len(data) > max_bytes:
+        raise InferenceError(f"{name} is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:g} MB limit for images")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > max_pixels:
+                raise InferenceError(f"{name} is {im.width}×{im.height} pixels, over the "
+                                     f"{max_pixels / 1e6:g} megapixel limit for images")
+            return _pil_to_array(ImageOps.exif_transpose(im))
+    except InferenceError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InferenceError(f"{name} is over the {max_pixels / 1e6:g} megapixel limit for images: {exc}") from None
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors...
+        raise InferenceError(f"{name} is not a readable image (PNG or JPEG): {exc}") from None
+
+
+_MODELS: OrderedDict[tuple[str, int], Any] = OrderedDict()
+_MODELS_LOCK = threading.Lock()
+
+
+def load_model(path: str | Path, run_id: str | None = None) -> Any:
+    """Load a .keras model with safe_mode (no arbitrary code), cached by (path, mtime).
+
+    Raises ModelUnavailable when the file is missing, corrupt or refused by safe_mode.
+    """
+    path = Path(path)
+    label = run_id or path.stem
+    try:
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+    except OSError:
+        raise ModelUnavailable(f"model file for run {label} is missing: {path}") from None
+    with _MODELS_LOCK:
+        if key in _MODELS:
+            _MODELS.move_to_end(key)
+            return _MODELS[key]
+        import keras
+
+        try:
+            model = keras.models.load_model(path, safe_mode=True, compile=False)
+        except Exception as exc:
+            text = " ".join(str(exc).split())
+            if "safe_mode" in text or "unsafe" in text.lower():
+                raise ModelUnavailable(f"model file for run {label} was refused: it contains arbitrary "
+                                       f"code (a Lambda layer?), which safe_mode forbids: {path}") from None
+            raise ModelUnavailable(f"model file for run {label} cannot be loaded ({path}): "
+                                   f"{type(exc).__name__}: {text[:200]}") from None
+        for old in [k for k in _MODELS if k[0] == key[0]]:  # the file was rewritten
+            del _MODELS[old]
+        _MODELS[key] = model
+        while len(_MODELS) > MAX_CACHED:
+            _MODELS.popitem(last=False)
+        return model
+
+
+def _input_shape(model: Any) -> tuple[int, ...]:
+    """The model's input shape without the batch axis, e.g. (28, 28, 1) or (784,)."""
+    try:
+        shape = tuple(model.inputs[0].shape)[1:]
+    except (AttributeError, IndexError, TypeError):
+        shape = tuple(getattr(model, "input_shape", (None, 28, 28, 1)))[1:]
+    if None in shape or int(np.prod(shape)) != SIZE * SIZE:
+        raise InferenceError(f"model input shape {shape} does not hold a 28×28 image")
+    return tuple(int(d) for d in shape)
+
+
+def predict_probabilities(model: Any, images: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, 10) for images (N, 28, 28) in [0, 1], any input layout.
+
+    Calls the model directly (no `model.predict` overhead), in batches of BATCH images.
+    Logits are turned into probabilities with a softmax.
+    """
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim < 2 or x[0].size != SIZE * SIZE:
+        raise InferenceError(f"expected images of shape (N, 28, 28), got {np.shape(images)}")
+    x = x.reshape((len(x), *_input_shape(model)))
+    outputs = []
+    for start in range(0, len(x), BATCH):
+        out = model(x[start:start + BATCH], training=False)
+        outputs.append(np.asarray(out[0] if isinstance(out, (list, tuple)) else out, dtype=np.float64))
+    probs = np.concatenate(outputs) if outputs else np.zeros((0, 10))
+    if probs.ndim != 2 or probs.shape[1] != 10:
+        raise InferenceError(f"model returned shape {probs.shape}, expected (N, 10) class scores")
+    if probs.size and (probs.min() < 0 or not np.allclose(probs.sum(axis=1), 1, atol=1e-3)):
+        probs = np.exp(probs - probs.max(axis=1, keepdims=True))
+    return probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
+
+
+def predict_image(model: Any, image: np.ndarray | Image.Image) -> tuple[Prediction, Preprocessed]:
+    """Preprocess one drawing or photo and classify it."""
+    pre = preprocess(image)
+    probs = predict_probabilities(model, pre.image[None])[0]
+    label = int(np.argmax(probs))
+    return Prediction(label, float(probs[label]), [float(p) for p in probs]), pre

@@ -1,0 +1,219 @@
+"""One run end to end: load, build, compile, fit (streaming into the store), evaluate, save, mark.
+
+`queue_run()` validates a config against the dataset and queues it (nothing is written for a
+bad config); `execute()` trains a run a worker has claimed; `train()` does both in this
+process, as `python -m core train` does.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from core.architectures import count_params
+from core.config import TrainConfig
+from core.data import dataset_info, load_dataset
+from core.store import Run, RunStore
+
+MAX_MISCLASSIFIED = 2000  # most confident mistakes kept for the gallery
+HEARTBEAT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Splits:
+    x_train: np.ndarray; y_train: np.ndarray
+    x_val: np.ndarray | None; y_val: np.ndarray | None
+    x_test: np.ndarray; y_test: np.ndarray
+
+
+def queue_run(store: RunStore, config: TrainConfig, data_path: str | os.PathLike | None = None,
+              group: str | None = None, parent_id: str | None = None) -> str:
+    """Validate `config` against the dataset (when there is one) and queue it; returns the run id."""
+    config.validate(dataset_info(data_path).n_train)  # DataError if there is no dataset yet
+    return store.create_run(config.to_dict(), name=config.name or None, n_params=count_params(config.hidden_layers()),
+                            group=group, parent_id=parent_id)
+
+
+def load_splits(config: TrainConfig, data_path) -> Splits:
+    """The dataset scaled to [0, 1] as (N, 28, 28, 1), subset and validation split drawn with the seed."""
+    data = load_dataset(data_path)
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(data.y_train))
+    if config.train_limit:
+        order = order[:config.train_limit]
+    n_val = int(round(len(order) * config.validation_split))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+
+    def scale(x):
+        return (x.astype("float32") / 255.0)[..., None]
+    x, y = data.x_train, data.y_train.astype("int64")
+    return Splits(scale(x[train_idx]), y[train_idx],
+                  scale(x[val_idx]) if n_val else None, y[val_idx] if n_val else None,
+                  scale(data.x_test), data.y_test.astype("int64"))
+
+
+def make_optimizer(name: str, lr: float):
+    import keras
+    return {"adam": lambda: keras.optimizers.Adam(lr),
+            "sgd": lambda: keras.optimizers.SGD(lr),
+            "sgd-momentum": lambda: keras.optimizers.SGD(lr, momentum=0.9),
+            "rmsprop": lambda: keras.optimizers.RMSprop(lr),
+            "adagrad": lambda: keras.optimizers.Adagrad(lr)}[name]()
+
+
+def _schedule_callbacks(config: TrainConfig, has_val: bool) -> list:
+    import keras
+    monitor = "val_loss" if has_val else "loss"
+    cbs = []
+    if config.lr_schedule == "exponential":
+        cbs.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: config.learning_rate * 0.9 ** epoch))
+    elif config.lr_schedule == "plateau":
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2, min_lr=1e-6))
+    if config.early_stopping:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping,
+                                                 restore_best_weights=True))
+    return cbs
+
+
+def evaluate(model, x: np.ndarray, y: np.ndarray) -> dict:
+    """Accuracy, loss, confusion matrix, per-class report and the misclassified examples."""
+    probs = model.predict(x, batch_size=1000, verbose=0)
+    pred = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
+    confusion = np.zeros((10, 10), dtype=int)
+    np.add.at(confusion, (y, pred), 1)
+    report = {}
+    for c in range(10):
+        tp, predicted, support = confusion[c, c], confusion[:, c].sum(), confusion[c, :].sum()
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        report[str(c)] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
+                          "support": int(support)}
+    wrong = np.flatnonzero(pred != y)
+    wrong = wrong[np.argsort(-conf[wrong])][:MAX_MISCLASSIFIED]
+    return {"accuracy": float((pred == y).mean()), "loss": loss, "n": int(len(y)),
+            "confusion": confusion.tolist(), "report": report,
+            "misclassified": [(int(i), int(y[i]), int(pred[i]), float(conf[i])) for i in wrong]}
+
+
+class _Heartbeat(threading.Thread):
+    """Beats the run's heart while fitting, evaluating and saving (its own connection per beat)."""
+
+    def __init__(self, store: RunStore, run_id: str):
+        super().__init__(daemon=True)
+        self.store, self.run_id, self.stopped = store, run_id, threading.Event()
+
+    def run(self):
+        while not self.stopped.wait(HEARTBEAT_SECONDS):
+            try:
+                self.store.heartbeat(self.run_id)
+            except Exception:  # a busy or vanished store must not kill the training thread
+                pass
+
+
+class _Progress:
+    """Adapts Keras hooks to a plain `progress(event)` callable for the CLI's progress bar."""
+
+    def __new__(cls, fn, epochs: int, steps: int):
+        import keras
+
+        class Cb(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch, self.t0, self.last = epoch + 1, time.monotonic(), 0.0
+
+            def on_train_batch_end(self, batch, logs=None):
+                if time.monotonic() - self.last > 0.2:
+                    self.last = time.monotonic()
+                    fn({"epoch": self.epoch, "epochs": epochs, "batch": batch + 1, "steps": steps,
+                        "logs": dict(logs or {}), "done": False})
+
+            def on_epoch_end(self, epoch, logs=None):
+                fn({"epoch": self.epoch, "epochs": epochs, "batch": steps, "steps": steps,
+                    "logs": dict(logs or {}), "seconds": time.monotonic() - self.t0, "done": True})
+        return Cb()
+
+
+def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool] | None = None,
+            progress: Callable[[dict], None] | None = None) -> Run:
+    """Train a claimed (running) run to its end; always leaves it in a terminal status."""
+    import keras
+
+    from core.architectures import build_model
+    from core.callbacks import StoreLogger
+
+    logger = None
+    heart = _Heartbeat(store, run.id)
+    heart.start()
+    try:
+        config = TrainConfig.from_dict(run.config)
+        keras.utils.set_random_seed(config.seed)
+        splits = load_splits(config, data_path)
+        steps = int(np.ceil(len(splits.y_train) / config.batch_size))
+        model = build_model(config.hidden_layers(), augment=config.augment)
+        model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        logger = StoreLogger(store, run.id, steps_per_epoch=steps, should_stop=should_stop)
+        callbacks = [logger, *_schedule_callbacks(config, splits.x_val is not None)]
+        if progress:
+            callbacks.append(_Progress(progress, config.epochs, steps))
+        val = (splits.x_val, splits.y_val) if splits.x_val is not None else None
+        model.fit(splits.x_train, splits.y_train, batch_size=config.batch_size, epochs=config.epochs,
+                  validation_data=val, callbacks=callbacks, shuffle=True, verbose=0)
+        logger.flush()
+        if logger.cancelled:
+            store.finish_run(run.id, "cancelled", error="cancelled on request")
+            return store.get_run(run.id)
+        result = evaluate(model, splits.x_test, splits.y_test)
+        store.save_evaluation(run.id, "test", result["accuracy"], result["loss"], result["n"],
+                              result["confusion"], result["report"], result["misclassified"])
+        model_path = save_model(store, run.id, model)
+        store.finish_run(run.id, "completed", test_accuracy=result["accuracy"], test_loss=result["loss"],
+                         model_path=str(model_path))
+    except KeyboardInterrupt:
+        _finish_after_error(store, run.id, logger, "cancelled", "cancelled by Ctrl-C")
+        raise
+    except Exception as exc:
+        detail = traceback.format_exc(limit=-3)
+        _finish_after_error(store, run.id, logger, "failed", f"{type(exc).__name__}: {exc}\n\n{detail}")
+    finally:
+        heart.stopped.set()
+    return store.get_run(run.id)
+
+
+def _finish_after_error(store: RunStore, run_id: str, logger, status: str, error: str) -> None:
+    """Keep every metric row logged so far, then mark the run; never raise from here."""
+    try:
+        if logger is not None:
+            logger.flush()
+    except Exception:
+        pass
+    try:
+        store.finish_run(run_id, status, error=error[:4000])
+    except Exception:
+        pass
+
+
+def save_model(store: RunStore, run_id: str, model) -> Path:
+    """Save to artifacts/<run id>/model.keras atomically (write aside, then rename)."""
+    folder = store.run_dir(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    final, partial = folder / "model.keras", folder / "partial.keras"
+    model.save(partial)
+    os.replace(partial, final)
+    return final
+
+
+def train(store: RunStore, config: TrainConfig, data_path, progress: Callable[[dict], None] | None = None,
+          group: str | None = None, parent_id: str | None = None) -> Run:
+    """Queue `config` and train it here, now (the CLI's `train`)."""
+    run_id = queue_run(store, config, data_path, group=group, parent_id=parent_id)
+    run = store.claim_run(worker_id=f"cli-{os.getpid()}", run_id=run_id)
+    return execute(store, run, data_path, progress=progress)
