@@ -1,0 +1,91 @@
+"""Process-wide state for the pages: the cached store, settings, dataset info, worker, query params."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from core import settings
+from core.data import DataError, DatasetInfo, dataset_info
+from core.store import RunStore
+
+
+def _args() -> argparse.Namespace:
+    """`--db` / `--data` given after `--` on the streamlit command line (else env, else defaults)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--db")
+    parser.add_argument("--data")
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return args
+
+
+def db_url() -> str:
+    return settings.db_url(_args().db)
+
+
+def data_path() -> Path:
+    return settings.data_path(_args().data)
+
+
+@st.cache_resource(show_spinner=False)
+def _store(url: str) -> RunStore:
+    return RunStore(url)
+
+
+def get_store() -> RunStore:
+    """One RunStore (one engine) per store URL for the whole server process."""
+    return _store(db_url())
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _info(path: str, mtime: float) -> DatasetInfo | None:
+    try:
+        return dataset_info(path)
+    except DataError:
+        return None
+
+
+def get_dataset_info() -> DatasetInfo | None:
+    """The loaded dataset's attributes, or None when there is no valid dataset yet."""
+    path = data_path()
+    mtime = path.stat().st_mtime if path.exists() else 0.0
+    return _info(str(path), mtime)
+
+
+def ensure_worker() -> None:
+    """Start a local worker process if none is alive for this store (so one command is enough)."""
+    from core.worker import ensure_worker as start
+    start(get_store(), data_path())
+
+
+def startup() -> None:
+    """Once per browser session: recover runs whose process died; start a worker if runs wait."""
+    if st.session_state.get("_digitlab_started"):
+        return
+    st.session_state["_digitlab_started"] = time.time()
+    store = get_store()
+    store.recover_stale()
+    if not store.list_runs(status="queued").empty and get_dataset_info() is not None:
+        ensure_worker()
+
+
+def dataset_banner() -> None:
+    """The loud notice when only the offline 5,000-digit sample is loaded, or nothing at all."""
+    info = get_dataset_info()
+    if info is None:
+        st.warning("No dataset yet: open the **Data** page to ingest MNIST (one click), or run "
+                   "`python -m core ingest --from PATH`.", icon=":material/warning:")
+    elif info.offline_sample:
+        st.warning(f"Using the offline 5,000-digit MNIST sample ({info.n_train:,} train / {info.n_test:,} test), "
+                   "not full MNIST: accuracy will be lower. Get the full set with "
+                   "`python -m core ingest --from DIR_WITH_IDX_FILES` or `python -m core ingest` when online.",
+                   icon=":material/warning:")
+
+
+def query_runs() -> list[str]:
+    """Run ids from `?runs=ID1,ID2` (Compare) or `?run=ID` (Run detail)."""
+    value = st.query_params.get("runs") or st.query_params.get("run") or ""
+    return [v for v in (s.strip() for s in value.split(",")) if v]
