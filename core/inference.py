@@ -30,6 +30,7 @@ SPECK = 0.02             # blobs with under 2 % of the largest blob's ink are st
 MNIST_STROKE = 2.5       # median stroke width of MNIST test digits, in 28×28 pixels
 THIN_STROKE = 1.2        # thinner strokes, once shrunk to fit, are thickened to MNIST_STROKE
 THICK_STROKE = 5.0       # thicker ones are flagged (~99th percentile of MNIST)
+import os; THIN_TO = float(os.environ.get('THIN_TO', 3.5)); MNIST_STROKE = float(os.environ.get('MS', 2.5)); THIN_STROKE=float(os.environ.get('TS', 1.2)); SPECK=float(os.environ.get('SP', 0.02))
 WORK_SIDE = 160          # larger crops are area-averaged to this before strokes are measured
 MAX_BYTES = 10_000_000   # an image file over 10 MB is refused
 MAX_PIXELS = 25_000_000  # ... as is one over 25 megapixels (decompression bombs)
@@ -75,25 +76,63 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("L" if im.mode in ("1", "L") else "RGB"))
 
 
-def _as_float(image: Any) -> np.ndarray:
-    """Any image as float32 (H, W) or (H, W, C) with C in 2, 3, 4 and values in [0, 1]."""
+def _channels(image: Any) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """(colour, alpha, divisor): colour (H, W) or (H, W, 3) and alpha (H, W) or None, raw.
+
+    Dividing a channel (as float32) by the divisor brings it to [0, 1]. Channels are left
+    raw so that only those needed are converted.
+    """
     a = _pil_to_array(image) if isinstance(image, Image.Image) else np.asarray(image)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.size == 0 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (2, 3, 4))):
         raise InferenceError(f"expected an image of shape (H, W) or (H, W, 1-4 channels), got {a.shape}")
-    if a.dtype == np.uint8 or a.dtype == bool:
-        return a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)
-    a = np.nan_to_num(a.astype(np.float32))
-    top = float(a.max())
-    return np.clip(a / (65535.0 if top > 255 else 255.0 if top > 1.0 else 1.0), 0, 1)
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype != np.uint8:
+        a = np.nan_to_num(a.astype(np.float32), nan=0, posinf=0, neginf=0).clip(0, None)
+    top = 255.0 if a.dtype == np.uint8 else float(a.max())
+    divisor = 65535.0 if top > 255 else 255.0 if top > 1.0 else 1.0
+    channels = 1 if a.ndim == 2 else a.shape[2]
+    alpha = a[:, :, -1] if channels in (2, 4) else None
+    colour = a if channels == 1 else a[:, :, 0] if channels == 2 else a[:, :, :3]
+    return colour, alpha, divisor
+
+
+def _float(a: np.ndarray, divisor: float) -> np.ndarray:
+    return np.clip(a.astype(np.float32) / np.float32(divisor), 0, 1)
 
 
 def _border(a: np.ndarray) -> np.ndarray:
     """The pixels of a ring around the image (1-2 % of its size), channels kept."""
     b = max(1, min(a.shape[:2]) // 50)
-    return np.concatenate([a[:b].reshape(-1, *a.shape[2:]), a[-b:].reshape(-1, *a.shape[2:]),
-                           a[:, :b].reshape(-1, *a.shape[2:]), a[:, -b:].reshape(-1, *a.shape[2:])])
+    rest = a.shape[2:]
+    return np.concatenate([a[:b].reshape(-1, *rest), a[-b:].reshape(-1, *rest),
+                           a[:, :b].reshape(-1, *rest), a[:, -b:].reshape(-1, *rest)])
+
+
+def _flatten(signed: np.ndarray) -> np.ndarray:
+    """Subtract uneven lighting (a smooth quadratic surface fitted to the background).
+
+    Only for photos and scans: a digital drawing, whose border is mostly exactly the
+    background value, is left as is. The fit ignores ink (bright outliers), so it never
+    eats strokes however thick.
+    """
+    if np.mean(np.abs(_border(signed)) < 0.002) > 0.5:
+        return signed
+    h, w = signed.shape
+    step = max(1, int(np.sqrt(signed.size / 16384)))
+    sample = signed[::step, ::step]
+    ys, xs = np.meshgrid(np.linspace(-1, 1, h)[::step], np.linspace(-1, 1, w)[::step], indexing="ij")
+    terms = np.stack([np.ones_like(xs), xs, ys, xs * xs, xs * ys, ys * ys], -1).reshape(-1, 6)
+    values, keep = sample.ravel(), np.ones(sample.size, bool)
+    for _ in range(4):  # refit on pixels that are not well above the surface (not ink)
+        coef = np.linalg.lstsq(terms[keep], values[keep], rcond=None)[0]
+        residual = values - terms @ coef
+        keep = residual < 2.5 * 1.4826 * float(np.median(np.abs(residual[keep]))) + 0.005
+    y, x = np.linspace(-1, 1, h)[:, None], np.linspace(-1, 1, w)[None, :]
+    c = coef.astype(np.float32)
+    return signed - (c[0] + c[1] * x + c[2] * y + c[3] * x * x + c[4] * x * y + c[5] * y * y)
 
 
 def to_ink(image: Any) -> np.ndarray:
@@ -101,35 +140,37 @@ def to_ink(image: Any) -> np.ndarray:
 
     Strokes on a transparent background (a drawable canvas, a PNG) are the alpha channel.
     Otherwise the background is the border's median colour and ink is how far a pixel is
-    from it: darker on a light background, lighter on a dark one, or differently coloured.
+    from it: darker on a light background, lighter on a dark one, or of another colour.
+    Uneven lighting in photos is levelled first.
     """
-    a = _as_float(image)
-    rgb = a if a.ndim == 2 else a[:, :, : 3 if a.shape[2] >= 3 else 1]
-    if a.ndim == 3 and a.shape[2] in (2, 4):
-        alpha = a[:, :, -1]
-        if float(alpha.min()) < 0.98:
-            if float(np.median(_border(alpha))) < 0.5:
-                return np.ascontiguousarray(alpha)
-            opaque = _border(rgb)[_border(alpha) >= 0.5]
-            bg = np.median(opaque, axis=0)
-            rgb = rgb * alpha[..., None] + bg * (1 - alpha[..., None])
-    if rgb.ndim == 3 and rgb.shape[2] == 1:
-        rgb = rgb[:, :, 0]
-    bg = np.median(_border(rgb), axis=0)
+    colour, alpha, divisor = _channels(image)
+    rgb = None
+    if alpha is not None and int(alpha.min()) < (0.98 * divisor if divisor > 1 else 0.98):
+        alpha = _float(alpha, divisor)
+        if float(np.median(_border(alpha))) < 0.5:
+            return alpha
+        rgb = _float(colour, divisor)  # opaque background, some transparent pixels: composite
+        a = alpha if rgb.ndim == 2 else alpha[..., None]
+        rgb = rgb * a + np.median(_border(rgb)[_border(alpha) >= 0.5], axis=0) * (1 - a)
+    rgb = _float(colour, divisor) if rgb is None else rgb.astype(np.float32)
+    bg = np.median(_border(rgb), axis=0).astype(np.float32)
     if rgb.ndim == 2:
         lum, bg_lum = rgb, float(bg)
     else:
-        weights = np.array([0.299, 0.587, 0.114], np.float32)
-        lum, bg_lum = rgb @ weights, float(bg @ weights)
-    ink = lum - bg_lum if bg_lum < 0.5 else bg_lum - lum
-    if rgb.ndim == 3:  # coloured ink: how far its hue is from the background's
-        chroma = np.abs((rgb - lum[..., None]) - (bg - bg_lum)).max(axis=2)
-        ink = np.maximum(ink, chroma)
+        lum = 0.299 * rgb[:, :, 0] + 0.587 * rgb[:, :, 1] + 0.114 * rgb[:, :, 2]
+        bg_lum = float(0.299 * bg[0] + 0.587 * bg[1] + 0.114 * bg[2])
+    ink = _flatten(lum - bg_lum if bg_lum < 0.5 else bg_lum - lum)
+    if rgb.ndim == 3:  # coloured ink: how far a pixel's hue is from the background's
+        for i in range(3):
+            ink = np.maximum(ink, np.abs(rgb[:, :, i] - lum - (bg[i] - bg_lum)))
     return np.clip(ink, 0, 1).astype(np.float32)
 
 
-def _clean(ink: np.ndarray) -> tuple[np.ndarray, int]:
-    """Drop the background's noise floor, faint haze and stray specks; scale the peak to 1."""
+def _clean(ink: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Drop the background's noise floor, faint haze and stray specks; scale the peak to 1.
+
+    Returns the cleaned map and whether specks away from the digit were dropped.
+    """
     step = max(1, int(np.sqrt(ink.size / 65536)))
     sample = ink[::step, ::step]
     median = float(np.median(sample))
@@ -140,10 +181,16 @@ def _clean(ink: np.ndarray) -> tuple[np.ndarray, int]:
     ink[ink < FAINT] = 0
     labels, n = ndi.label(ink > 0, structure=np.ones((3, 3)))
     if n <= 1:
-        return ink, 0
+        return ink, False
     mass = ndi.sum_labels(ink, labels, index=np.arange(1, n + 1))
     keep = np.concatenate([[False], mass >= SPECK * mass.max()])
-    return np.where(keep[labels], ink, 0).astype(np.float32), int(n - keep.sum())
+    if keep[1:].all():
+        return ink, False
+    kept = np.where(keep[labels], ink, 0).astype(np.float32)
+    before, after = np.array(_bbox(ink)), np.array(_bbox(kept))
+    moved = np.abs(before - after).max() > 0.05 * max(after[2] - after[0], after[3] - after[1])
+    visible = mass[~keep[1:]].max() > 0.005 * mass[keep[1:]].sum()  # a mark, not photo noise
+    return kept, bool(moved and visible)
 
 
 def _bbox(ink: np.ndarray) -> tuple[int, int, int, int]:
@@ -175,6 +222,12 @@ def _thicken(ink: np.ndarray, radius: float) -> np.ndarray:
     ink = np.pad(ink, pad)
     distance = ndi.distance_transform_edt(ink < 0.25 * ink.max())
     return np.maximum(ink, np.clip(radius + 0.5 - distance, 0, 1)).astype(np.float32)
+
+
+def _thin(ink: np.ndarray, radius: float) -> np.ndarray:
+    """Shrink the strokes by `radius` pixels on each side (soft-edged)."""
+    distance = ndi.distance_transform_edt(ink >= 0.5 * ink.max())
+    return (ink * np.clip(distance - radius, 0, 1)).astype(np.float32)
 
 
 def _fit(crop: np.ndarray) -> np.ndarray:
@@ -225,7 +278,7 @@ def preprocess(image: np.ndarray | Image.Image) -> Preprocessed:
     if peak < 0.25:
         hints.append("The ink is faint (low contrast): use a darker pen or more light.")
     if specks:
-        hints.append(f"Ignored {specks} stray mark{'s' if specks > 1 else ''} away from the digit.")
+        hints.append("Ignored stray marks away from the digit.")
 
     crop = ink[top:bottom, left:right]
     steps["crop"] = crop
@@ -240,6 +293,10 @@ def preprocess(image: np.ndarray | Image.Image) -> Preprocessed:
         crop = crop[t:b, l:r]
         hints.append("Very thin strokes: thickened to read them; a thicker brush works better.")
     elif stroke > THICK_STROKE:
+        if THIN_TO:
+            crop = _thin(crop, (stroke - THIN_TO) / scale / 2)
+            t, l, b, r = _bbox(crop > 0.05)
+            crop = crop[t:b, l:r]
         hints.append("Very thick strokes: holes in 0, 6, 8 or 9 may close up; a thinner brush works better.")
 
     steps["scaled"] = box = _fit(crop)

@@ -45,8 +45,8 @@ runs_t = sa.Table(
     sa.Column("status", sa.String(12), nullable=False),
     sa.Column("group_name", sa.String(200)),            # a sweep's name
     sa.Column("parent_id", sa.String(32)),              # the run this one was forked from
-    sa.Column("tags", sa.JSON, nullable=False, default=list),
-    sa.Column("note", sa.Text, nullable=False, default=""),
+    sa.Column("tags", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
     sa.Column("config", sa.JSON, nullable=False),
     sa.Column("n_params", sa.Integer),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -56,10 +56,10 @@ runs_t = sa.Table(
     sa.Column("host", sa.String(200)),
     sa.Column("pid", sa.Integer),
     sa.Column("worker_id", sa.String(64)),
-    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
-    sa.Column("epoch", sa.Integer, nullable=False, default=0),          # epochs finished
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),          # epochs finished
     sa.Column("epochs", sa.Integer),                                    # epochs planned
-    sa.Column("step", sa.Integer, nullable=False, default=0),           # batches finished (all epochs)
+    sa.Column("step", sa.Integer, nullable=False, server_default="0"),           # batches finished (all epochs)
     sa.Column("steps_per_epoch", sa.Integer),
     sa.Column("best_val_accuracy", sa.Float), sa.Column("best_val_epoch", sa.Integer),
     sa.Column("last_val_accuracy", sa.Float), sa.Column("last_val_epoch", sa.Integer),
@@ -107,8 +107,8 @@ drawings_t = sa.Table(
     sa.Column("label", sa.Integer, nullable=False),
     sa.Column("image", sa.LargeBinary, nullable=False),    # 28×28 uint8, MNIST-like (ink = 255)
     sa.Column("original", sa.LargeBinary),                 # the drawing or upload as PNG
-    sa.Column("author", sa.String(100), nullable=False, default=""),
-    sa.Column("source", sa.String(16), nullable=False, default="canvas"),
+    sa.Column("author", sa.String(100), nullable=False, server_default=""),
+    sa.Column("source", sa.String(16), nullable=False, server_default="canvas"),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.CheckConstraint("label BETWEEN 0 AND 9", name="label_digit"),
 )
@@ -262,10 +262,10 @@ class RunStore:
                 have = {c["name"] for c in inspector.get_columns(table.name)}
                 for col in table.columns:
                     if col.name not in have:  # a store from an older version: add the column
-                        ddl = sa.schema.CreateColumn(col).compile(dialect=conn.dialect)
-                        default = col.default.arg if col.default is not None and not callable(col.default.arg) else None
-                        extra = "" if default is None else f" DEFAULT {json.dumps(default) if isinstance(default, (list, str)) else int(default)}"
-                        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {str(ddl).replace(' NOT NULL', '')}{extra}")
+                        ddl = str(sa.schema.CreateColumn(col).compile(dialect=conn.dialect))
+                        if col.server_default is None:  # NOT NULL needs a default on existing rows
+                            ddl = ddl.replace(" NOT NULL", "")
+                        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
             found = conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == "schema_version")).scalar()
             if found is not None and int(found) > SCHEMA_VERSION:
                 raise StoreError(f"the run store {self._where} has schema version {found}, newer than this "

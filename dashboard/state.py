@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,7 +57,12 @@ def get_dataset_info() -> DatasetInfo | None:
 
 
 def ensure_worker() -> None:
-    """Start a local worker process if none is alive for this store (so one command is enough)."""
+    """Start a local worker process if none is alive for this store (so one command is enough).
+
+    DIGITLAB_NO_WORKER=1 turns this off (tests; or when workers run elsewhere).
+    """
+    if os.environ.get("DIGITLAB_NO_WORKER"):
+        return
     from core.worker import ensure_worker as start
     start(get_store(), data_path())
 

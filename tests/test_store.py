@@ -1,0 +1,117 @@
+"""The run store against real SQLite files: round trips, status rules, NaN, migrations."""
+import math
+import sqlite3
+
+import pytest
+import sqlalchemy as sa
+
+from core.config import make_config
+from core.store import RunNotFound, RunStore, StoreError
+
+
+@pytest.fixture
+def rs(tmp_path):
+    store = RunStore(f"sqlite:///{tmp_path / 'runs.db'}")
+    yield store
+    store.close()
+
+
+def _run(store, **overrides):
+    return store.create_run(make_config("mlp-128-64", **overrides).to_dict(), n_params=109386)
+
+
+def test_create_and_get_run(rs):
+    run_id = _run(rs, name="first")
+    run = rs.get_run(run_id)
+    assert (run.name, run.status, run.architecture, run.n_params) == ("first", "queued", "mlp-128-64", 109386)
+    assert run.config["batch_size"] == 32
+    assert rs.list_runs()["run_id"].tolist() == [run_id]
+
+
+def test_metric_history_round_trip_keeps_nan_as_missing(rs):
+    run_id = _run(rs)
+    rs.log_metrics([(run_id, "epoch", "loss", s, s + 1, v) for s, v in enumerate([0.9, 0.4, math.nan])])
+    history = rs.metric_history(run_id, scope="epoch")
+    assert history["value"].isna().tolist() == [False, False, True]
+    assert history["value"].iloc[:2].tolist() == [0.9, 0.4]
+    rs.log_metrics([])  # no-op
+
+
+def test_status_changes_follow_the_rules(rs):
+    run_id = _run(rs)
+    claimed = rs.claim_run("w1")
+    assert claimed.id == run_id and claimed.status == "running" and claimed.pid
+    assert rs.claim_run("w2") is None  # nothing left to claim
+    rs.finish_run(run_id, "completed", test_accuracy=0.97)
+    with pytest.raises(StoreError, match="completed; it cannot become running"):
+        rs.set_status(run_id, "running")
+    assert rs.get_run(run_id).finished_at is not None
+
+
+def test_cancel_queued_is_immediate_and_running_is_requested(rs):
+    a, b = _run(rs), _run(rs)
+    assert rs.request_cancel(a) == "cancelled"
+    rs.claim_run("w", run_id=b)
+    assert rs.request_cancel(b) == "running"
+    assert rs.checkpoint(b, [(b, "batch", "loss", 1, 1, 0.5)], step=1) is True
+
+
+def test_unknown_run_raises(rs):
+    with pytest.raises(RunNotFound):
+        rs.get_run("missing")
+    with pytest.raises(RunNotFound):
+        rs.run_dir("../etc")
+
+
+def test_delete_removes_metrics_evaluation_and_files(rs):
+    run_id = _run(rs)
+    rs.claim_run("w")
+    rs.log_metrics([(run_id, "epoch", "loss", 1, 1, 0.3)])
+    rs.save_evaluation(run_id, "test", 0.9, 0.3, 10, [[1] * 10] * 10, {}, [(3, 1, 7, 0.8)])
+    rs.finish_run(run_id, "completed")
+    rs.run_dir(run_id).mkdir(parents=True)
+    (rs.run_dir(run_id) / "model.keras").write_bytes(b"x")
+    rs.delete_run(run_id)
+    assert rs.list_runs().empty and rs.metric_history(run_id).empty
+    assert not rs.run_dir(run_id).exists() and rs.evaluation(run_id) is None
+
+
+def test_evaluation_and_misclassified_filters(rs):
+    run_id = _run(rs)
+    rs.save_evaluation(run_id, "test", 0.5, 1.0, 4, [[0] * 10] * 10, {"0": {"f1": 1.0}},
+                       [(1, 3, 5, 0.9), (2, 3, 8, 0.6), (7, 4, 9, 0.99)])
+    assert rs.evaluation(run_id).accuracy == 0.5
+    assert rs.misclassified(run_id)["idx"].tolist() == [7, 1, 2]
+    assert rs.misclassified(run_id, true_label=3, pred_label=8)["idx"].tolist() == [2]
+
+
+def test_stale_running_run_becomes_interrupted(rs):
+    run_id = _run(rs)
+    rs.claim_run("w")
+    with rs.session() as c:  # pretend it ran in a process on another host that stopped beating
+        c.execute(sa.text("UPDATE runs SET host='elsewhere', heartbeat_at=0 WHERE id=:id"), {"id": run_id})
+    assert rs.recover_stale() == [run_id]
+    assert rs.get_run(run_id).status == "interrupted"
+
+
+def test_older_store_is_migrated_not_wiped(tmp_path):
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)  # a store from before drawn_accuracy, note and tags existed
+    con.execute("CREATE TABLE runs (id VARCHAR(32) PRIMARY KEY, name VARCHAR(200) NOT NULL, architecture "
+                "VARCHAR(40) NOT NULL, status VARCHAR(12) NOT NULL, config JSON NOT NULL, created_at FLOAT NOT NULL)")
+    con.execute("INSERT INTO runs VALUES ('abc123', 'old run', 'cnn-small', 'completed', '{\"epochs\": 3}', 1.0)")
+    con.commit()
+    con.close()
+    store = RunStore(f"sqlite:///{path}")
+    run = store.get_run("abc123")
+    assert run.name == "old run" and run.tags == [] and run.note == "" and run.drawn_accuracy is None
+    assert store.schema_version() == 1
+    store.update_run("abc123", note="still here")
+    assert store.get_run("abc123").note == "still here"
+
+
+def test_unwritable_location_is_one_clear_error(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.raises(StoreError, match="run store"):
+        RunStore(f"sqlite:///{blocked / 'runs.db'}")
