@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", help="do not try to download; use the bundled sample")
 
     from core.architectures import ARCHITECTURES
-    from core.config import HELP, LR_SCHEDULES, OPTIMIZERS
     from core.architectures import ACTIVATIONS
+    from core.config import HELP as RAW_HELP, LR_SCHEDULES, OPTIMIZERS
+    HELP = {k: v.replace("%", "%%") for k, v in RAW_HELP.items()}  # argparse formats help with %
     p = cmd["train"]
     p.add_argument("--arch", "--architecture", dest="architecture", default="cnn-small",
                    help=f"{', '.join(ARCHITECTURES)} (default cnn-small). {HELP['architecture']}")

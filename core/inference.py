@@ -29,8 +29,8 @@ MIN_SIDE = 3             # ... or whose ink spans fewer pixels (or 2 % of the im
 SPECK = 0.02             # blobs with under 2 % of the largest blob's ink are stray marks
 MNIST_STROKE = 2.5       # median stroke width of MNIST test digits, in 28×28 pixels
 THIN_STROKE = 1.2        # thinner strokes, once shrunk to fit, are thickened to MNIST_STROKE
-THICK_STROKE = 5.0       # thicker ones are flagged (~99th percentile of MNIST)
-import os; THIN_TO = float(os.environ.get('THIN_TO', 3.5)); MNIST_STROKE = float(os.environ.get('MS', 2.5)); THIN_STROKE=float(os.environ.get('TS', 1.2)); SPECK=float(os.environ.get('SP', 0.02))
+THICK_STROKE = 5.0       # thicker ones (over MNIST's 99th percentile, 4.7) are thinned ...
+THIN_TO = 3.5            # ... to this width: a blob turns back into strokes
 WORK_SIDE = 160          # larger crops are area-averaged to this before strokes are measured
 MAX_BYTES = 10_000_000   # an image file over 10 MB is refused
 MAX_PIXELS = 25_000_000  # ... as is one over 25 megapixels (decompression bombs)
@@ -293,11 +293,11 @@ def preprocess(image: np.ndarray | Image.Image) -> Preprocessed:
         crop = crop[t:b, l:r]
         hints.append("Very thin strokes: thickened to read them; a thicker brush works better.")
     elif stroke > THICK_STROKE:
-        if THIN_TO:
-            crop = _thin(crop, (stroke - THIN_TO) / scale / 2)
-            t, l, b, r = _bbox(crop > 0.05)
-            crop = crop[t:b, l:r]
-        hints.append("Very thick strokes: holes in 0, 6, 8 or 9 may close up; a thinner brush works better.")
+        crop = _thin(crop, (stroke - THIN_TO) / scale / 2)
+        t, l, b, r = _bbox(crop > 0.05)
+        crop = crop[t:b, l:r]
+        hints.append("Very thick strokes: thinned to read them, but holes in 0, 6, 8 or 9 may have "
+                     "closed up; a thinner brush works better.")
 
     steps["scaled"] = box = _fit(crop)
     image28 = _centre(box)
