@@ -9,10 +9,23 @@ stops training within one logging window.
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Callable
 
 import keras
+
+
+FLUSH_SECONDS = 1.0  # default seconds between two metric writes while training (DIGITLAB_FLUSH_SECONDS)
+
+
+def default_flush_seconds() -> float:
+    """Seconds between metric writes: DIGITLAB_FLUSH_SECONDS if it is a number ≥ 0, else FLUSH_SECONDS."""
+    try:
+        value = float(os.environ.get("DIGITLAB_FLUSH_SECONDS", FLUSH_SECONDS))
+    except ValueError:
+        return FLUSH_SECONDS
+    return value if math.isfinite(value) and value >= 0 else FLUSH_SECONDS
 
 
 def batch_interval(steps_per_epoch: int, points_per_epoch: int = 25) -> int:
@@ -24,11 +37,12 @@ class StoreLogger(keras.callbacks.Callback):
     """Buffer epoch logs and running batch means; commit them with progress in batched writes."""
 
     def __init__(self, store, run_id: str, steps_per_epoch: int, every: int | None = None,
-                 flush_seconds: float = 1.0, should_stop: Callable[[], bool] | None = None):
+                 flush_seconds: float | None = None, should_stop: Callable[[], bool] | None = None):
         super().__init__()
         self.store, self.run_id, self.steps_per_epoch = store, run_id, steps_per_epoch
         self.every = every or batch_interval(steps_per_epoch)
-        self.flush_seconds, self.should_stop = flush_seconds, should_stop
+        self.flush_seconds = default_flush_seconds() if flush_seconds is None else flush_seconds
+        self.should_stop = should_stop
         self.rows: list[tuple] = []
         self.step, self.epoch = 0, 0
         self.cancelled = False
@@ -82,7 +96,11 @@ class StoreLogger(keras.callbacks.Callback):
         self._last_flush = time.monotonic()
         progress = {k: v for k, v in self.summary.items() if v is not None}
         progress.update(step=self.step, steps_per_epoch=self.steps_per_epoch)
-        cancel = self.store.checkpoint(self.run_id, rows, **progress)
+        try:
+            cancel = self.store.checkpoint(self.run_id, rows, **progress)
+        except BaseException:  # nothing was written (one transaction): keep the rows for the next flush
+            self.rows = rows + self.rows
+            raise
         if cancel or (self.should_stop is not None and self.should_stop()):
             self.cancelled = True
             if self.model is not None:

@@ -56,7 +56,8 @@ class Preprocessed:
     steps: dict[str, np.ndarray]    # "input", "crop", "scaled", "centred", in order, for display
     hints: list[str]                # why this drawing may be misread; empty when it looks fine
     ink_fraction: float             # ink mass over the image's area, after cleaning
-    bbox: tuple[int, int, int, int]  # (top, left, bottom, right) of the ink in input pixels
+    bbox: tuple[int, int, int, int]  # (top, left, bottom, right) of the ink in input pixels;
+                                     # bottom and right exclusive: ink[top:bottom, left:right]
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def _flatten(signed: np.ndarray) -> np.ndarray:
     if np.mean(np.abs(_border(signed)) < 0.002) > 0.5:
         return signed
     h, w = signed.shape
-    step = max(1, int(np.sqrt(signed.size / 16384)))
+    step = max(1, int(np.sqrt(signed.size / 4096)))
     sample = signed[::step, ::step]
     ys, xs = np.meshgrid(np.linspace(-1, 1, h)[::step], np.linspace(-1, 1, w)[::step], indexing="ij")
     terms = np.stack([np.ones_like(xs), xs, ys, xs * xs, xs * ys, ys * ys], -1).reshape(-1, 6)
@@ -230,6 +231,33 @@ def _thin(ink: np.ndarray, radius: float) -> np.ndarray:
     return (ink * np.clip(distance - radius, 0, 1)).astype(np.float32)
 
 
+def _even_strokes(crop: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Bring very thin or very thick strokes to an MNIST-like width once fitted to BOX.
+
+    A 2-px brush on a 280-px canvas would fade to a tenth of a pixel, and a huge one
+    would fill the digit's holes. Large crops are area-averaged to WORK_SIDE first.
+    Returns the (re-cropped) ink and a hint when the strokes were changed.
+    """
+    if max(crop.shape) > WORK_SIDE:
+        k = max(crop.shape) / WORK_SIDE
+        crop = _resize(crop, (max(1, round(crop.shape[0] / k)), max(1, round(crop.shape[1] / k))))
+    scale = BOX / max(crop.shape)
+    stroke = _stroke_width(crop) * scale
+    if stroke < THIN_STROKE and scale < 1:
+        changed = _thicken(crop, (MNIST_STROKE - stroke) / scale / 2)
+        hint = "Very thin strokes: thickened to read them; a thicker brush works better."
+    elif stroke > THICK_STROKE:
+        changed = _thin(crop, (stroke - THIN_TO) / scale / 2)
+        hint = ("Very thick strokes: thinned to read them, but holes in 0, 6, 8 or 9 may have "
+                "closed up; a thinner brush works better.")
+    else:
+        return crop, None
+    if changed.max() < 0.5:  # nothing left: keep the strokes as drawn
+        return crop, hint
+    top, left, bottom, right = _bbox(changed > 0.05)
+    return changed[top:bottom, left:right], hint
+
+
 def _fit(crop: np.ndarray) -> np.ndarray:
     """Pad the crop to a square (centred, aspect kept) and resize it to BOX×BOX."""
     h, w = crop.shape
@@ -247,6 +275,10 @@ def _centre(box: np.ndarray) -> np.ndarray:
     out = np.zeros((SIZE, SIZE), np.float32)
     ys, xs = slice(max(dy, 0), min(dy + BOX, SIZE)), slice(max(dx, 0), min(dx + BOX, SIZE))
     out[ys, xs] = box[ys.start - dy:ys.stop - dy, xs.start - dx:xs.stop - dx]
+    import os
+    if os.environ.get("SUBPIX"):
+        cy, cx = ndi.center_of_mass(out)
+        out = ndi.shift(out, (CENTRE - cy, CENTRE - cx), order=1)
     return out
 
 
@@ -269,7 +301,7 @@ def preprocess(image: np.ndarray | Image.Image) -> Preprocessed:
         raise EmptyDrawing("the drawing is only a speck: draw a bigger digit")
 
     hints = []
-    if max(h, w) < 0.3 * min(height, width) or max(h, w) < 12:
+    if max(h, w) < 0.25 * min(height, width) or max(h, w) < 12:
         hints.append("The digit is small on the canvas: draw it bigger so details are not lost.")
     if top == 0 or left == 0 or bottom == height or right == width:
         hints.append("The drawing touches the edge of the canvas: part of it may be cut off.")
@@ -280,25 +312,10 @@ def preprocess(image: np.ndarray | Image.Image) -> Preprocessed:
     if specks:
         hints.append("Ignored stray marks away from the digit.")
 
-    crop = ink[top:bottom, left:right]
-    steps["crop"] = crop
-    if max(h, w) > WORK_SIDE:  # measure and thicken strokes at a modest resolution
-        k = max(h, w) / WORK_SIDE
-        crop = _resize(crop, (max(1, round(h / k)), max(1, round(w / k))))
-    scale = BOX / max(crop.shape)
-    stroke = _stroke_width(crop) * scale
-    if stroke < THIN_STROKE and scale < 1:
-        crop = _thicken(crop, (MNIST_STROKE - stroke) / scale / 2)
-        t, l, b, r = _bbox(crop > 0.05)
-        crop = crop[t:b, l:r]
-        hints.append("Very thin strokes: thickened to read them; a thicker brush works better.")
-    elif stroke > THICK_STROKE:
-        crop = _thin(crop, (stroke - THIN_TO) / scale / 2)
-        t, l, b, r = _bbox(crop > 0.05)
-        crop = crop[t:b, l:r]
-        hints.append("Very thick strokes: thinned to read them, but holes in 0, 6, 8 or 9 may have "
-                     "closed up; a thinner brush works better.")
-
+    steps["crop"] = crop = ink[top:bottom, left:right]
+    crop, hint = _even_strokes(crop)
+    if hint:
+        hints.append(hint)
     steps["scaled"] = box = _fit(crop)
     image28 = _centre(box)
     image28 = np.clip(image28 / max(float(image28.max()), 1e-6), 0, 1).astype(np.float32)
@@ -350,10 +367,12 @@ _MODELS_LOCK = threading.Lock()
 def load_model(path: str | Path, run_id: str | None = None) -> Any:
     """Load a .keras model with safe_mode (no arbitrary code), cached by (path, mtime).
 
+    `run_id` only names the run in error messages (default: the file's folder or stem).
+
     Raises ModelUnavailable when the file is missing, corrupt or refused by safe_mode.
     """
     path = Path(path)
-    label = run_id or path.stem
+    label = run_id or (path.parent.name if path.stem == "model" else path.stem)  # runs/<id>/model.keras
     try:
         key = (str(path.resolve()), path.stat().st_mtime_ns)
     except OSError:
@@ -369,9 +388,9 @@ def load_model(path: str | Path, run_id: str | None = None) -> Any:
         except Exception as exc:
             text = " ".join(str(exc).split())
             if "safe_mode" in text or "unsafe" in text.lower():
-                raise ModelUnavailable(f"model file for run {label} was refused: it contains arbitrary "
-                                       f"code (a Lambda layer?), which safe_mode forbids: {path}") from None
-            raise ModelUnavailable(f"model file for run {label} cannot be loaded ({path}): "
+                raise ModelUnavailable(f"model file for run {label} was refused: it holds unsafe code "
+                                       f"(a Python lambda), which safe_mode forbids: {path}") from None
+            raise ModelUnavailable(f"model file for run {label} is corrupt or unreadable ({path}): "
                                    f"{type(exc).__name__}: {text[:200]}") from None
         for old in [k for k in _MODELS if k[0] == key[0]]:  # the file was rewritten
             del _MODELS[old]

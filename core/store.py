@@ -172,11 +172,7 @@ def make_engine(url: str) -> sa.Engine:
         return sa.create_engine(url, pool_pre_ping=True)
     db_file = sqlite_file(url)
     if db_file is not None:
-        try:
-            db_file.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the folder for the run store {db_file}: {exc.strerror}; "
-                             f"choose another place with --db or DIGITLAB_DB") from None
+        _check_writable(db_file)
     engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
@@ -196,6 +192,25 @@ def make_engine(url: str) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _check_writable(db_file: Path) -> None:
+    """Refuse, in one line, a SQLite store Digit Lab could not write: before anything is written.
+
+    SQLite needs the file and its folder writable (WAL keeps -wal and -shm files beside it).
+    """
+    try:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the folder for the run store {db_file}: {exc.strerror}; "
+                         f"choose another place with --db or DIGITLAB_DB") from None
+    if db_file.is_dir():
+        raise StoreError(f"the run store {db_file} is a folder, not a file: point --db at a file such as runs.db")
+    if db_file.exists() and not os.access(db_file, os.R_OK | os.W_OK):
+        raise StoreError(f"the run store {db_file} is read-only: make it writable or choose another with --db")
+    if not os.access(db_file.parent, os.W_OK | os.X_OK):
+        raise StoreError(f"the folder of the run store {db_file} is not writable (SQLite keeps its journal "
+                         f"there): make it writable or choose another place with --db")
 
 
 _FRIENDLY = {
@@ -230,10 +245,14 @@ class RunStore:
                 conn = conn.execution_options(digitlab_write=write)
                 with conn.begin():
                     yield conn
-        except OperationalError as exc:
-            raise self._friendly(exc) from exc
+        except sa.exc.DatabaseError as exc:
+            friendly = self._friendly(exc)
+            if friendly is exc:
+                raise
+            raise friendly from None
 
-    def _friendly(self, exc: OperationalError) -> Exception:
+    def _friendly(self, exc: sa.exc.DatabaseError) -> Exception:
+        """A StoreError with one clear line for a full disk, a read-only or corrupt file; else `exc`."""
         text = str(exc.orig).lower()
         for needle, message in _FRIENDLY.items():
             if needle in text:
@@ -241,14 +260,18 @@ class RunStore:
         return exc
 
     def _tx(self, fn, write: bool = True, attempts: int = 12):
-        """Run fn(conn) in a transaction, retrying with backoff while SQLite says busy/locked."""
+        """Run fn(conn) in a transaction, retrying with backoff while SQLite says busy/locked.
+
+        Each attempt already waits up to busy_timeout (30 s) for the lock, so "database is
+        locked" only reaches a caller after minutes of a lock held elsewhere.
+        """
         delay = 0.05
         for attempt in range(attempts):
             try:
                 with self.session(write) as conn:
                     return fn(conn)
             except OperationalError as exc:
-                if attempt == attempts - 1 or not any(w in str(exc).lower() for w in ("locked", "busy")):
+                if attempt == attempts - 1 or not _is_busy(exc):
                     raise
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)
@@ -265,7 +288,8 @@ class RunStore:
                         ddl = str(sa.schema.CreateColumn(col).compile(dialect=conn.dialect))
                         if col.server_default is None:  # NOT NULL needs a default on existing rows
                             ddl = ddl.replace(" NOT NULL", "")
-                        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+                        # DDL cannot bind identifiers: table and column names come from `md` only.
+                        conn.exec_driver_sql(f"ALTER TABLE {_quote(conn, table.name)} ADD COLUMN {ddl}")
             found = conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == "schema_version")).scalar()
             if found is not None and int(found) > SCHEMA_VERSION:
                 raise StoreError(f"the run store {self._where} has schema version {found}, newer than this "
@@ -275,8 +299,7 @@ class RunStore:
         try:
             self._tx(migrate)
         except sa.exc.DatabaseError as exc:
-            raise self._friendly(exc) if isinstance(exc, OperationalError) else StoreError(
-                f"cannot use the run store {self._where}: {str(exc.orig).splitlines()[0]}") from None
+            raise StoreError(f"cannot use the run store {self._where}: {str(exc.orig).splitlines()[0]}") from None
 
     def schema_version(self) -> int:
         return int(self._tx(lambda c: c.execute(
@@ -354,13 +377,21 @@ class RunStore:
         return self.get_run(claimed) if claimed else None
 
     def checkpoint(self, run_id: str, rows: list[tuple], **progress: Any) -> bool:
-        """Write metric rows and progress in one transaction, beat the heart; True if cancel was asked."""
+        """Write metric rows and progress in one transaction, beat the heart; True if training should stop.
+
+        Stop means a cancel was asked, or the run is no longer running (another process marked
+        it interrupted, or it was deleted): then nothing is written.
+        """
         def write(c):
+            found = c.execute(sa.select(runs_t.c.status, runs_t.c.cancel_requested)
+                              .where(runs_t.c.id == run_id)).first()
+            if found is None or found.status != "running":
+                return True
             self._insert_metrics(c, rows)
             c.execute(sa.update(runs_t).where(runs_t.c.id == run_id)
                       .values(heartbeat_at=time.time(), **{k: _clean(v) if isinstance(v, float) else v
                                                            for k, v in progress.items()}))
-            return bool(c.execute(sa.select(runs_t.c.cancel_requested).where(runs_t.c.id == run_id)).scalar())
+            return bool(found.cancel_requested)
         return self._tx(write)
 
     def log_metrics(self, rows: Iterable[tuple]) -> None:
@@ -382,14 +413,21 @@ class RunStore:
         self.set_status(run_id, status, error=error, **summary)
 
     def request_cancel(self, run_id: str) -> str:
-        """Cancel a queued run at once, or ask a running one to stop; returns the resulting status."""
-        run = self.get_run(run_id)
-        if run.status == "queued":
-            self.set_status(run_id, "cancelled")
-            return "cancelled"
-        if run.status == "running":
-            self._tx(lambda c: c.execute(sa.update(runs_t).where(runs_t.c.id == run_id).values(cancel_requested=True)))
-        return run.status
+        """Cancel a queued run at once, or ask a running one to stop; returns the resulting status.
+
+        One transaction, so a worker claiming the run meanwhile cannot slip between the read and the write.
+        """
+        def cancel(c):
+            status = c.execute(sa.select(runs_t.c.status).where(runs_t.c.id == run_id)).scalar()
+            if status is None:
+                raise RunNotFound(f"no run with id {run_id!r}: `python -m core runs` lists the runs")
+            if status == "queued":
+                self.set_status(run_id, "cancelled", conn=c)
+                return "cancelled"
+            if status == "running":
+                c.execute(sa.update(runs_t).where(runs_t.c.id == run_id).values(cancel_requested=True))
+            return status
+        return self._tx(cancel)
 
     def heartbeat(self, run_id: str) -> None:
         self._tx(lambda c: c.execute(sa.update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "running")
@@ -408,16 +446,26 @@ class RunStore:
                                     error="the process running it stopped (killed or crashed); metrics up to its "
                                           "last write are kept")
                     stale.append(r.id)
+            for w in c.execute(sa.select(workers_t.c.id, workers_t.c.host, workers_t.c.pid,
+                                         workers_t.c.heartbeat_at)).all():  # forget dead workers
+                if (w.host == host and not _pid_alive(w.pid)) or w.heartbeat_at < now - timeout:
+                    c.execute(sa.delete(workers_t).where(workers_t.c.id == w.id))
             return stale
         return self._tx(recover)
 
     def delete_run(self, run_id: str) -> None:
         """Delete a run with its metrics, evaluations and model files."""
-        run = self.get_run(run_id)
-        if run.status == "running":
-            raise StoreError(f"run {run_id} is running: cancel it first")
-        self._tx(lambda c: c.execute(sa.delete(runs_t).where(runs_t.c.id == run_id)))
-        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+        folder = self.run_dir(run_id)  # RunNotFound for an id that could not be one
+
+        def delete(c):  # one transaction: a worker cannot claim the run between the check and the delete
+            status = c.execute(sa.select(runs_t.c.status).where(runs_t.c.id == run_id)).scalar()
+            if status is None:
+                raise RunNotFound(f"no run with id {run_id!r}: `python -m core runs` lists the runs")
+            if status == "running":
+                raise StoreError(f"run {run_id} is running: cancel it first")
+            c.execute(sa.delete(runs_t).where(runs_t.c.id == run_id))
+        self._tx(delete)
+        shutil.rmtree(folder, ignore_errors=True)
 
     def update_run(self, run_id: str, **values: Any) -> None:
         """Edit a run's user fields: name, tags, note, group_name, drawn_accuracy."""
@@ -430,7 +478,7 @@ class RunStore:
 
     def run_dir(self, run_id: str) -> Path:
         """artifacts/<run id>/: the path comes from the id alone, never from a name."""
-        if not run_id.isalnum():
+        if not (isinstance(run_id, str) and run_id.isascii() and run_id.isalnum()):
             raise RunNotFound(f"no run with id {run_id!r}")
         return self.artifacts / run_id
 
@@ -459,7 +507,8 @@ class RunStore:
                             columns=["param", "value"])
 
     def save_evaluation(self, run_id: str, split: str, accuracy: float | None, loss: float | None, n: int,
-                        confusion: list[list[int]], report: dict, misclassified: list[tuple] | None = None) -> None:
+                        confusion: list[list[int]], report: dict, misclassified: list[tuple] | None = None,
+                        conn: sa.Connection | None = None) -> None:
         """Store (replace) a run's evaluation on a split, and for 'test' its misclassified examples."""
         def write(c):
             c.execute(sa.delete(evaluations_t).where(evaluations_t.c.run_id == run_id, evaluations_t.c.split == split))
@@ -472,6 +521,18 @@ class RunStore:
                     c.execute(sa.insert(misclassified_t), [
                         dict(run_id=run_id, idx=int(i), true_label=int(t), pred_label=int(p), confidence=float(q))
                         for i, t, p, q in misclassified])
+        return write(conn) if conn is not None else self._tx(write)
+
+    def complete_run(self, run_id: str, evaluation: dict, **summary: Any) -> None:
+        """Save the test evaluation and mark the run completed in one transaction: both or neither.
+
+        `evaluation` has accuracy, loss, n, confusion, report and misclassified (core.train.evaluate).
+        """
+        keys = ("accuracy", "loss", "n", "confusion", "report", "misclassified")
+
+        def write(c):
+            self.save_evaluation(run_id, "test", *(evaluation.get(k) for k in keys), conn=c)
+            self.set_status(run_id, "completed", conn=c, **summary)
         self._tx(write)
 
     def evaluation(self, run_id: str, split: str = "test") -> Evaluation | None:
@@ -513,6 +574,16 @@ class RunStore:
         host = socket.gethostname()
         alive = [dict(r) for r in rows if r["host"] != host or _pid_alive(r["pid"])]
         return pd.DataFrame(alive, columns=[c.name for c in workers_t.c])
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    """SQLite's "database is locked" / "database table is locked" / SQLITE_BUSY: worth a retry."""
+    text = str(exc.orig).lower()
+    return "locked" in text or "busy" in text
+
+
+def _quote(conn: sa.Connection, name: str) -> str:
+    return conn.dialect.identifier_preparer.quote(name)
 
 
 def _pid_alive(pid: int) -> bool:

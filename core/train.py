@@ -19,7 +19,7 @@ import numpy as np
 from core.architectures import count_params
 from core.config import TrainConfig
 from core.data import dataset_info, load_dataset
-from core.store import Run, RunStore
+from core.store import Run, RunStore, StoreError
 
 MAX_MISCLASSIFIED = 2000  # most confident mistakes kept for the gallery
 HEARTBEAT_SECONDS = 5.0
@@ -169,45 +169,71 @@ def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool
                   validation_data=val, callbacks=callbacks, shuffle=True, verbose=0)
         logger.flush()
         if logger.cancelled:
-            store.finish_run(run.id, "cancelled", error="cancelled on request")
+            if store.get_run(run.id).status == "running":  # else another process already ended it
+                store.finish_run(run.id, "cancelled", error="cancelled on request")
             return store.get_run(run.id)
         result = evaluate(model, splits.x_test, splits.y_test)
-        store.save_evaluation(run.id, "test", result["accuracy"], result["loss"], result["n"],
-                              result["confusion"], result["report"], result["misclassified"])
-        model_path = save_model(store, run.id, model)
-        store.finish_run(run.id, "completed", test_accuracy=result["accuracy"], test_loss=result["loss"],
-                         model_path=str(model_path))
+        _complete(store, run.id, model, result)
     except KeyboardInterrupt:
         _finish_after_error(store, run.id, logger, "cancelled", "cancelled by Ctrl-C")
         raise
     except Exception as exc:
         detail = traceback.format_exc(limit=-3)
-        _finish_after_error(store, run.id, logger, "failed", f"{type(exc).__name__}: {exc}\n\n{detail}")
+        unrecorded = _finish_after_error(store, run.id, logger, "failed", f"{type(exc).__name__}: {exc}\n\n{detail}")
+        if unrecorded is not None:  # the store cannot be written (disk full, read-only): say so, once
+            raise unrecorded from None
     finally:
         heart.stopped.set()
     return store.get_run(run.id)
 
 
-def _finish_after_error(store: RunStore, run_id: str, logger, status: str, error: str) -> None:
-    """Keep every metric row logged so far, then mark the run; never raise from here."""
+def _complete(store: RunStore, run_id: str, model, result: dict) -> None:
+    """Save the model, then the evaluation and `completed` in one transaction.
+
+    A run is never `completed` without its model file, and a model file never outlives a
+    failed attempt to complete its run.
+    """
+    model_path = save_model(store, run_id, model)
+    try:
+        store.complete_run(run_id, result, test_accuracy=result["accuracy"], test_loss=result["loss"],
+                           model_path=str(model_path))
+    except BaseException:
+        model_path.unlink(missing_ok=True)
+        raise
+
+
+def _finish_after_error(store: RunStore, run_id: str, logger, status: str, error: str) -> StoreError | None:
+    """Keep every metric row logged so far, then mark the run; never raise from here.
+
+    Returns the StoreError when the store could not record the end (the run stays `running`
+    until the next worker or dashboard start marks it `interrupted`, metrics kept).
+    """
     try:
         if logger is not None:
             logger.flush()
     except Exception:
         pass
     try:
-        store.finish_run(run_id, status, error=error[:4000])
+        if store.get_run(run_id).status == "running":
+            store.finish_run(run_id, status, error=error[:4000])
+    except StoreError as exc:
+        return exc
     except Exception:
         pass
+    return None
 
 
 def save_model(store: RunStore, run_id: str, model) -> Path:
-    """Save to artifacts/<run id>/model.keras atomically (write aside, then rename)."""
+    """Save to artifacts/<run id>/model.keras atomically (write aside, then rename); no partial file is left."""
     folder = store.run_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     final, partial = folder / "model.keras", folder / "partial.keras"
-    model.save(partial)
-    os.replace(partial, final)
+    try:
+        model.save(partial)
+        os.replace(partial, final)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return final
 
 

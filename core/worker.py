@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from core.settings import REPO_ROOT
-from core.store import RunStore
+from core.store import RunStore, StoreError
 
 WORKER_BEAT = 5.0  # seconds between a worker's heartbeats while idle or training
 
@@ -64,7 +64,12 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
                 stop.wait(poll)
                 continue
             log(f"worker: training run {run.id} ({run.name}, {run.architecture})")
-            finished = execute(store, run, data_path, should_stop=stop.is_set)
+            try:
+                finished = execute(store, run, data_path, should_stop=stop.is_set)
+            except StoreError:  # the store cannot be written: stop; the CLI prints why in one line
+                log(f"worker: run {run.id} stopped because the store cannot be written; the next worker or "
+                    f"dashboard start marks it interrupted, keeping its metrics up to the last write")
+                raise
             log(f"worker: run {run.id} {finished.status}"
                 + (f", test accuracy {finished.test_accuracy:.4f}" if finished.test_accuracy is not None else "")
                 + (f": {finished.error.splitlines()[0]}" if finished.error and finished.status == "failed" else ""))

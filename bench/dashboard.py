@@ -1,0 +1,212 @@
+"""Cold page loads in headless Chromium: Runs with 1,000 runs, Compare with 10 runs.
+
+A temporary store is filled with 1,000 finished synthetic runs (as bench/store_scale.py
+builds them) and the dashboard is started on it. Each measurement opens a NEW browser
+context (no cache, no cookies, a new Streamlit session) and times from navigation until
+the page's data is drawn and Streamlit has finished the script run:
+
+  Runs     the runs table (st.dataframe grid) is drawn and holds every run (it scrolls;
+           it is not paged), no spinner, no running-script indicator
+  Compare  ?runs=<10 ids>: every Plotly chart has drawn its SVG, no spinner, no
+           running-script indicator
+
+"Drawn" must still hold 0.5 s later (otherwise the wait goes on), so a page that renders
+its table and then keeps running is timed to its real end. The first load after the server
+starts (its caches empty) is reported apart from the median of the following loads.
+
+Run: python bench/dashboard.py            (1,000 runs, 10 compared, 7 loads per page)
+Needs Chromium at /usr/bin/chromium (or --chromium) and the Playwright Python package.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common  # noqa: E402
+
+TARGET_S = 2.0
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1400, "height": 900}
+
+# True once the page's data is drawn and the script run is over. `kind` picks the check;
+# `want` is how many rows (Runs) or charts (Compare) must be there.
+DRAWN_JS = """([kind, want]) => {
+  const busy = document.querySelector('[data-testid="stSpinner"]')
+            || document.querySelector('[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]')
+            || document.querySelector('[data-testid="stStatusWidget"] button');
+  if (busy) return false;
+  if (document.querySelector('[data-testid="stException"]')) return 'exception';
+  if (kind === 'runs') {
+    for (const grid of document.querySelectorAll('[data-testid="stDataFrame"]')) {
+      const table = grid.querySelector('[aria-rowcount]');
+      const canvas = grid.querySelector('canvas');
+      if (table && canvas && canvas.width > 0 && Number(table.getAttribute('aria-rowcount')) - 1 >= want) return true;
+    }
+    return false;
+  }
+  const charts = [...document.querySelectorAll('.js-plotly-plot')];
+  const drawn = charts.filter(c => c.querySelector('.main-svg') && c.querySelector('.plot, .parcoords, .heatmaplayer'));
+  return drawn.length >= want;
+}"""
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(db_url: str, data: Path | None, folder: Path) -> Server:
+    """`python -m streamlit run dashboard/app.py` on a free port, no worker; waits for /_stcore/health."""
+    port = free_port()
+    log = folder / "streamlit.log"
+    cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+           "--server.port", str(port), "--browser.gatherUsageStats", "false", "--", "--db", db_url]
+    if data is not None:
+        cmd += ["--data", str(data)]
+    env = {**os.environ, "DIGITLAB_NO_WORKER": "1", "DIGITLAB_ARTIFACTS": str(folder / "artifacts")}
+    proc = subprocess.Popen(cmd, cwd=common.ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    server = Server(proc, port, log)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return server
+        except OSError:
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"streamlit did not answer /_stcore/health within 60 s: {log.read_text()[-2000:]}")
+
+
+def load_once(browser, url: str, kind: str, want: int, timeout_s: float, shot: Path | None = None) -> float:
+    """Seconds from navigation in a new browser context until the page is drawn and idle."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    try:
+        t0 = time.perf_counter()
+        page.goto(url, wait_until="commit")
+        deadline = t0 + timeout_s
+        while True:
+            left_ms = max(1.0, (deadline - time.perf_counter()) * 1000)
+            handle = page.wait_for_function(DRAWN_JS, arg=[kind, want], polling=50, timeout=left_ms)
+            if handle.json_value() == "exception":
+                raise RuntimeError(f"the page shows an exception: {url}")
+            done = time.perf_counter() - t0
+            page.wait_for_timeout(500)
+            if page.evaluate(DRAWN_JS, [kind, want]) is True:  # still drawn and idle: the load is over
+                break
+        if shot is not None:
+            page.screenshot(path=str(shot), full_page=True)
+        return done
+    finally:
+        context.close()
+
+
+def measure(browser, url: str, kind: str, want: int, loads: int, timeout_s: float, shot: Path | None) -> dict:
+    times = [load_once(browser, url, kind, want, timeout_s, shot if i == 0 else None) for i in range(loads + 1)]
+    first, rest = times[0], times[1:]
+    return {"first_load_s": first, "s": common.stats(rest), "raw_s": rest, "url": url}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = common.base_parser(__doc__.split("\n")[0])
+    common.add_data_argument(parser)
+    parser.add_argument("--runs", type=int, default=1000, help="synthetic runs in the store")
+    parser.add_argument("--compare", type=int, default=10, help="runs on the Compare page")
+    parser.add_argument("--loads", type=int, default=7, help="timed cold loads per page (after a first one)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a load counts as failed")
+    parser.add_argument("--chromium", default=CHROMIUM, help="the Chromium executable")
+    parser.add_argument("--screenshots", metavar="DIR", default=None, help="save one screenshot per page here")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.runs, args.compare, args.loads = 30, 3, 1
+    if not Path(args.chromium).exists():
+        print(f"no Chromium at {args.chromium}: install it (`apt-get install chromium`) or pass --chromium")
+        return 2
+    from playwright.sync_api import sync_playwright
+
+    from bench.store_scale import build_store
+
+    started, load_before = time.time(), common.loadavg()
+    folder = Path(tempfile.mkdtemp(prefix="digitlab-dashboard-"))
+    shots = Path(args.screenshots) if args.screenshots else None
+    if shots:
+        shots.mkdir(parents=True, exist_ok=True)
+    try:
+        data = common.mnist_h5(args.data) if args.data or common.MNIST_IDX_DIR.is_dir() else None
+        store, facts = build_store(folder, args.runs, epochs=20, batch_points=100)
+        runs = store.list_runs()
+        compare_ids = runs["run_id"].head(args.compare).tolist()  # the newest runs, as a user would pick
+        db_url = store.url
+        store.close()
+        print(f"store: {args.runs:,} runs, {facts['metric_rows']:,} metric rows ({facts['db_mb']} MB)", flush=True)
+        server = start_server(db_url, data, folder)
+        figures: dict[str, Any] = {"runs": args.runs, "compare": args.compare, "loads": args.loads,
+                                   "target_s": TARGET_S, "pages": {}}
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=args.chromium, args=ARGS)
+                try:
+                    pages = {"Runs": (f"{server.url}/runs", "runs", args.runs),
+                             "Compare": (f"{server.url}/compare?runs={','.join(compare_ids)}", "compare", 1)}
+                    for name, (url, kind, want) in pages.items():
+                        shot = shots / f"{name.lower()}.png" if shots else None
+                        figures["pages"][name] = measure(browser, url, kind, want, args.loads, args.timeout, shot)
+                        print(f"{name}: {common.span(figures['pages'][name]['s'], '{:.2f}', ' s')}", flush=True)
+                finally:
+                    browser.close()
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    rows = [[name, f"{fig['first_load_s']:.2f}", common.span(fig["s"], "{:.2f}"), f"{fig['s']['p95']:.2f}",
+             "met" if fig["s"]["median"] <= TARGET_S else "MISSED"] for name, fig in figures["pages"].items()]
+    print()
+    print(common.table(["page", "first load (s)", "cold load median (min–max) s", "p95 s",
+                        f"target ≤ {TARGET_S:g} s"], rows))
+    path = common.write_results("dashboard", figures, args.results, started, load_before,
+                                notes=[f"{args.runs:,} synthetic runs; Compare with the {args.compare} newest",
+                                       "each load: a new Chromium context; timed from navigation until the data is "
+                                       "drawn and the script run is over (still so 0.5 s later)",
+                                       "first_load_s: the first load after the server started (server caches empty)"])
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

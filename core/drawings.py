@@ -1,0 +1,187 @@
+"""The team-drawn test set: labelled drawings kept in the store, and runs evaluated on them.
+
+A drawing is stored twice: as the MNIST-like 28×28 image a model sees (uint8, ink = 255,
+the output of `core.inference.preprocess`) and as the original PNG (the canvas or the
+upload), with its label, an optional author and when it was saved. `evaluate_on_drawn`
+scores a completed run on every stored 28×28 image with the same `predict_probabilities`
+the Draw page and `python -m core predict` use, and records the result as the run's
+"drawn" evaluation and its `drawn_accuracy`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from core.store import Evaluation, RunStore, drawings_t
+
+SOURCES = ("canvas", "upload")      # where a drawing came from
+MAX_AUTHOR = 100                    # characters kept of an author's name (the column's size)
+MAX_ORIGINAL = 5_000_000            # bytes: a larger original PNG is refused
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+COLUMNS = ["id", "label", "author", "source", "created_at", "image", "has_original"]
+
+
+class DrawingError(ValueError):
+    """A drawing that cannot be saved, found or evaluated; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class RunScore:
+    """One run's result in `evaluate_all`: its drawn-set accuracy, or why it has none."""
+    run_id: str
+    name: str
+    accuracy: float | None
+    error: str | None = None
+
+
+def _label(label: object) -> int:
+    """The label as an int 0-9, or DrawingError echoing what was received."""
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= int(label) <= 9:
+        raise DrawingError(f"label must be a digit 0-9, got {label!r}")
+    return int(label)
+
+
+def _image_bytes(image28: np.ndarray) -> bytes:
+    """A 28×28 image (uint8, or float in [0, 1]) as 784 uint8 bytes, ink = 255."""
+    a = np.asarray(image28)
+    if a.shape != (28, 28):
+        raise DrawingError(f"a drawing's image must be 28×28, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        f = a.astype(np.float64)
+        if not np.isfinite(f).all() or f.min() < 0 or f.max() > 1:
+            raise DrawingError("a float image must hold values in [0, 1] (no NaN)")
+        a = np.round(f * 255).astype(np.uint8)
+    if not a.any():
+        raise DrawingError("the drawing is empty: nothing to save")
+    return a.tobytes()
+
+
+def _original(original_png: bytes | None) -> bytes | None:
+    if original_png is None:
+        return None
+    data = bytes(original_png)
+    if not data.startswith(PNG_MAGIC):
+        raise DrawingError("the original must be a PNG image")
+    if len(data) > MAX_ORIGINAL:
+        raise DrawingError(f"the original is {len(data) / 1e6:.1f} MB, over the {MAX_ORIGINAL / 1e6:g} MB limit")
+    return data
+
+
+def add_drawing(store: RunStore, label: int, image28: np.ndarray, original_png: bytes | None = None,
+                author: str = "", source: str = "canvas") -> int:
+    """Save a labelled drawing; returns its id. Raises DrawingError for a bad label, image or source."""
+    values = dict(label=_label(label), image=_image_bytes(image28), original=_original(original_png),
+                  author=" ".join(str(author or "").split())[:MAX_AUTHOR], created_at=time.time())
+    if source not in SOURCES:
+        raise DrawingError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    values["source"] = source
+    return int(store._tx(lambda c: c.execute(sa.insert(drawings_t).values(**values)).inserted_primary_key[0]))
+
+
+def _decode(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.uint8).reshape(28, 28).copy()
+
+
+def list_drawings(store: RunStore, label: int | None = None) -> pd.DataFrame:
+    """Drawings newest first: id, label, author, source, created_at, image (28×28 uint8), has_original."""
+    d = drawings_t.c
+    q = sa.select(d.id, d.label, d.author, d.source, d.created_at, d.image,
+                  (d.original.is_not(None)).label("has_original")).order_by(d.created_at.desc(), d.id.desc())
+    if label is not None:
+        q = q.where(d.label == _label(label))
+    rows = store._tx(lambda c: c.execute(q).all(), write=False)
+    df = pd.DataFrame([dict(r._mapping) for r in rows], columns=COLUMNS)
+    df["image"] = [_decode(b) for b in df["image"]]
+    df["has_original"] = df["has_original"].astype(bool)
+    return df
+
+
+def count_drawings(store: RunStore) -> int:
+    return int(store._tx(lambda c: c.execute(sa.select(sa.func.count()).select_from(drawings_t)).scalar(),
+                         write=False))
+
+
+def drawing_original(store: RunStore, drawing_id: int) -> bytes | None:
+    """The original PNG of a drawing (None if it has none); DrawingError if there is no such drawing."""
+    row = store._tx(lambda c: c.execute(sa.select(drawings_t.c.original)
+                                        .where(drawings_t.c.id == int(drawing_id))).first(), write=False)
+    if row is None:
+        raise DrawingError(f"no drawing with id {drawing_id}")
+    return row.original
+
+
+def delete_drawing(store: RunStore, drawing_id: int) -> None:
+    """Delete one drawing; DrawingError if there is no such drawing."""
+    gone = store._tx(lambda c: c.execute(sa.delete(drawings_t).where(drawings_t.c.id == int(drawing_id))).rowcount)
+    if not gone:
+        raise DrawingError(f"no drawing with id {drawing_id}: it may have been deleted already")
+
+
+def drawn_arrays(store: RunStore) -> tuple[np.ndarray, np.ndarray]:
+    """The drawn set as model input: images (N, 28, 28) float32 in [0, 1] and labels (N,) int64."""
+    rows = store._tx(lambda c: c.execute(sa.select(drawings_t.c.image, drawings_t.c.label)
+                                         .order_by(drawings_t.c.id)).all(), write=False)
+    x = np.stack([_decode(r.image) for r in rows]).astype(np.float32) / 255.0 if rows else np.zeros((0, 28, 28), np.float32)
+    return x, np.array([r.label for r in rows], dtype=np.int64)
+
+
+def score(probs: np.ndarray, y: np.ndarray) -> dict:
+    """Accuracy, log loss, 10×10 confusion (rows = true digit) and per-class report of predictions."""
+    pred = probs.argmax(axis=1)
+    confusion = np.zeros((10, 10), dtype=int)
+    np.add.at(confusion, (y, pred), 1)
+    report = {}
+    for c in range(10):
+        tp, predicted, support = confusion[c, c], confusion[:, c].sum(), confusion[c, :].sum()
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        report[str(c)] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
+                          "support": int(support)}
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
+    return {"accuracy": float((pred == y).mean()), "loss": loss if math.isfinite(loss) else None,
+            "n": int(len(y)), "confusion": confusion.tolist(), "report": report}
+
+
+def evaluate_on_drawn(store: RunStore, run_id: str) -> Evaluation:
+    """Score a completed run on every drawing; saved as its "drawn" evaluation and drawn_accuracy.
+
+    Raises DrawingError when there are no drawings yet, ModelUnavailable when the run has no
+    usable model, RunNotFound for an unknown run.
+    """
+    from core.inference import predict_probabilities
+    from core.predict import model_for_run
+
+    x, y = drawn_arrays(store)
+    if not len(y):
+        raise DrawingError("the drawn set is empty: save a few labelled drawings first")
+    model = model_for_run(store, run_id)
+    result = score(predict_probabilities(model, x), y)
+    store.save_evaluation(run_id, "drawn", result["accuracy"], result["loss"], result["n"],
+                          result["confusion"], result["report"])
+    store.update_run(run_id, drawn_accuracy=result["accuracy"])
+    return store.evaluation(run_id, "drawn")
+
+
+def evaluate_all(store: RunStore, progress: Callable[[int, int, str], None] | None = None) -> list[RunScore]:
+    """Evaluate every completed run on the drawn set; a run whose model is unusable is reported, not fatal."""
+    from core.inference import InferenceError
+
+    if not count_drawings(store):
+        raise DrawingError("the drawn set is empty: save a few labelled drawings first")
+    runs = store.list_runs(status="completed")
+    scores = []
+    for i, (run_id, name) in enumerate(zip(runs["run_id"], runs["name"])):
+        if progress:
+            progress(i, len(runs), name)
+        try:
+            scores.append(RunScore(run_id, name, evaluate_on_drawn(store, run_id).accuracy))
+        except InferenceError as exc:
+            scores.append(RunScore(run_id, name, None, str(exc)))
+    return scores

@@ -1,0 +1,315 @@
+"""Tables for the Runs, Run detail and Compare pages: formatting, filters, sorting, CSV export,
+parameter diffs, per-class reports, confusion changes, test digits and links between pages.
+
+Everything that touches many runs is vectorised (pandas column operations, no per-row
+store queries), so a table of 1,000 runs stays fast. Nothing here caches run rows: a live
+run's status is always read fresh.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.architectures import describe
+from core.config import TrainConfig
+from core.data import DataError, load_dataset
+from core.store import Evaluation, RunStore, StoreError
+
+# Hyperparameters shown as table columns and offered to the parallel-coordinates plot.
+HYPERPARAMETERS = ("architecture", "optimizer", "learning_rate", "batch_size", "epochs_planned", "dropout",
+                   "activation", "validation_split", "lr_schedule", "train_limit", "augment", "seed")
+METRICS = {"test_accuracy": "test accuracy", "best_val_accuracy": "best validation accuracy",
+           "last_val_accuracy": "last validation accuracy", "drawn_accuracy": "drawn-set accuracy"}
+# Sort choices on the Runs page: label -> (column, descending by default).
+SORTS = {"newest first": ("created_at", True), "test accuracy": ("test_accuracy", True),
+         "best validation accuracy": ("best_val_accuracy", True), "drawn-set accuracy": ("drawn_accuracy", True),
+         "duration": ("duration", True), "parameters": ("n_params", True), "name": ("name", False),
+         "status": ("status", False), "architecture": ("architecture", False)}
+STATUS_ICONS = {"queued": "⏳ queued", "running": "▶️ running", "completed": "✅ completed", "failed": "❌ failed",
+                "cancelled": "⏹️ cancelled", "interrupted": "⚠️ interrupted"}
+PAGES = {"train": ("../pages/train.py", ""), "runs": ("../pages/runs.py", "runs"),
+         "run": ("../pages/run_detail.py", "run"), "compare": ("../pages/compare.py", "compare")}
+CSV_COLUMNS = ("run_id", "name", "status", "architecture", "group_name", "tags", "note", "created", *HYPERPARAMETERS[1:],
+               "n_params", "epoch", "best_val_accuracy", "best_val_epoch", "last_val_accuracy", "last_val_epoch",
+               "test_accuracy", "test_loss", "drawn_accuracy", "duration", "parent_id")
+
+
+# -- the runs table ------------------------------------------------------------------------
+def _percent(series: pd.Series) -> pd.Series:
+    return pd.to_numeric(series, errors="coerce").astype(float) * 100
+
+
+def _tags_text(tags: pd.Series) -> pd.Series:
+    return tags.map(lambda t: ", ".join(t) if isinstance(t, list) else "")
+
+
+def runs_view(runs: pd.DataFrame) -> pd.DataFrame:
+    """list_runs() rows as the Runs table shows them (accuracies in %, status with an icon)."""
+    out = pd.DataFrame({
+        "name": runs["name"],
+        "status": runs["status"].map(STATUS_ICONS).fillna(runs["status"]),
+        "architecture": runs["architecture"],
+        "optimizer": runs["optimizer"],
+        "learning rate": pd.to_numeric(runs["learning_rate"], errors="coerce"),
+        "batch": pd.to_numeric(runs["batch_size"], errors="coerce"),
+        "epochs": runs["epoch"].astype("Int64").astype(str) + " / "
+                  + pd.to_numeric(runs["epochs"], errors="coerce").astype("Int64").astype(str).replace("<NA>", "?"),
+        "best val %": _percent(runs["best_val_accuracy"]),
+        "best @": pd.to_numeric(runs["best_val_epoch"], errors="coerce").astype("Int64"),
+        "last val %": _percent(runs["last_val_accuracy"]),
+        "last @": pd.to_numeric(runs["last_val_epoch"], errors="coerce").astype("Int64"),
+        "test %": _percent(runs["test_accuracy"]),
+        "drawn %": _percent(runs["drawn_accuracy"]),
+        "duration": pd.to_numeric(runs["duration"], errors="coerce") / 60,
+        "params": pd.to_numeric(runs["n_params"], errors="coerce").astype("Int64"),
+        "group": runs["group_name"],
+        "tags": _tags_text(runs["tags"]),
+        "note": runs["note"].fillna(""),
+        "created": pd.to_datetime(runs["created_at"], unit="s"),
+        "details": "run?run=" + runs["run_id"],
+        "id": runs["run_id"],
+    })
+    return out.reset_index(drop=True)
+
+
+def runs_column_config() -> dict[str, Any]:
+    """st.dataframe column formats for runs_view()."""
+    cc = st.column_config
+    pct = "%.2f%%"
+    return {
+        "name": cc.TextColumn("name", width="medium", pinned=True),
+        "learning rate": cc.NumberColumn("lr", format="%.0e", help="initial learning rate"),
+        "batch": cc.NumberColumn("batch", format="%d"),
+        "epochs": cc.TextColumn("epochs", help="epochs finished / planned"),
+        "best val %": cc.NumberColumn("best val", format=pct, help="best validation accuracy"),
+        "best @": cc.NumberColumn("@ep", format="%d", help="epoch of the best validation accuracy"),
+        "last val %": cc.NumberColumn("last val", format=pct, help="validation accuracy after the last epoch"),
+        "last @": cc.NumberColumn("@ep ", format="%d", help="epoch of the last validation accuracy"),
+        "test %": cc.NumberColumn("test", format=pct, help="accuracy on the test split"),
+        "drawn %": cc.NumberColumn("drawn", format=pct, help="accuracy on the digits drawn on the Draw page"),
+        "duration": cc.NumberColumn("minutes", format="%.1f", help="training time (so far, while running)"),
+        "params": cc.NumberColumn("params", format="localized"),
+        "created": cc.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm"),
+        "details": cc.LinkColumn("details", display_text="open ↗", help="open the run's detail page in a new tab"),
+        "id": cc.TextColumn("id", width="small"),
+    }
+
+
+def all_tags(runs: pd.DataFrame) -> list[str]:
+    """Every tag used by any run, sorted."""
+    return sorted({tag for tags in runs["tags"] if isinstance(tags, list) for tag in tags})
+
+
+def all_groups(runs: pd.DataFrame) -> list[str]:
+    return sorted(g for g in runs["group_name"].dropna().unique() if g)
+
+
+def filter_runs(runs: pd.DataFrame, statuses: Iterable[str] = (), architectures: Iterable[str] = (),
+                groups: Iterable[str] = (), tags: Iterable[str] = (), search: str = "") -> pd.DataFrame:
+    """Runs matching every given filter (an empty filter matches all); tags match any of those given."""
+    mask = pd.Series(True, index=runs.index)
+    statuses, architectures, groups, tags = list(statuses), list(architectures), list(groups), set(tags)
+    if statuses:
+        mask &= runs["status"].isin(statuses)
+    if architectures:
+        mask &= runs["architecture"].isin(architectures)
+    if groups:
+        mask &= runs["group_name"].isin(groups)
+    if tags:
+        mask &= runs["tags"].map(lambda t: isinstance(t, list) and not tags.isdisjoint(t))
+    if search.strip():
+        needle = search.strip()
+        mask &= (runs["name"].str.contains(needle, case=False, regex=False)
+                 | runs["run_id"].str.startswith(needle.lower()))
+    return runs[mask]
+
+
+def sort_runs(runs: pd.DataFrame, label: str, reverse: bool = False) -> pd.DataFrame:
+    """Sort by a SORTS label (missing values last); `reverse` flips the label's usual order."""
+    column, descending = SORTS[label]
+    key = (lambda s: s.str.lower()) if column in ("name", "status", "architecture") else None
+    return runs.sort_values(column, ascending=descending == reverse, na_position="last", kind="stable", key=key)
+
+
+def runs_csv(runs: pd.DataFrame) -> bytes:
+    """The runs as CSV (UTF-8): ids, settings, metrics (fractions, not %), tags joined by ';'."""
+    out = runs.assign(tags=runs["tags"].map(lambda t: ";".join(t) if isinstance(t, list) else ""),
+                      created=pd.to_datetime(runs["created_at"], unit="s").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return out[[c for c in CSV_COLUMNS if c in out.columns]].to_csv(index=False).encode("utf-8")
+
+
+def add_tag(tags: Sequence[str] | None, tag: str) -> list[str]:
+    return list(dict.fromkeys([*(tags or []), tag]))
+
+
+def remove_tag(tags: Sequence[str] | None, tag: str) -> list[str]:
+    return [t for t in (tags or []) if t != tag]
+
+
+def clean_tag(text: str) -> str:
+    """A tag as typed, trimmed; commas are not allowed (the table joins tags with them)."""
+    return " ".join(text.replace(",", " ").split())[:40]
+
+
+# -- comparing runs --------------------------------------------------------------------------------
+def _param_text(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, (list, dict, tuple)):
+        return json.dumps(value, separators=(", ", ": "))
+    return str(value)
+
+
+def param_diff(configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows: the parameters whose values differ between the configs; columns: one per config label."""
+    keys = list(dict.fromkeys(k for cfg in configs.values() for k in cfg))
+    rows = {}
+    for key in keys:
+        values = [_param_text(cfg.get(key)) for cfg in configs.values()]
+        if len(set(values)) > 1:
+            rows[key] = values
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(configs)).rename_axis("parameter")
+
+
+def unique_labels(runs: pd.DataFrame) -> dict[str, str]:
+    """run id -> its name, with the short id appended where two runs share a name."""
+    counts = runs["name"].value_counts()
+    return {rid: (name if counts[name] == 1 else f"{name} ({rid[:6]})")
+            for rid, name in zip(runs["run_id"], runs["name"])}
+
+
+def summary_table(runs: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
+    """Compare's side-by-side summary: one column per run."""
+    table = pd.DataFrame({
+        "status": runs["status"].to_numpy(),
+        "test accuracy %": _percent(runs["test_accuracy"]).round(2).to_numpy(),
+        "best val accuracy %": _percent(runs["best_val_accuracy"]).round(2).to_numpy(),
+        "best val epoch": pd.to_numeric(runs["best_val_epoch"], errors="coerce").astype("Int64").to_numpy(),
+        "drawn accuracy %": _percent(runs["drawn_accuracy"]).round(2).to_numpy(),
+        "duration (min)": (pd.to_numeric(runs["duration"], errors="coerce") / 60).round(1).to_numpy(),
+        "parameters": pd.to_numeric(runs["n_params"], errors="coerce").astype("Int64").to_numpy(),
+    }, index=[labels[r] for r in runs["run_id"]])
+    return table.T.astype(object).where(table.T.notna(), "—")
+
+
+def varying(runs: pd.DataFrame, columns: Iterable[str]) -> list[str]:
+    """The columns whose values are not all the same over `runs` (for parallel coordinates)."""
+    out = []
+    for col in columns:
+        if col in runs.columns and runs[col].map(_param_text).nunique() > 1:
+            out.append(col)
+    return out
+
+
+def evaluations(store: RunStore, run_ids: Iterable[str], split: str = "test") -> dict[str, Evaluation]:
+    """run id -> its evaluation on `split`, for runs that have one (a handful of runs: one query each)."""
+    found = {rid: store.evaluation(rid, split) for rid in run_ids}
+    return {rid: ev for rid, ev in found.items() if ev is not None}
+
+
+def confusion_changes(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]], top: int = 6) -> pd.DataFrame:
+    """The off-diagonal cells (true → predicted mistakes) that changed most between runs A and B."""
+    ma, mb = np.asarray(a, dtype=int), np.asarray(b, dtype=int)
+    rows = [(t, p, int(ma[t, p]), int(mb[t, p]), int(ma[t, p] - mb[t, p]))
+            for t in range(10) for p in range(10) if t != p and ma[t, p] != mb[t, p]]
+    rows.sort(key=lambda r: (-abs(r[4]), r[0], r[1]))
+    table = pd.DataFrame(rows[:top], columns=["true", "predicted", "A", "B", "A − B"])
+    table["mistake"] = table["true"].astype(str) + " → " + table["predicted"].astype(str)
+    table["in A"] = np.where(table["A − B"] > 0, "more often (broke)", "less often (fixed)")
+    return table[["mistake", "A", "B", "A − B", "in A"]]
+
+
+# -- one run --------------------------------------------------------------------------------------
+def report_table(report: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    """Per-digit precision, recall, F1 (in %) and support from an Evaluation's report."""
+    rows = [{"digit": int(d), "precision %": 100 * r["precision"], "recall %": 100 * r["recall"],
+             "F1 %": 100 * r["f1"], "support": int(r["support"])}
+            for d, r in sorted(report.items(), key=lambda kv: int(kv[0]))]
+    return pd.DataFrame(rows, columns=["digit", "precision %", "recall %", "F1 %", "support"])
+
+
+def config_table(config: Mapping[str, Any]) -> pd.DataFrame:
+    """A run's stored config as (parameter, value) text rows; lists such as layers as compact JSON."""
+    return pd.DataFrame([(k, _param_text(v)) for k, v in config.items()], columns=["parameter", "value"])
+
+
+def layer_table(config: TrainConfig) -> pd.DataFrame:
+    """The model summary (layer, output shape, parameters) from core.architectures.describe."""
+    rows = [{"#": r.index, "layer": r.name, "output shape": "(" + ", ".join(map(str, r.output_shape)) + ")",
+             "parameters": r.params, "note": r.note} for r in describe(config.hidden_layers())]
+    if config.augment:
+        rows.insert(1, {"#": 0, "layer": "RandomRotation · RandomTranslation · RandomZoom",
+                        "output shape": "(28, 28, 1)", "parameters": 0, "note": "augmentation, training only"})
+    return pd.DataFrame(rows)
+
+
+@st.cache_data(max_entries=4, show_spinner="Loading the test digits…")
+def _test_split(path: str, mtime: float) -> tuple[np.ndarray, np.ndarray]:
+    data = load_dataset(path)
+    return data.x_test, data.y_test
+
+
+def test_digits(path, indices: Sequence[int], labels: Sequence[int]) -> tuple[np.ndarray | None, str]:
+    """Test images at `indices`, checked against their recorded true `labels`.
+
+    Returns (images, "") or (None, why not): no dataset, or a test split that changed since
+    the run was evaluated (the indices would show the wrong digits).
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        x_test, y_test = _test_split(str(path), path.stat().st_mtime)
+    except (OSError, DataError) as exc:
+        return None, f"The test digits cannot be shown: {exc}"
+    idx = np.asarray(indices, dtype=int)
+    if idx.size and (idx.max() >= len(y_test) or not np.array_equal(y_test[idx], np.asarray(labels))):
+        return None, ("The dataset's test split is not the one this run was evaluated on (it was re-ingested), "
+                      "so its misclassified digits cannot be shown.")
+    return x_test[idx], ""
+
+
+# -- links between pages ------------------------------------------------------------------------------
+def page_link(page: str, label: str, query: Mapping[str, str] | None = None, icon: str | None = None,
+              disabled: bool = False, help: str | None = None) -> None:
+    """st.page_link to one of the app's pages ('train', 'runs', 'run', 'compare') with query params.
+
+    When the page runs on its own (not under dashboard/app.py's navigation) there is nothing to
+    link to by page, so a plain relative link is written instead.
+    """
+    path, url_path = PAGES[page]
+    try:
+        st.page_link(path, label=label, icon=icon, query_params=dict(query or {}), disabled=disabled, help=help)
+    except st.errors.StreamlitAPIException:
+        suffix = f"?{urlencode(dict(query))}" if query else ""
+        st.markdown(f"[{label}](./{url_path}{suffix})")
+
+
+# -- the model ------------------------------------------------------------------------------------------
+@st.cache_data(max_entries=16, show_spinner=False)
+def _kernels(url: str, run_id: str, mtime: float, _store: RunStore) -> np.ndarray | None:
+    from core.predict import model_for_run  # imports Keras lazily, when a model is loaded
+    from dashboard.charts import conv_kernels
+
+    return conv_kernels(model_for_run(_store, run_id))
+
+
+def first_layer_kernels(store: RunStore, run_id: str) -> tuple[np.ndarray | None, str]:
+    """The run's first Conv2D kernels (filters, k, k), cached per model file; or (None, why not)."""
+    from core.inference import InferenceError
+
+    path = store.run_dir(run_id) / "model.keras"
+    try:
+        kernels = _kernels(store.url, run_id, path.stat().st_mtime, store)
+    except FileNotFoundError:
+        return None, f"The model file of run {run_id} is missing ({path}), so its kernels cannot be shown."
+    except (InferenceError, StoreError) as exc:
+        return None, f"The kernels cannot be shown: {exc}"
+    if kernels is None:
+        return None, "This model has no Conv2D layer."
+    return kernels, ""

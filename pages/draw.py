@@ -1,0 +1,75 @@
+"""Draw: test runs on a digit drawn with the mouse (or uploaded), see what the model sees, and
+grow the team's drawn test set."""
+import streamlit as st
+
+from dashboard import draw_ui as ui
+from dashboard.state import get_store
+
+st.title("Draw")
+st.caption("Draw a digit and watch one or more trained runs read it. Save drawings with their label to "
+           "build the team's own test set, then score any run on it.")
+store = get_store()
+runs = ui.completed_runs(store)
+captions = {row["run_id"]: ui.run_caption(row) for _, row in runs.iterrows()}
+draw_tab, set_tab = st.tabs(["Draw", "Drawn set"])
+
+with set_tab:
+    total = ui.count_drawings(store)
+    st.markdown(f"**{total} drawing{'s' if total != 1 else ''}** saved by the team")
+    if total:
+        st.bar_chart(ui.label_counts(store), height=140, x_label="digit", y_label="drawings")
+    only = st.selectbox("Show", ["all digits", *range(10)], key="draw_grid_label")
+    ui.drawn_grid(store, None if only == "all digits" else only)
+    if total and not runs.empty:
+        st.subheader("Score runs on the drawn set")
+        picked = st.selectbox("Run", list(runs["run_id"]), key="draw_eval_run", format_func=captions.get)
+        ui.evaluate_buttons(store, runs, picked, key="draw_eval")
+        ui.evaluation_panel(store, ui.completed_runs(store), picked)
+        st.dataframe(ui.leaderboard(ui.completed_runs(store)), hide_index=True,
+                     column_config={c: st.column_config.NumberColumn(format="percent")
+                                    for c in ("test accuracy", "drawn-set accuracy")})
+
+with draw_tab:
+    ui.flash()
+    if runs.empty:
+        st.info("No completed run yet: train one on the Train page (or `python -m core train`), then draw here.",
+                icon=":material/model_training:")
+        st.stop()
+    ids = list(runs["run_id"])
+    remembered = st.session_state.get("draw_runs")
+    if remembered is not None and any(r not in ids for r in remembered):  # a chosen run was deleted since
+        st.session_state["draw_runs"] = [r for r in remembered if r in ids]
+    chosen = st.multiselect("Runs to ask (the best by test accuracy is chosen first)", ids,
+                            default=None if remembered is not None else ids[:1], key="draw_runs",
+                            format_func=captions.get)
+    if st.session_state.get("draw_saved"):
+        ui.evaluate_buttons(store, runs, chosen[0] if chosen else ids[0], key="draw_after_save")
+
+    pad, side = st.columns([1, 2], gap="large")
+    with pad:
+        source = st.segmented_control("Input", ["canvas", "upload"], default="canvas", key="draw_source",
+                                      format_func={"canvas": "Draw", "upload": "Upload an image"}.get) or "canvas"
+        if source == "canvas":
+            from streamlit_drawable_canvas import st_canvas  # registers its component: import inside the page
+
+            brush = st.slider("Brush width (px)", 4, 40, 20, key="draw_brush")
+            canvas = st_canvas(stroke_width=brush, stroke_color="#FFFFFF", background_color="#000000",
+                               height=ui.CANVAS_SIDE, width=ui.CANVAS_SIDE, drawing_mode="freedraw",
+                               return_image_data=True, key=ui.canvas_key())
+            st.button("Clear", key="draw_clear", on_click=ui.clear_canvas, icon=":material/ink_eraser:")
+            image, original = canvas.image_data, canvas.image_bytes
+        else:
+            upload = st.file_uploader("A PNG or JPEG of one digit, any size, dark on light or light on dark",
+                                      type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], key="draw_upload")
+            image, original = ui.read_upload(upload)
+
+    with side:
+        pre = ui.preprocess_or_explain(image, source)
+        if pre is None:
+            st.stop()
+        ui.show_steps(pre)
+    if not chosen:
+        st.info("Choose at least one run above to read the drawing.")
+        st.stop()
+    ui.show_predictions(ui.predict_runs(store, runs, chosen, pre.image))
+    ui.save_form(store, pre, original, source)

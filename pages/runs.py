@@ -1,0 +1,108 @@
+"""Runs: every run in one table: filter, sort, select; tag, note, delete, export, compare, fork."""
+import streamlit as st
+
+from core.store import StoreError
+from dashboard import auth, state, tables
+
+st.title("Runs")
+store = state.get_store()
+runs = store.list_runs()  # read fresh on every rerun: a live run's status is never cached
+if runs.empty:
+    st.info("No runs yet. Start one on the **Train** page or with `python -m core train`.")
+    st.stop()
+
+if flash := st.session_state.pop("runs_flash", None):  # the outcome of the last action, after its rerun
+    (st.warning if "Not deleted" in flash else st.success)(flash)
+
+# -- filters and sorting ------------------------------------------------------------------
+f1, f2, f3, f4 = st.columns(4)
+statuses = f1.multiselect("Status", sorted(runs["status"].unique()), key="runs_status")
+architectures = f2.multiselect("Architecture", sorted(runs["architecture"].unique()), key="runs_arch")
+groups = f3.multiselect("Group", tables.all_groups(runs), key="runs_group")
+tags = f4.multiselect("Tag", tables.all_tags(runs), key="runs_tags")
+s1, s2, s3, s4 = st.columns([2, 1, 0.6, 0.4], vertical_alignment="bottom")
+search = s1.text_input("Search", key="runs_search", placeholder="name or id")
+sort = s2.selectbox("Sort by", list(tables.SORTS), key="runs_sort")
+reverse = s3.toggle("Reverse", key="runs_reverse")
+s4.button("Refresh", key="runs_refresh", icon=":material/refresh:", help="read the runs again")
+
+view = tables.sort_runs(tables.filter_runs(runs, statuses, architectures, groups, tags, search), sort, reverse)
+running = int((runs["status"] == "running").sum())
+st.caption(f"{len(view):,} of {len(runs):,} runs shown" + (f" · {running} running (Refresh to update)" if running else "")
+           + " · tick rows to act on them")
+
+# A new table key whenever the rows shown change, so a selection never points at rows that moved.
+signature = (len(runs), runs["run_id"].iloc[0], tuple(statuses), tuple(architectures), tuple(groups), tuple(tags),
+             search, sort, reverse)
+if st.session_state.get("runs_signature") != signature:
+    st.session_state["runs_signature"] = signature
+    st.session_state["runs_table_n"] = st.session_state.get("runs_table_n", 0) + 1
+event = st.dataframe(tables.runs_view(view), key=f"runs_table_{st.session_state['runs_table_n']}", on_select="rerun",
+                     selection_mode="multi-row", hide_index=True, column_config=tables.runs_column_config(),
+                     height=min(38 + 35 * len(view), 560))
+selected = view.iloc[event.selection.rows]
+ids = selected["run_id"].tolist()
+labels = tables.unique_labels(runs)
+
+c1, c2, c3, c4 = st.columns(4)
+st.session_state.setdefault("runs_pending_delete", [])
+with c1:
+    tables.page_link("compare", f"Compare {len(ids)} selected", {"runs": ",".join(ids)}, ":material/compare_arrows:",
+                     disabled=not 2 <= len(ids) <= 10, help="select 2 to 10 runs")
+with c2:
+    tables.page_link("run", "Open details", {"run": ids[0]} if len(ids) == 1 else None, ":material/query_stats:",
+                     disabled=len(ids) != 1, help="select one run")
+with c3:
+    tables.page_link("train", "Fork on Train page", {"fork": ids[0]} if len(ids) == 1 else None,
+                     ":material/call_split:", disabled=len(ids) != 1, help="train again from this run's settings")
+with c4:
+    export = selected if ids else view
+    st.download_button(f"Export {len(export):,} as CSV", lambda: tables.runs_csv(export), file_name="digitlab-runs.csv",
+                       mime="text/csv", key="runs_export", icon=":material/download:", on_click="ignore",
+                       help="the selected runs, or every run shown when none is selected")
+
+if not ids:
+    st.stop()
+
+# -- actions on the selected runs ------------------------------------------------------------------
+st.subheader(f"{len(ids)} selected: " + ", ".join(labels[i] for i in ids[:5]) + (" …" if len(ids) > 5 else ""))
+t1, t2, t3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+tag = tables.clean_tag(t1.text_input("Tag", key="runs_tag_text", placeholder="e.g. baseline"))
+for column, verb, change in ((t2, "Add tag", tables.add_tag), (t3, "Remove tag", tables.remove_tag)):
+    if column.button(verb, key=f"runs_{verb.split()[0].lower()}_tag", disabled=not tag) and auth.require_editor("tag runs"):
+        for rid, old in zip(ids, selected["tags"]):
+            store.update_run(rid, tags=change(old, tag))
+        st.session_state["runs_flash"] = f"{verb.split()[0]}ed tag “{tag}” on {len(ids)} run(s)."
+        st.rerun()
+
+if len(ids) == 1:
+    note = st.text_area("Note", value=selected["note"].iloc[0] or "", key=f"runs_note_{ids[0]}",
+                        placeholder="what this run tried, what you learned")
+    if st.button("Save note", key="runs_save_note") and auth.require_editor("edit notes"):
+        store.update_run(ids[0], note=note)
+        st.session_state["runs_flash"] = f"Saved the note of {labels[ids[0]]}."
+        st.rerun()
+
+pending = [i for i in st.session_state["runs_pending_delete"] if i in set(runs["run_id"])]
+if not pending:
+    if st.button(f"Delete {len(ids)} run(s)…", key="runs_delete", icon=":material/delete:"):
+        st.session_state["runs_pending_delete"] = ids
+        st.rerun()
+else:
+    st.warning(f"Delete {len(pending)} run(s) for good: " + ", ".join(labels[i] for i in pending)
+               + "? Their metrics, evaluations and model files are removed too.")
+    yes, no = st.columns(2)
+    if no.button("Keep them", key="runs_delete_cancel"):
+        st.session_state["runs_pending_delete"] = []
+        st.rerun()
+    if yes.button("Yes, delete", key="runs_delete_confirm", type="primary") and auth.require_editor("delete runs"):
+        errors = []
+        for rid in pending:
+            try:
+                store.delete_run(rid)
+            except StoreError as exc:
+                errors.append(str(exc))
+        st.session_state["runs_pending_delete"] = []
+        st.session_state["runs_flash"] = f"Deleted {len(pending) - len(errors)} run(s)." + (
+            " Not deleted: " + "; ".join(errors) if errors else "")
+        st.rerun()

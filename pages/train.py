@@ -1,0 +1,116 @@
+"""Train: choose a preset or build a stack, set the hyperparameters, launch a run or a sweep, watch it live.
+
+Training never runs here: the page queues runs in the store and makes sure a local worker
+process (`python -m core worker`) is alive to train them; the live panels only read.
+"""
+import time
+
+import streamlit as st
+
+from core.config import HELP, ConfigError
+from core.data import DataError
+from core.store import RunNotFound, StoreError
+from core.sweep import queue_sweep
+from core.train import queue_run
+from dashboard import state, widgets
+from dashboard.auth import require_editor
+
+st.title("Train")
+store = state.get_store()
+info = state.get_dataset_info()
+if info is None:
+    st.info("Training needs a dataset first: ingest MNIST on the Data page (one click), or run "
+            "`python -m core ingest --from PATH`.", icon=":material/dataset:")
+    widgets.page_link("data", "Go to the Data page", icon=":material/arrow_forward:")
+    st.stop()
+state.dataset_banner()
+
+
+def start_worker() -> None:
+    """Make sure a worker will pick the queued runs up; say so if it cannot start."""
+    try:
+        state.ensure_worker()
+    except Exception as exc:  # e.g. cannot spawn a process: the run stays queued, say how to train it
+        st.warning(f"Could not start a worker ({exc}); run `python -m core worker` in a terminal.")
+
+
+def watch(run_ids: list[str]) -> None:
+    """Show the first of `run_ids` in the live panel and keep them pickable this session."""
+    st.session_state["train_session_runs"] = [*st.session_state.get("train_session_runs", []), *run_ids]
+    st.session_state["train_live_pick"] = run_ids[0]
+
+
+# -- fork: ?fork=RUN_ID pre-fills the form with that run's config -------------------------------
+parent = None
+if fork_id := st.query_params.get("fork"):
+    try:
+        parent = store.get_run(fork_id)
+    except RunNotFound:
+        st.warning(f"There is no run {fork_id!r} to fork; start from a preset instead.")
+    else:
+        if st.session_state.get("train_fork_applied") != parent.id:
+            widgets.load_form({**parent.config, "name": f"{parent.name} (fork)"})
+            st.session_state["train_fork_applied"] = parent.id
+        st.caption(f"Forked from **{parent.name}** (`{parent.id}`): change what you want to try and launch; "
+                   "the new run records it as its parent.")
+parent_id = parent.id if parent else None
+
+values = widgets.config_form(info.n_train)
+
+st.subheader("Launch")
+one_tab, sweep_tab = st.tabs(["One run", "Sweep"])
+with one_tab:
+    name = st.text_input("Run name", key="train_name", help=HELP["name"],
+                         placeholder="empty: named after the architecture")
+    if st.button("Launch", key="train_launch", type="primary", icon=":material/rocket_launch:"):
+        if require_editor("train a model"):
+            try:
+                run_id = queue_run(store, widgets.build_config(values, name), state.data_path(), parent_id=parent_id)
+            except (ConfigError, DataError, StoreError) as exc:
+                st.error(str(exc), icon=":material/error:")
+            else:
+                watch([run_id])
+                start_worker()
+with sweep_tab:
+    st.caption("Vary up to three hyperparameters; every combination is trained with the rest of the form "
+               "above, queued as one group that you can compare when it finishes.")
+    grid, errors = widgets.sweep_inputs()
+    for error in errors:
+        st.error(error, icon=":material/error:")
+    n_runs = widgets.sweep_preview(grid)
+    group = st.text_input("Group name", key="sweep_group", help="Names the sweep's runs and groups them for Compare.",
+                          placeholder="empty: sweep-<date>-<time>")
+    if st.button(f"Queue {n_runs} runs" if n_runs else "Queue the sweep", key="sweep_launch", type="primary",
+                 disabled=not n_runs or bool(errors), icon=":material/grid_view:"):
+        if require_editor("queue a sweep"):
+            group = group.strip() or time.strftime("sweep-%Y%m%d-%H%M%S")
+            try:
+                run_ids = queue_sweep(store, widgets.build_config(values, name), grid, group, state.data_path(),
+                                      parent_id=parent_id)
+            except (ConfigError, DataError, StoreError) as exc:
+                st.error(str(exc), icon=":material/error:")
+            else:
+                st.session_state["train_sweep_pick"] = group
+                watch(run_ids)
+                start_worker()
+                st.success(f"Queued {len(run_ids)} runs as group **{group}**.")
+
+# -- live: the run launched last (or any queued or running run) ----------------------------------
+st.subheader("Live")
+runs = store.list_runs()
+mine = st.session_state.get("train_session_runs", [])
+watchable = runs[runs["status"].isin(["queued", "running"]) | runs["run_id"].isin(mine)]
+if watchable.empty:
+    st.caption("No run is queued or training. Launch one above; its progress appears here.")
+else:
+    picked = widgets.run_picker(watchable, key="train_live_pick", label="Run to watch",
+                                default_id=mine[-1] if mine else None)
+    widgets.live_run(store, picked["run_id"])
+
+groups = [g for g in runs.sort_values("created_at", ascending=False)["group_name"].dropna().unique()]
+if groups:
+    st.subheader("Sweep progress")
+    if st.session_state.get("train_sweep_pick") not in groups:
+        st.session_state.pop("train_sweep_pick", None)
+    chosen = st.selectbox("Group", groups, key="train_sweep_pick")
+    widgets.sweep_panel(store, chosen)

@@ -1,0 +1,75 @@
+"""The benchmarks still run: each script at tiny sizes (--smoke) in a subprocess prints a table
+and writes its JSON. Data: conftest's shared 300-digit synthetic `populated_data`. The figures
+are meaningless at these sizes; the real runs are in bench/README.md, outside the test suite."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def run_bench(script: str, results: Path, *args: str, timeout: int = 120) -> tuple[str, dict]:
+    """Run bench/<script> --smoke; return its stdout and the JSON it wrote."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, f"bench/{script}", "--smoke", "--results", str(results), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    name = script.removesuffix(".py")
+    doc = json.loads((results / f"{name}.json").read_text())
+    assert doc["benchmark"] == name
+    assert f"bench/{script}" in doc["command"] and "--smoke" in doc["command"]
+    assert doc["machine"]["cores"] >= 1 and doc["machine"]["python"]
+    assert re.search(r"^-+(  -+)+$", proc.stdout, re.MULTILINE), proc.stdout  # a table's rule under its header
+    return proc.stdout, doc
+
+
+def test_train_overhead_smoke(tmp_path, populated_data):
+    out, doc = run_bench("train_overhead.py", tmp_path, "--data", str(populated_data),
+                         "--variants", "bare,digitlab,csvlogger,mlflow")
+    variants = doc["figures"]["archs"]["mlp-128-64"]["variants"]
+    assert {"bare", "digitlab", "csvlogger"} <= set(variants)
+    assert variants["bare"]["vs_bare_wall"]["median"] == pytest.approx(1.0)
+    assert variants["digitlab"]["samples_per_s"]["median"] > 0
+    if importlib.util.find_spec("mlflow") is None:  # a missing tracker is a skipped column, not a crash
+        assert "mlflow" in doc["figures"]["skipped"] and "skipped mlflow" in out
+    assert "Digit Lab keeps" in out
+
+
+def test_store_scale_smoke(tmp_path):
+    out, doc = run_bench("store_scale.py", tmp_path)
+    sizes = doc["figures"]["sizes"]
+    assert set(sizes) == {"20", "60"}
+    per_run = 3 * 6 + 10 * 2  # smoke: 3 epochs × 6 epoch keys + 10 batch points × 2 batch keys
+    assert sizes["60"]["metric_rows"] == 60 * per_run
+    runs_table = sizes["60"]["queries"]["runs table"]
+    assert runs_table["ms"]["median"] > 0 and runs_table["plans"], runs_table
+    assert "compare epochs (10 runs)" in out
+
+
+def test_presets_smoke(tmp_path, populated_data):
+    out, doc = run_bench("presets.py", tmp_path, "--data", str(populated_data), "--presets", "mlp-128-64,cnn-small")
+    presets = doc["figures"]["presets"]
+    assert set(presets) == {"mlp-128-64", "cnn-small"}
+    for fig in presets.values():
+        assert fig["epochs"] == 1 and 0.0 <= fig["test_accuracy"] <= 1.0
+        assert fig["samples_per_s"]["median"] > 0
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium at /usr/bin/chromium")
+@pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright is not installed")
+@pytest.mark.skipif(not (ROOT / "pages" / "runs.py").exists() or not (ROOT / "pages" / "compare.py").exists(),
+                    reason="the Runs and Compare pages are not written yet")
+def test_dashboard_smoke(tmp_path, populated_data):
+    out, doc = run_bench("dashboard.py", tmp_path, "--data", str(populated_data), timeout=180)
+    pages = doc["figures"]["pages"]
+    assert set(pages) == {"Runs", "Compare"}
+    assert all(p["s"]["median"] > 0 for p in pages.values())

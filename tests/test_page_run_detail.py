@@ -1,0 +1,156 @@
+"""Run detail page through AppTest: empty store, unknown id, a completed run, a conv run, a live run."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.config import make_config
+from core.train import train
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "run_detail.py")
+
+
+def _open(run_id: str | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=90)
+    if run_id is not None:
+        at.query_params["run"] = run_id
+    return at.run()
+
+
+def _text(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "subheader")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def _frame(at: AppTest, column: str):
+    """The first dataframe shown with `column` (display-only dataframes have no key in AppTest)."""
+    return next(df.value for df in at.dataframe if column in df.value.columns)
+
+
+def _run_id(env, name: str) -> str:
+    return env.runs.set_index("name").loc[name, "run_id"]
+
+
+def test_empty_store_says_how_to_start(app_env):
+    at = _open()
+    assert not at.exception
+    assert "No runs yet" in at.info[0].value
+
+
+def test_unknown_run_id_is_one_clear_error(populated_env):
+    at = _open("doesnotexist")
+    assert not at.exception
+    assert len(at.error) == 1 and "doesnotexist" in at.error[0].value
+    assert at.selectbox("detail_run").value is None  # the picker is offered, nothing else renders
+    assert not at.get("plotly_chart")
+
+
+def test_no_run_chosen_offers_the_picker_and_sets_the_url(populated_env):
+    at = _open()
+    assert not at.exception and not at.error
+    assert "Choose a run" in at.info[0].value
+    run_id = _run_id(populated_env, "mlp-base")
+    at.selectbox("detail_run").select(run_id).run()
+    assert not at.exception
+    assert at.query_params["run"] == [run_id] or at.query_params["run"] == run_id
+    assert at.subheader[0].value == "mlp-base"
+
+
+def test_completed_run_shows_curves_evaluation_gallery_model_and_script(populated_env):
+    run_id = _run_id(populated_env, "mlp-base")
+    at = _open(run_id)
+    assert not at.exception
+    assert at.subheader[0].value == "mlp-base"
+    charts = at.get("plotly_chart")
+    assert len(charts) == 4  # loss, accuracy, learning rate, confusion matrix (no kernels: an MLP)
+    metrics = {m.label: m.value for m in at.metric}
+    run = populated_env.store.get_run(run_id)
+    assert metrics["Test accuracy"] == f"{100 * run.test_accuracy:.2f}%"
+    report = _frame(at, "F1 %")
+    assert list(report["digit"]) == list(range(10)) and "F1 %" in report.columns
+    layers = _frame(at, "output shape")
+    assert layers["parameters"].sum() == run.n_params
+    assert "keras.Sequential" in at.code[0].value and "BATCH_SIZE = 32" in at.code[0].value
+    assert "First-layer kernels" not in _text(at)
+
+
+def test_choosing_a_confusion_cell_filters_the_gallery(populated_env):
+    run_id = _run_id(populated_env, "mlp-base")
+    wrong = populated_env.store.misclassified(run_id)
+    assert not wrong.empty, "the 1-epoch run should make mistakes on random digits"
+    true, pred = (int(v) for v in wrong[["true_label", "pred_label"]].value_counts().index[0])
+    at = _open(run_id)
+    at.selectbox("detail_true").select(true)
+    at.selectbox("detail_pred").select(pred).run()
+    assert not at.exception
+    expected = populated_env.store.misclassified(run_id, true, pred, limit=48)
+    gallery = at.get("image")
+    assert len(gallery) == 1 and len(gallery[0].captions) == len(expected)
+    assert all(c.startswith(f"{true}→{pred} · ") for c in gallery[0].captions)
+    assert f"Showing {len(expected)} digits" in _text(at)
+    at.selectbox("detail_pred").select(true).run()  # the diagonal: correct digits, not mistakes
+    assert "pick a cell off the diagonal" in _text(at)
+
+
+def test_normalised_toggle_and_batch_level_render(populated_env):
+    at = _open(_run_id(populated_env, "mlp-base"))
+    at.toggle("detail_normalise").set_value(True)
+    at.slider("detail_smoothing").set_value(0.6).run()
+    assert not at.exception
+    at.session_state["detail_level"] = "batch"
+    at.run()
+    assert not at.exception and len(at.get("plotly_chart")) == 4
+
+
+@pytest.fixture
+def conv_run(populated_env):
+    """A tiny completed conv run (4 filters) in the private copy of the populated store."""
+    config = make_config("custom", layers=[{"type": "Conv2D", "filters": 4, "kernel": 3, "activation": "relu"},
+                                           {"type": "MaxPooling2D", "pool": 4}],
+                         epochs=1, batch_size=64, name="tiny-conv", augment=True)
+    run = train(populated_env.store, config, populated_env.data_path)
+    assert run.status == "completed", run.error
+    return run
+
+
+def test_conv_run_shows_its_first_layer_kernels(populated_env, conv_run):
+    at = _open(conv_run.id)
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 5
+    kernels = at.get("plotly_chart")[-1].proto.spec
+    assert '"heatmap"' in kernels
+    assert "The 4 kernels of the first Conv2D layer" in _text(at)
+    assert "augmentation, training only" in set(_frame(at, "output shape")["note"])
+
+
+def test_corrupt_model_file_is_a_message_and_the_rest_still_works(populated_env, conv_run):
+    (populated_env.store.run_dir(conv_run.id) / "model.keras").write_bytes(b"not a keras file")
+    at = _open(conv_run.id)
+    assert not at.exception
+    assert any("cannot be loaded" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) == 4 and at.code  # curves, confusion matrix and script are still there
+
+
+def test_missing_model_file_says_so(populated_env, conv_run):
+    (populated_env.store.run_dir(conv_run.id) / "model.keras").unlink()
+    at = _open(conv_run.id)
+    assert not at.exception
+    assert any("missing" in w.value for w in at.warning)
+    assert "No model file" in _text(at)
+
+
+def test_running_run_shows_progress_and_partial_curves(populated_env):
+    store = populated_env.store
+    config = make_config("mlp-512", epochs=4, name="live")
+    run_id = store.create_run(config.to_dict(), n_params=407_050)
+    store.claim_run("test-worker", run_id)
+    store.checkpoint(run_id, [(run_id, "epoch", "loss", 10, 1, 0.9), (run_id, "epoch", "val_loss", 10, 1, np.nan),
+                              (run_id, "epoch", "accuracy", 10, 1, 0.7)],
+                     epoch=1, step=10, steps_per_epoch=10, last_val_accuracy=0.5, last_val_epoch=1)
+    at = _open(run_id)
+    assert not at.exception
+    assert "epoch 1 of 4 done" in at.get("progress")[0].proto.text
+    assert "The test evaluation appears here when the run completes." in _text(at)
+    assert "the run is running" in _text(at)

@@ -1,0 +1,233 @@
+"""pages/train.py through AppTest: form, presets, layer builder, launch, sweeps, fork, live panel."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.config import HELP, make_config
+from core.train import queue_run
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
+
+
+def open_page(**session) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    for key, value in session.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    """Everything the page wrote as text, for loose assertions."""
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def progress_texts(at: AppTest) -> list[str]:
+    return [p.proto.text for p in at.get("progress")]
+
+
+def test_without_a_dataset_guides_to_the_data_page(app_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("DIGITLAB_DATA", str(tmp_path / "missing.h5"))
+    at = open_page()
+    assert not at.exception
+    assert "Data page" in at.info[0].value
+    assert "Data page" in texts(at)
+    assert not at.button  # no Launch without data
+
+
+def test_empty_store_shows_the_form_with_help_on_every_field(app_env):
+    at = open_page()
+    assert not at.exception
+    assert at.selectbox(key="train_architecture").value == "mlp-128-64"
+    for field in ("learning_rate", "epochs", "seed", "early_stopping", "dropout", "train_limit"):
+        assert at.number_input(key=f"train_{field}").help == HELP[field]
+    for field in ("optimizer", "activation", "lr_schedule"):
+        assert at.selectbox(key=f"train_{field}").help == HELP[field]
+    assert at.select_slider(key="train_batch_size").help == HELP["batch_size"]
+    assert at.slider(key="train_validation_split").help == HELP["validation_split"]
+    assert at.toggle(key="train_augment").help == HELP["augment"]
+    assert at.button(key="train_launch") and at.button(key="sweep_launch").disabled
+    assert "109,386 parameters" in texts(at)  # mlp-128-64, as model.summary() counts it
+    assert "No run is queued or training" in texts(at)
+
+
+def test_changing_the_preset_resets_fields_to_its_defaults(app_env):
+    at = open_page()
+    at.number_input(key="train_learning_rate").set_value(0.05)
+    at.number_input(key="train_epochs").set_value(9).run()
+    at.selectbox(key="train_architecture").select("mlp-512").run()
+    assert not at.exception
+    assert at.selectbox(key="train_optimizer").value == "rmsprop"  # Deep Learning with Python's choice
+    assert at.number_input(key="train_learning_rate").value == pytest.approx(1e-3)
+    assert at.number_input(key="train_epochs").value == 5
+    assert at.select_slider(key="train_batch_size").value == 128
+    assert "One wide hidden layer trained with RMSprop" in texts(at)
+
+
+def test_launch_queues_a_run_with_the_forms_config(app_env):
+    at = open_page()
+    at.number_input(key="train_learning_rate").set_value(0.005)
+    at.number_input(key="train_epochs").set_value(2)
+    at.select_slider(key="train_batch_size").set_value(16)
+    at.number_input(key="train_dropout").set_value(0.3)
+    at.text_input(key="train_name").input("my first run")
+    at.button(key="train_launch").click().run()
+    assert not at.exception and not at.error
+    runs = app_env.store.list_runs()
+    assert len(runs) == 1
+    run = app_env.store.get_run(runs["run_id"][0])
+    assert run.status == "queued" and run.name == "my first run" and run.parent_id is None
+    expected = make_config("mlp-128-64", learning_rate=0.005, epochs=2, batch_size=16, dropout=0.3,
+                           name="my first run").to_dict()
+    assert run.config == expected
+    assert "place 1 in the queue" in texts(at)  # the live panel shows the new run
+    assert "No worker is running" in texts(at)  # DIGITLAB_NO_WORKER: none was started
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda at: at.select_slider(key="train_batch_size").set_value(512), "batch_size must be an integer"),
+    (lambda at: at.number_input(key="train_learning_rate").set_value(0.0), "learning_rate must be a number > 0"),
+])
+def test_invalid_config_shows_one_error_and_queues_nothing(app_env, setup, message):
+    at = open_page()
+    setup(at)
+    at.button(key="train_launch").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and message in at.error[0].value
+    assert app_env.store.list_runs().empty
+
+
+def test_layer_builder_starts_from_the_preset_and_reports_bad_stacks(app_env):
+    at = open_page()
+    at.selectbox(key="train_architecture").select("custom").run()
+    assert not at.exception
+    assert [layer["type"] for layer in at.session_state["train_layers"]] == ["Flatten", "Dense", "Dense"]
+    assert "109,386 parameters" in texts(at)
+    at.selectbox(key="train_new_layer_type").select("Conv2D")
+    at.button(key="train_add_layer").click().run()  # a Conv2D after Flatten cannot work
+    assert "needs an image-shaped input" in at.error[0].value
+    new_id = at.session_state["train_layers"][-1]["_id"]
+    for _ in range(3):  # move it up, before the Flatten
+        at.button(key=f"train_up{new_id}").click().run()
+    assert [layer["type"] for layer in at.session_state["train_layers"]] == ["Conv2D", "Flatten", "Dense", "Dense"]
+    assert not at.error
+    at.number_input(key=f"train_layer{new_id}_filters").set_value(8).run()
+    # Conv2D 8 3×3: 26×26×8 → 5,408 inputs to Dense 128
+    assert f"{3 * 3 * 8 + 8 + 5408 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10:,} parameters" in texts(at)
+    at.button(key=f"train_remove{new_id}").click().run()
+    assert "109,386 parameters" in texts(at)
+    at.button(key="train_launch").click().run()
+    run = app_env.store.get_run(app_env.store.list_runs()["run_id"][0])
+    assert run.architecture == "custom" and [layer["type"] for layer in run.config["layers"]] == ["Flatten", "Dense", "Dense"]
+
+
+def test_custom_stack_without_layers_is_refused(app_env):
+    at = open_page(train_layers=[])
+    at.selectbox(key="train_architecture").select("custom").run()
+    for layer in list(at.session_state["train_layers"]):
+        at.button(key=f"train_remove{layer['_id']}").click().run()
+    at.button(key="train_launch").click().run()
+    assert "a custom architecture needs at least one layer" in at.error[0].value
+    assert app_env.store.list_runs().empty
+
+
+def test_sweep_of_two_by_two_queues_four_runs_in_one_group(app_env):
+    at = open_page()
+    at.selectbox(key="sweep_field_0").select("learning_rate").run()
+    at.text_input(key="sweep_values_0_learning_rate").input("1e-2, 1e-3")
+    at.selectbox(key="sweep_field_1").select("batch_size").run()
+    at.text_input(key="sweep_values_1_batch_size").input("16, 32").run()
+    assert at.button(key="sweep_launch").label == "Queue 4 runs"
+    at.text_input(key="sweep_group").input("lr-x-bs")
+    at.button(key="sweep_launch").click().run()
+    assert not at.exception and not at.error
+    runs = app_env.store.list_runs(group="lr-x-bs")
+    assert len(runs) == 4 and set(runs["status"]) == {"queued"}
+    assert sorted(zip(runs["learning_rate"], runs["batch_size"])) == [(1e-3, 16), (1e-3, 32), (1e-2, 16), (1e-2, 32)]
+    assert any("0 of 4 ended" in text for text in progress_texts(at))
+
+
+def test_sweep_with_an_invalid_value_queues_nothing(app_env):
+    at = open_page()
+    at.selectbox(key="sweep_field_0").select("learning_rate").run()
+    at.text_input(key="sweep_values_0_learning_rate").input("1e-2, 20").run()
+    at.button(key="sweep_launch").click().run()
+    assert not at.exception
+    assert "learning_rate must be a number > 0 and ≤ 10, got 20.0" in at.error[0].value
+    assert app_env.store.list_runs().empty
+    at.text_input(key="sweep_values_0_learning_rate").input("1e-2, fast").run()
+    assert "'fast' is not a number" in at.error[0].value and at.button(key="sweep_launch").disabled
+
+
+def test_fork_prefills_the_form_and_records_the_parent(populated_env):
+    parent = populated_env.store.get_run(populated_env.runs.query("name == 'lr-sweep · learning_rate=0.01'")
+                                         ["run_id"].iloc[0])
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["fork"] = parent.id
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="train_architecture").value == "mlp-512"
+    assert at.number_input(key="train_learning_rate").value == pytest.approx(0.01)
+    assert at.select_slider(key="train_batch_size").value == 64
+    assert at.text_input(key="train_name").value == f"{parent.name} (fork)"
+    assert f"Forked from **{parent.name}**" in texts(at)
+    at.number_input(key="train_seed").set_value(7)
+    at.button(key="train_launch").click().run()
+    child = populated_env.store.list_runs(status="queued")
+    assert len(child) == 1
+    run = populated_env.store.get_run(child["run_id"][0])
+    assert run.parent_id == parent.id and run.config == {**parent.config, "seed": 7, "name": f"{parent.name} (fork)"}
+
+
+def test_fork_of_an_unknown_run_warns(app_env):
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["fork"] = "nope"
+    at.run()
+    assert not at.exception and "no run 'nope' to fork" in at.warning[0].value
+
+
+def test_populated_store_shows_a_finished_sweep_with_a_compare_link(populated_env):
+    at = open_page()
+    assert not at.exception
+    assert at.selectbox(key="train_sweep_pick").value == "lr-sweep"
+    group = populated_env.runs.query("group_name == 'lr-sweep'").sort_values("created_at")
+    link = next(m.value for m in at.markdown if "Compare the 2 runs" in m.value)
+    assert f"runs={'%2C'.join(group['run_id'])}" in link and "group=lr-sweep" in link
+
+
+def test_live_panel_of_a_running_run_shows_progress_and_cancels(app_env):
+    store = app_env.store
+    run_id = queue_run(store, make_config("mlp-128-64", epochs=2, batch_size=32), app_env.data_path)
+    store.claim_run("test-worker", run_id=run_id)
+    rows = [(run_id, "batch", key, step, 1, value) for step in (1, 2, 3) for key, value in
+            (("loss", 2.0 / step), ("accuracy", 0.1 * step))]
+    store.checkpoint(run_id, rows, step=3, steps_per_epoch=6)
+    at = open_page()
+    assert not at.exception
+    assert at.selectbox(key="train_live_pick").value == run_id
+    assert any("Epoch 1 of 2 · 25%" in text for text in progress_texts(at))
+    assert "Batch 3 of 6" in progress_texts(at)
+    assert len(at.get("plotly_chart")) == 2
+    at.button(key=f"cancel_{run_id}").click().run()
+    assert store.get_run(run_id).cancel_requested
+    assert at.button(key=f"cancel_{run_id}").disabled
+
+
+def test_live_panel_of_a_finished_run_links_to_its_details(populated_env):
+    run_id = populated_env.runs["run_id"][0]
+    at = open_page(train_session_runs=[run_id])
+    assert not at.exception
+    assert at.selectbox(key="train_live_pick").value == run_id
+    assert any(m.label == "Test accuracy" for m in at.metric)
+    assert f"run?run={run_id}" in texts(at)
+
+
+def test_cancelling_a_queued_run_ends_it_at_once(app_env):
+    run_id = queue_run(app_env.store, make_config("mlp-128-64", epochs=1), app_env.data_path)
+    at = open_page()
+    at.button(key=f"cancel_{run_id}").click().run()
+    assert not at.exception
+    assert app_env.store.get_run(run_id).status == "cancelled"
