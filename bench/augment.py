@@ -10,7 +10,8 @@ then measures each model on:
                   of constant width, white on black, anti-aliased; placed at a size and
                   position set by the variant below; then read by `core.inference.preprocess`
                   exactly as the Draw page reads the canvas
-  real drawings   labelled drawings saved on the Draw page (`--drawings-db`), if any
+  real drawings   labelled drawings saved on the Draw page (`--drawings-db`), if any, read again
+                  from their original PNG by the current `preprocess`
 
 Drawn-like variants (the same test digits in each; sizes are the ink's height on the canvas):
 
@@ -20,6 +21,7 @@ Drawn-like variants (the same test digits in each; sizes are the ink's height on
   thin        140-210 px tall, 3-6 px brush
   thick       140-210 px tall, 28-40 px brush
   large       230-270 px tall, 16-24 px brush, centred
+  tilted      as typical, turned 8-15° either way (beyond MNIST's own slant)
 
 Trained runs are kept in a store under the bench cache and reused by `--reuse` when a run
 with the same settings completed there, so the evaluation can be repeated without retraining.
@@ -49,6 +51,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "thin": {"height": (140, 210), "brush": (3, 6), "place": "centre", "jitter": 20},
     "thick": {"height": (140, 210), "brush": (28, 40), "place": "centre", "jitter": 20},
     "large": {"height": (230, 270), "brush": (16, 24), "place": "centre", "jitter": 4},
+    "tilted": {"height": (150, 210), "brush": (14, 22), "place": "centre", "jitter": 20, "tilt": (8, 15)},
 }
 
 
@@ -119,6 +122,15 @@ def render(segments: np.ndarray, height: float, brush: float, centre: tuple[floa
     return rgba
 
 
+def rotate(segments: np.ndarray, degrees: float) -> np.ndarray:
+    """Turn (y, x) segments about their centre; positive degrees turn clockwise on screen."""
+    a = np.radians(degrees)
+    pts = segments.reshape(-1, 2)
+    mid = (pts.min(axis=0) + pts.max(axis=0)) / 2
+    turn = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]], np.float32)  # (y, x) rows
+    return ((segments - mid) @ turn.T + mid).astype(np.float32)
+
+
 def placement(kind: str, rng: np.random.Generator, height: float, brush: float, width: float,
               jitter: float = 0) -> tuple[float, float]:
     """The centre of the digit's ink on the canvas for a placement kind."""
@@ -139,6 +151,8 @@ def drawn_like(digits: np.ndarray, variant: str, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng([seed, list(VARIANTS).index(variant)])
     images = []
     for segments in centre_lines(digits):
+        if "tilt" in spec:
+            segments = rotate(segments, rng.choice([-1, 1]) * rng.uniform(*spec["tilt"]))
         height = rng.uniform(*spec["height"])
         brush = rng.uniform(*spec["brush"])
         pts = segments.reshape(-1, 2)
@@ -191,15 +205,35 @@ def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
     return float((predict_probabilities(model, x).argmax(axis=1) == y).mean())
 
 
+def paired(models: dict, inputs: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, int]:
+    """Over every drawn-like image: how many only the augment-off model reads right, and only the -on one."""
+    from core.inference import predict_probabilities
+    right = {flag: np.concatenate([predict_probabilities(m, inputs[v]).argmax(axis=1) == labels for v in inputs])
+             for flag, m in models.items()}
+    return {"images": int(right["off"].size), "only_off_right": int((right["off"] & ~right["on"]).sum()),
+            "only_on_right": int((right["on"] & ~right["off"]).sum())}
+
+
 def real_drawings(url: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """The drawn set of another store (e.g. the dashboard's runs.db), or nothing."""
+    """The drawn set of another store (e.g. the dashboard's runs.db), or nothing.
+
+    A drawing with its original PNG is read again from it by today's `preprocess` (so the
+    figure measures the current pipeline); one without keeps its stored 28×28 image.
+    """
     if not url:
         return np.zeros((0, 28, 28), np.float32), np.zeros(0, np.int64)
-    from core.drawings import drawn_arrays
+    from core.drawings import drawing_original, list_drawings
+    from core.inference import load_image_file, preprocess
     from core.store import RunStore
     store = RunStore(url)
     try:
-        return drawn_arrays(store)
+        df = list_drawings(store).sort_values("id")
+        images = []
+        for drawing_id, stored in zip(df["id"], df["image"]):
+            original = drawing_original(store, int(drawing_id))
+            images.append(preprocess(load_image_file(original)).image if original else stored / 255.0)
+        x = np.stack(images).astype(np.float32) if images else np.zeros((0, 28, 28), np.float32)
+        return x, df["label"].to_numpy(dtype=np.int64)
     finally:
         store.close()
 
@@ -259,10 +293,11 @@ def main() -> int:
     store = RunStore(args.store)
     runs = {flag: train_or_reuse(store, data, flag == "on", epochs, args.seed, limit, args.reuse or args.smoke)
             for flag in ("off", "on")}
+    models = {flag: load_model(store.run_dir(run.id) / "model.keras") for flag, run in runs.items()}
     rows, figures = [], {"epochs": epochs, "per_variant": per_variant, "seed": args.seed,
                          "real_drawings": int(len(real_y)), "runs": {}}
     for flag, run in runs.items():
-        model = load_model(store.run_dir(run.id) / "model.keras")
+        model = models[flag]
         scores = {"mnist_test": run.test_accuracy}
         for v in VARIANTS:
             scores[v] = accuracy(model, inputs[v], labels)
@@ -270,6 +305,7 @@ def main() -> int:
         scores["real_drawings"] = accuracy(model, real_x, real_y) if len(real_y) else None
         figures["runs"][flag] = {"run_id": run.id, "seconds": round(run.duration or 0, 1), **scores}
         rows.append([f"augment {flag}", *(None if s is None else 100 * s for s in scores.values())])
+    figures["paired_drawn_like"] = paired(models, inputs, labels)
     figures["unreadable"] = {v: int((~readable[v]).sum()) for v in VARIANTS}
     figures["delta_pt"] = {k: None if figures["runs"]["on"][k] is None else
                            round(100 * (figures["runs"]["on"][k] - figures["runs"]["off"][k]), 2)
@@ -277,6 +313,9 @@ def main() -> int:
     headers = ["model", "MNIST test %", *(f"{v} %" for v in VARIANTS), "drawn-like mean %",
                f"real ({len(real_y)}) %"]
     print(common.table(headers, rows))
+    pairs = figures["paired_drawn_like"]
+    print(f"drawn-like, paired: {pairs['only_off_right']} images only augment-off reads right, "
+          f"{pairs['only_on_right']} only augment-on (of {pairs['images']})")
     notes = [f"{epochs} epochs per run, seed {args.seed}; drawn-like set: {per_variant} MNIST test digits per variant"]
     if args.smoke:
         notes.append("SMOKE: 1 epoch on 1,000 digits; the figures are meaningless")

@@ -49,16 +49,21 @@ def timer() -> Iterator[dict]:
         out["cpu"] = time.process_time() - cpu0
 
 
-def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[float]:
-    """Wall seconds of `repeats` calls of `fn` after `warmup` untimed calls."""
+def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of `repeats` calls of `fn` after `warmup` untimed calls.
+
+    CPU time (this process, all threads) barely moves when other processes compete for the
+    cores, so it shows a call's own cost on a busy machine where wall time cannot.
+    """
     for _ in range(warmup):
         fn()
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
+        with timer() as t:
+            fn()
+        walls.append(t["wall"])
+        cpus.append(t["cpu"])
+    return walls, cpus
 
 
 def stats(values: Iterable[float]) -> dict[str, float | int]:
@@ -175,7 +180,7 @@ def write_results(name: str, figures: dict[str, Any], results_dir: str | Path | 
            "command": command_line(),
            "seconds": None if started is None else round(time.time() - started, 1),
            "machine": machine_info(),
-           "load_before": load_before, "load_after": loadavg(),
+           "load_before": load_before, "load_after": loadavg(), "nice": os.nice(0),
            "notes": notes or [],
            "figures": figures}
     path = folder / f"{name}.json"

@@ -5,10 +5,10 @@ builds them) and the dashboard is started on it. Each measurement opens a NEW br
 context (no cache, no cookies, a new Streamlit session) and times from navigation until
 the page's data is drawn and Streamlit has finished the script run:
 
-  Runs     the runs table (st.dataframe grid) is drawn and holds every run (it scrolls;
-           it is not paged), no spinner, no running-script indicator
-  Compare  ?runs=<10 ids>: every Plotly chart has drawn its SVG, no spinner, no
-           running-script indicator
+  Runs     every table drawn and the runs table (st.dataframe grid) holds every run (it
+           scrolls; it is not paged), no spinner, no running-script indicator
+  Compare  ?runs=<10 ids>: every table and every Plotly chart (histories, parallel
+           coordinates, confusion matrices) drawn, no spinner, no running-script indicator
 
 "Drawn" must still hold 0.5 s later (otherwise the wait goes on), so a page that renders
 its table and then keeps running is timed to its real end. The first load after the server
@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import common  # noqa: E402
 
 TARGET_S = 2.0
+COMPARE_CHARTS = 3  # at least: the histories, the parallel coordinates and one confusion matrix
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -44,22 +45,14 @@ VIEWPORT = {"width": 1400, "height": 900}
 # True once the page's data is drawn and the script run is over. `kind` picks the check;
 # `want` is how many rows (Runs) or charts (Compare) must be there.
 DRAWN_JS = """([kind, want]) => {
-  const busy = document.querySelector('[data-testid="stSpinner"]')
-            || document.querySelector('[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]')
-            || document.querySelector('[data-testid="stStatusWidget"] button');
-  if (busy) return false;
+  if (document.querySelector('[data-testid="stSpinner"], [data-testid="stStatusWidgetRunningIcon"]')) return false;
   if (document.querySelector('[data-testid="stException"]')) return 'exception';
-  if (kind === 'runs') {
-    for (const grid of document.querySelectorAll('[data-testid="stDataFrame"]')) {
-      const table = grid.querySelector('[aria-rowcount]');
-      const canvas = grid.querySelector('canvas');
-      if (table && canvas && canvas.width > 0 && Number(table.getAttribute('aria-rowcount')) - 1 >= want) return true;
-    }
-    return false;
-  }
+  const grids = [...document.querySelectorAll('[data-testid="stDataFrame"]')];
+  const rows = g => { const t = g.querySelector('[aria-rowcount]'); return t ? Number(t.getAttribute('aria-rowcount')) - 1 : -1; };
+  if (grids.some(g => rows(g) < 0 || !g.querySelector('canvas'))) return false;  // a table not drawn yet
+  if (kind === 'runs') return grids.some(g => rows(g) >= want);
   const charts = [...document.querySelectorAll('.js-plotly-plot')];
-  const drawn = charts.filter(c => c.querySelector('.main-svg') && c.querySelector('.plot, .parcoords, .heatmaplayer'));
-  return drawn.length >= want;
+  return charts.length >= want && charts.every(c => c.querySelector('.main-svg'));
 }"""
 
 
@@ -93,7 +86,8 @@ def start_server(db_url: str, data: Path | None, folder: Path) -> Server:
     port = free_port()
     log = folder / "streamlit.log"
     cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
-           "--server.port", str(port), "--browser.gatherUsageStats", "false", "--", "--db", db_url]
+           "--server.port", str(port), "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none", "--", "--db", db_url]
     if data is not None:
         cmd += ["--data", str(data)]
     env = {**os.environ, "DIGITLAB_NO_WORKER": "1", "DIGITLAB_ARTIFACTS": str(folder / "artifacts")}
@@ -183,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                 browser = p.chromium.launch(executable_path=args.chromium, args=ARGS)
                 try:
                     pages = {"Runs": (f"{server.url}/runs", "runs", args.runs),
-                             "Compare": (f"{server.url}/compare?runs={','.join(compare_ids)}", "compare", 1)}
+                             "Compare": (f"{server.url}/compare?runs={','.join(compare_ids)}", "compare",
+                                         COMPARE_CHARTS)}
                     for name, (url, kind, want) in pages.items():
                         shot = shots / f"{name.lower()}.png" if shots else None
                         figures["pages"][name] = measure(browser, url, kind, want, args.loads, args.timeout, shot)

@@ -20,7 +20,7 @@ Run: python bench/store_scale.py            (sizes 100, 1,000, 10,000; 9 repeats
 """
 from __future__ import annotations
 
-import json
+import logging
 import shutil
 import sys
 import tempfile
@@ -216,6 +216,7 @@ def queries(store: RunStore, run_id: str, compare_ids: list[str]) -> tuple[list[
           Query("evaluation (1 run)", "Run detail", lambda: store.evaluation(run_id), "store")]
     try:
         from dashboard import charts, tables
+        logging.getLogger("streamlit.runtime.caching.cache_data_api").setLevel(logging.ERROR)  # "no runtime"
         page_fns = _page_functions(store, run_id, compare_ids, charts, tables)
     except Exception as exc:  # the dashboard is being written or changed: report the store figures alone
         return qs, f"page-level timings skipped: {type(exc).__name__}: {exc}"
@@ -223,32 +224,47 @@ def queries(store: RunStore, run_id: str, compare_ids: list[str]) -> tuple[list[
 
 
 def _page_functions(store, run_id, compare_ids, charts, tables) -> list[tuple[str, str, Callable[[], Any]]]:
+    """What pages/runs.py, run_detail.py and compare.py compute on a load, short of rendering it."""
     def runs_page():
-        return tables.runs_view(store.list_runs())
-
-    def parallel():
         runs = store.list_runs()
-        dims = tables.varying(runs, tables.HYPERPARAMETERS)
-        return charts.parallel_coordinates(runs, dims, "best_val_accuracy")
+        tables.unique_labels(runs), tables.all_groups(runs), tables.all_tags(runs)
+        return tables.runs_view(tables.sort_runs(tables.filter_runs(runs), "newest first"))
+
+    def parallel(runs=None):
+        runs = store.list_runs() if runs is None else runs
+        dims = tables.varying(runs, (*tables.HYPERPARAMETERS, "n_params"))
+        return charts.parallel_coordinates(runs, dims, "test_accuracy")
 
     def run_page():
+        runs = store.list_runs()
+        labels = tables.unique_labels(runs)
         store.get_run(run_id)
         epochs, batches = store.metric_history(run_id, "epoch"), store.metric_history(run_id, "batch")
         store.evaluation(run_id)
-        return charts.metric_lines(epochs, ["loss", "val_loss"]), charts.metric_lines(batches, ["loss"], x="step")
+        return (charts.metric_lines(epochs, ["accuracy", "val_accuracy"], names=labels),
+                charts.metric_lines(batches, ["loss"], x="step", names=labels))
 
     def compare_page():
         runs = store.list_runs()
-        chosen = runs[runs["run_id"].isin(compare_ids)]
-        hist = store.histories(compare_ids, "epoch")
-        tables.evaluations(store, compare_ids)
-        tables.param_diff({r: c for r, c in zip(chosen["run_id"], chosen["config"])})
-        return charts.metric_lines(hist, ["val_accuracy"])
+        labels = tables.unique_labels(runs)
+        selected = runs.set_index("run_id").loc[compare_ids].reset_index()
+        tables.summary_table(selected, labels)
+        tables.param_diff({labels[r]: cfg for r, cfg in zip(selected["run_id"], selected["config"])})
+        history = store.histories(compare_ids, "epoch")
+        charts.metric_lines(history, ["accuracy", "val_accuracy"], names=labels)
+        parallel(runs)
+        evals = tables.evaluations(store, compare_ids)
+        figs = [charts.confusion_heatmap(ev.confusion, title=labels[r], height=340, show_scale=False)
+                for r, ev in evals.items()]
+        if len(evals) >= 2:
+            a, b = list(evals)[:2]
+            figs.append(charts.difference_heatmap(evals[a].confusion, evals[b].confusion))
+        return figs
 
-    fns = [("Runs page data (list_runs + runs_view)", "Runs", runs_page),
+    fns = [("Runs page data (list_runs, filters, table view)", "Runs", runs_page),
            ("parallel coordinates over all runs (figure)", "Compare", parallel),
            ("Run detail data (run, curves, evaluation)", "Run detail", run_page),
-           ("Compare data, 10 runs (curves, evaluations, diff)", "Compare", compare_page)]
+           ("Compare page data, 10 runs (all its figures)", "Compare", compare_page)]
     for _, _, fn in fns:
         fn()  # fail here (and skip page timings) rather than in the middle of the measurement
     return fns
@@ -269,8 +285,9 @@ def bench_size(n_runs: int, epochs: int, batch_points: int, repeats: int, seed: 
         results = {}
         for q in qs:
             statements = recorder.capture(q.fn)  # also the untimed warm-up call
-            times = common.time_call(q.fn, repeats, warmup=0)
-            results[q.name] = {"page": q.page, "layer": q.layer, "ms": common.stats(t * 1000 for t in times),
+            walls, cpus = common.time_call(q.fn, repeats, warmup=0)
+            results[q.name] = {"page": q.page, "layer": q.layer, "ms": common.stats(t * 1000 for t in walls),
+                               "cpu_ms": common.stats(t * 1000 for t in cpus),
                                "queries": len(statements),
                                "plans": recorder.plans(statements) if q.layer == "store" else []}
         store.close()
@@ -299,13 +316,14 @@ def main(argv: list[str] | None = None) -> int:
         figures["sizes"][str(n)], qs = bench_size(n, args.epochs, args.batch_points, args.repeats, args.seed)
         order = order or qs
     names = [q.name for q in order]
-    headers = ["query", "page", *[f"{n:,} runs (ms)" for n in sizes]]
+    headers = ["query", "page", *[f"{n:,} runs: ms median (min–max) · CPU ms" for n in sizes]]
     rows = []
     for q in order:
         cells = []
         for n in sizes:
             found = figures["sizes"][str(n)]["queries"].get(q.name)
-            cells.append(None if found is None else common.span(found["ms"], "{:,.1f}"))
+            cells.append(None if found is None else
+                         f"{common.span(found['ms'], '{:,.1f}')} · cpu {found['cpu_ms']['median']:,.1f}")
         rows.append([q.name, q.page, *cells])
     print()
     print(common.table(headers, rows))
@@ -327,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
                 for p in q["plans"]:
                     print(f"  {name}: {p['sql'][:120]} … → {'; '.join(p['plan'])}")
     path = common.write_results("store_scale", figures, args.results, started, load_before,
-                                notes=["ms: median (min–max) of warm calls on a SQLite file store",
+                                notes=["ms: wall time of warm calls on a SQLite file store; cpu_ms: this "
+                                       "process's CPU time for the same calls (robust to other load)",
                                        f"each run: {args.epochs} epochs × {len(EPOCH_KEYS)} epoch keys + "
                                        f"{args.batch_points} batch points × {len(BATCH_KEYS)} batch keys"])
     print(f"wrote {path}")

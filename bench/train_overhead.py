@@ -4,6 +4,7 @@ The same compiled model (re-initialised to the same weights and a fresh optimize
 before every fit), the same data subset, seed and epochs are fitted with:
 
   bare          model.fit with no callback
+  bare-again    bare once more: the A/A control; its spread is this machine's noise
   digitlab      Digit Lab's StoreLogger at its defaults (as core/train.py uses it) plus the run's
                 heartbeat thread, writing to a real SQLite file; the run is created, claimed,
                 flushed and finished inside the timed region
@@ -18,16 +19,19 @@ compared; a column whose package is not installed is skipped and says so.)
 Variants are interleaved, their order rotated every round (a b c …, b c … a, …), after one
 untimed warm-up round. Reported: median samples/s with min–max, and each variant's
 throughput relative to bare in the same round (bare time / variant time), for wall time and
-for this process's CPU time (all threads).
+for this process's CPU time (all threads). On a machine shared with other work, wall time
+swings far more than any tracker's cost (the bare-again row shows by how much), so the
+training thread's CPU time inside Keras' callback hooks is measured too: the direct cost
+of each tracker's callbacks, as a share of bare fit's CPU time, barely moved by other load.
 
 Run: python bench/train_overhead.py            (mlp-128-64 and cnn-small, 12,000 digits, 9 rounds)
 """
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,8 +42,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
 
-ALL_VARIANTS = ("bare", "digitlab", "tensorboard", "csvlogger", "mlflow", "mlflow-step")
+ALL_VARIANTS = ("bare", "bare-again", "digitlab", "tensorboard", "csvlogger", "mlflow", "mlflow-step")
 TARGET = 0.97  # Digit Lab must keep at least this share of bare throughput
+
+
+class HookClock:
+    """Thread CPU seconds the training thread spends in Keras' callback hooks (CallbackList.on_*).
+
+    Thread CPU time is not counted while the thread waits for a core, so this holds steady
+    when other processes load the machine; it covers Keras converting logs for the hooks,
+    every callback's own work and any synchronous writes they make.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def install(self) -> None:
+        import keras
+
+        cls = keras.callbacks.CallbackList
+        for name in [n for n in vars(cls) if n.startswith("on_") and callable(vars(cls)[n])]:
+            setattr(cls, name, self._timed(vars(cls)[name]))
+
+    def _timed(self, fn):
+        clock = self
+
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            t0 = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                clock.seconds += time.thread_time() - t0
+        return timed
+
+
+HOOKS = HookClock()
 
 
 @dataclass
@@ -184,6 +222,8 @@ def make_variants(names: list[str], tmp: Path) -> tuple[list[Variant], dict[str,
         try:
             if name == "bare":
                 variants.append(Variant("bare", _bare, detail="model.fit, no callback"))
+            elif name == "bare-again":
+                variants.append(Variant("bare-again", _bare, detail="A/A control: bare fitted twice per round"))
             elif name == "digitlab":
                 variants.append(digitlab_variant(tmp))
             elif name == "tensorboard":
@@ -205,17 +245,21 @@ def make_variants(names: list[str], tmp: Path) -> tuple[list[Variant], dict[str,
 class Samples:
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    hooks: list[float] = field(default_factory=list)
 
 
 def measure_once(setup: Setup, variant: Variant, i: int) -> dict:
+    """Wall, process CPU and callback-hook CPU seconds of one timed fit."""
     reset(setup)
     enable = getattr(variant, "enable", None)
     if enable:
         enable(setup)
     try:
+        hooks0 = HOOKS.seconds
         with common.timer() as t:
             with variant.run(setup, i) as callbacks:
                 fit(setup, callbacks)
+        t["hooks"] = HOOKS.seconds - hooks0
     finally:
         disable = getattr(variant, "disable", None)
         if disable:
@@ -236,6 +280,7 @@ def bench_arch(setup: Setup, variants: list[Variant], rounds: int) -> tuple[dict
             t = measure_once(setup, v, r)
             samples[v.name].wall.append(t["wall"])
             samples[v.name].cpu.append(t["cpu"])
+            samples[v.name].hooks.append(t["hooks"])
     return samples, loads
 
 
@@ -246,12 +291,15 @@ def summarise(setup: Setup, samples: dict[str, Samples], variants: list[Variant]
         s = samples[v.name]
         wall_ratio = [b / x for b, x in zip(bare.wall, s.wall)]   # share of bare throughput, same round
         cpu_ratio = [b / x for b, x in zip(bare.cpu, s.cpu)]
+        extra_hooks = [(h - bh) / bc for h, bh, bc in zip(s.hooks, bare.hooks, bare.cpu)]  # share of bare CPU
         out[v.name] = {"detail": v.detail,
                        "samples_per_s": common.stats(setup.n_samples / w for w in s.wall),
                        "wall_s": common.stats(s.wall), "cpu_s": common.stats(s.cpu),
                        "vs_bare_wall": common.stats(wall_ratio), "vs_bare_cpu": common.stats(cpu_ratio),
                        "slowdown_wall": common.stats(1 / r for r in wall_ratio),
-                       "raw_wall_s": s.wall, "raw_cpu_s": s.cpu}
+                       "hook_cpu_ms_per_epoch": common.stats(1000 * h / setup.config.epochs for h in s.hooks),
+                       "hook_cpu_extra_share": common.stats(extra_hooks),
+                       "raw_wall_s": s.wall, "raw_cpu_s": s.cpu, "raw_hook_cpu_s": s.hooks}
     return out
 
 
@@ -275,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     common.quiet_tensorflow()
     started, load_before = time.time(), common.loadavg()
     data = common.mnist_h5(args.data)
+    HOOKS.install()
     tmp = Path(tempfile.mkdtemp(prefix="digitlab-overhead-"))
     variants, skipped = make_variants(names, tmp)
     figures: dict[str, Any] = {"n_train": args.n_train, "epochs": args.epochs, "rounds": args.rounds,
@@ -295,24 +344,31 @@ def main(argv: list[str] | None = None) -> int:
             for name, s in summary.items():
                 rows.append([arch, name, common.span(s["samples_per_s"]),
                              common.span(s["vs_bare_wall"], "{:.3f}"), common.span(s["vs_bare_cpu"], "{:.3f}"),
-                             f"{s['slowdown_wall']['median']:.2f}×"])
+                             f"{s['slowdown_wall']['median']:.2f}×",
+                             f"{s['hook_cpu_ms_per_epoch']['median']:,.0f}",
+                             f"{100 * s['hook_cpu_extra_share']['median']:+.1f}%"])
     finally:
         for v in variants:
             v.close()
         shutil.rmtree(tmp, ignore_errors=True)
     print()
     print(common.table(["arch", "variant", "samples/s median (min–max)", "× bare wall (min–max)",
-                        "× bare CPU (min–max)", "slowdown"], rows))
+                        "× bare CPU (min–max)", "slowdown", "hook CPU ms/epoch", "hooks vs bare"], rows))
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
     for arch, fig in figures["archs"].items():
         if "digitlab" in fig["variants"]:
-            ratio = fig["variants"]["digitlab"]["vs_bare_wall"]["median"]
-            fig["digitlab_meets_target"] = ratio >= TARGET
-            print(f"{arch}: Digit Lab keeps {ratio:.3f} of bare throughput (target ≥ {TARGET}): "
-                  f"{'met' if ratio >= TARGET else 'MISSED'}")
+            dl = fig["variants"]["digitlab"]
+            ratio, cpu_ratio = dl["vs_bare_wall"]["median"], dl["vs_bare_cpu"]["median"]
+            hooks = 1 / (1 + dl["hook_cpu_extra_share"]["median"])
+            fig["digitlab_meets_target"] = {"wall": ratio >= TARGET, "cpu": cpu_ratio >= TARGET,
+                                            "hooks": hooks >= TARGET}
+            print(f"{arch}: Digit Lab keeps {ratio:.3f} of bare throughput by wall time, {cpu_ratio:.3f} by CPU time, "
+                  f"{hooks:.3f} counting its hooks' CPU time alone (target ≥ {TARGET})")
     path = common.write_results("train_overhead", figures, args.results, started, load_before,
-                                notes=["ratios are per round: bare time / variant time (1.0 = no overhead)"])
+                                notes=["ratios are per round: bare time / variant time (1.0 = no overhead)",
+                                       "hook_cpu_extra_share: (variant hook CPU − bare hook CPU) / bare fit CPU, "
+                                       "same round; the training thread's CPU time in CallbackList.on_* hooks"])
     print(f"wrote {path}")
     return 0
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from core.architectures import count_params
 from core.config import TrainConfig
-from core.data import dataset_info, load_dataset
+from core.data import DataError, DatasetInfo, dataset_info, load_dataset
 from core.store import Run, RunStore, StoreError
 
 MAX_MISCLASSIFIED = 2000  # most confident mistakes kept for the gallery
@@ -34,10 +34,32 @@ class Splits:
 
 def queue_run(store: RunStore, config: TrainConfig, data_path: str | os.PathLike | None = None,
               group: str | None = None, parent_id: str | None = None) -> str:
-    """Validate `config` against the dataset (when there is one) and queue it; returns the run id."""
-    config.validate(dataset_info(data_path).n_train)  # DataError if there is no dataset yet
+    """Validate `config` against the dataset (when there is one) and queue it; returns the run id.
+
+    A missing, unreadable or wrongly shaped dataset is a DataError here, before any row is written.
+    """
+    config.validate(check_dataset(data_path).n_train)
     return store.create_run(config.to_dict(), name=config.name or None, n_params=count_params(config.hidden_layers()),
                             group=group, parent_id=parent_id)
+
+
+def check_dataset(data_path) -> DatasetInfo:
+    """The dataset's attributes, after checking its arrays' shapes and dtypes (metadata only: fast)."""
+    import h5py
+
+    info = dataset_info(data_path)  # DataError if there is no dataset yet
+    try:
+        with h5py.File(info.path, "r") as f:
+            for split, n in (("train", info.n_train), ("test", info.n_test)):
+                for name, shape in (("images", (n, 28, 28)), ("labels", (n,))):
+                    got = f.get(f"{split}/{name}")
+                    if got is None or not isinstance(got, h5py.Dataset) or got.shape != shape or got.dtype != np.uint8:
+                        found = "missing" if not isinstance(got, h5py.Dataset) else f"{got.dtype}{got.shape}"
+                        raise DataError(f"{info.path}: {split}/{name} is {found}, expected uint8{shape}; "
+                                        f"run `python -m core ingest --overwrite --out {info.path}`")
+    except OSError as exc:
+        raise DataError(f"{info.path}: not a readable HDF5 file ({exc}); run `python -m core ingest`") from None
+    return info
 
 
 def load_splits(config: TrainConfig, data_path) -> Splits:

@@ -65,7 +65,7 @@ def metric_lines(history: pd.DataFrame, keys: Iterable[str], smoothing: float = 
                  height: int = 320) -> go.Figure:
     """One line per (run, key) from store.histories() rows; NaN values are gaps.
 
-    `x` is "epoch" or "step". With one run, colours tell the keys apart; with several, colours
+    `names` maps run ids to legend names and sets the runs' order. `x` is "epoch" or "step". With one run, colours tell the keys apart; with several, colours
     tell the runs apart and validation keys are dashed. With `smoothing` > 0 the raw values
     stay as a faint line under the smoothed one (two traces per line).
     """
@@ -76,7 +76,8 @@ def metric_lines(history: pd.DataFrame, keys: Iterable[str], smoothing: float = 
     if rows.empty:
         return _empty("No values logged yet", height)
     names = dict(names or {})
-    run_ids = list(dict.fromkeys(rows["run_id"]))
+    order = {run_id: i for i, run_id in enumerate(names)}  # runs in the order `names` lists them
+    run_ids = sorted(dict.fromkeys(rows["run_id"]), key=lambda r: order.get(r, len(order)))
     many = len(run_ids) > 1
     fig = go.Figure()
     for r, run_id in enumerate(run_ids):
@@ -96,8 +97,9 @@ def metric_lines(history: pd.DataFrame, keys: Iterable[str], smoothing: float = 
             fig.add_trace(go.Scatter(x=xs, y=ys, name=label, legendgroup=label, connectgaps=False,
                                      mode="lines+markers" if len(xs) <= 30 else "lines",
                                      line=dict(color=colour, dash=dash, width=2), marker=dict(size=5)))
-    fig.update_layout(title=title or None, height=height, margin=_MARGIN, hovermode="x unified",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
+    fig.update_layout(title=dict(text=title, x=0, xanchor="left") if title else None, height=height,
+                      margin=dict(_MARGIN, t=50), hovermode="x unified",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
     fig.update_xaxes(title="epoch" if x == "epoch" else "batch step")
     if x == "epoch":
         fig.update_xaxes(dtick=1 if rows["epoch"].max() <= 20 else None)
@@ -142,11 +144,13 @@ def _matrix_axes(fig: go.Figure, height: int) -> None:
 
 
 def confusion_heatmap(matrix: Sequence[Sequence[float]], normalise: bool = False, title: str = "",
-                      clickable: bool = False, height: int = 440, show_scale: bool = True) -> go.Figure:
+                      clickable: bool = False, height: int = 440, show_scale: bool = True,
+                      highlight: tuple[int | None, int | None] = (None, None)) -> go.Figure:
     """The 10×10 confusion matrix (rows = true digit) with counts or row shares in each cell.
 
     `clickable` adds an invisible marker per cell so `st.plotly_chart(on_select="rerun")`
-    reports the clicked cell as a point (x = predicted, y = true).
+    reports the clicked cell as a point (x = predicted, y = true). `highlight` = (true,
+    predicted) outlines that cell, or a whole row or column when the other is None.
     """
     counts = np.asarray(matrix, dtype=float)
     if counts.shape != (10, 10):
@@ -163,6 +167,12 @@ def confusion_heatmap(matrix: Sequence[Sequence[float]], normalise: bool = False
                                hoverinfo="skip" if clickable else None))
     if clickable:
         fig.add_trace(_cell_targets(hover))
+    true, pred = highlight
+    if true is not None or pred is not None:
+        rows = (true - 0.5, true + 0.5) if true is not None else (-0.5, 9.5)
+        cols = (pred - 0.5, pred + 0.5) if pred is not None else (-0.5, 9.5)
+        fig.add_shape(type="rect", x0=cols[0], x1=cols[1], y0=rows[0], y1=rows[1],
+                      line=dict(color=PALETTE[3], width=3), fillcolor="rgba(0,0,0,0)")
     fig.update_layout(title=title or None)
     _matrix_axes(fig, height)
     return fig

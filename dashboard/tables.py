@@ -8,6 +8,7 @@ run's status is always read fresh.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import urlencode
 
@@ -30,8 +31,8 @@ SORTS = {"newest first": ("created_at", True), "test accuracy": ("test_accuracy"
          "best validation accuracy": ("best_val_accuracy", True), "drawn-set accuracy": ("drawn_accuracy", True),
          "duration": ("duration", True), "parameters": ("n_params", True), "name": ("name", False),
          "status": ("status", False), "architecture": ("architecture", False)}
-STATUS_ICONS = {"queued": "⏳ queued", "running": "▶️ running", "completed": "✅ completed", "failed": "❌ failed",
-                "cancelled": "⏹️ cancelled", "interrupted": "⚠️ interrupted"}
+STATUS_COLOURS = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red",
+                  "cancelled": "orange", "interrupted": "orange"}
 PAGES = {"train": ("../pages/train.py", ""), "runs": ("../pages/runs.py", "runs"),
          "run": ("../pages/run_detail.py", "run"), "compare": ("../pages/compare.py", "compare")}
 CSV_COLUMNS = ("run_id", "name", "status", "architecture", "group_name", "tags", "note", "created", *HYPERPARAMETERS[1:],
@@ -48,11 +49,16 @@ def _tags_text(tags: pd.Series) -> pd.Series:
     return tags.map(lambda t: ", ".join(t) if isinstance(t, list) else "")
 
 
+def status_badge(status: str) -> str:
+    """Markdown for a coloured status badge."""
+    return f":{STATUS_COLOURS.get(status, 'gray')}-badge[{status}]"
+
+
 def runs_view(runs: pd.DataFrame) -> pd.DataFrame:
-    """list_runs() rows as the Runs table shows them (accuracies in %, status with an icon)."""
+    """list_runs() rows as the Runs table shows them (accuracies in %, minutes, tags as text)."""
     out = pd.DataFrame({
         "name": runs["name"],
-        "status": runs["status"].map(STATUS_ICONS).fillna(runs["status"]),
+        "status": runs["status"],
         "architecture": runs["architecture"],
         "optimizer": runs["optimizer"],
         "learning rate": pd.to_numeric(runs["learning_rate"], errors="coerce"),
@@ -151,6 +157,33 @@ def remove_tag(tags: Sequence[str] | None, tag: str) -> list[str]:
     return [t for t in (tags or []) if t != tag]
 
 
+def tag_runs(store: RunStore, selected: pd.DataFrame, tag: str, add: bool = True) -> tuple[int, list[str]]:
+    """Add (or remove) `tag` on the selected list_runs() rows; returns (runs changed, errors)."""
+    changed, errors = 0, []
+    for run_id, tags in zip(selected["run_id"], selected["tags"]):
+        new = add_tag(tags, tag) if add else remove_tag(tags, tag)
+        if new == list(tags or []):
+            continue
+        try:
+            store.update_run(run_id, tags=new)
+            changed += 1
+        except StoreError as exc:  # deleted meanwhile, or an unwritable store
+            errors.append(str(exc))
+    return changed, errors
+
+
+def delete_runs(store: RunStore, run_ids: Iterable[str]) -> tuple[int, list[str]]:
+    """Delete runs with their metrics, evaluations and files; returns (deleted, errors such as 'running')."""
+    deleted, errors = 0, []
+    for run_id in run_ids:
+        try:
+            store.delete_run(run_id)
+            deleted += 1
+        except StoreError as exc:
+            errors.append(str(exc))
+    return deleted, errors
+
+
 def clean_tag(text: str) -> str:
     """A tag as typed, trimmed; commas are not allowed (the table joins tags with them)."""
     return " ".join(text.replace(",", " ").split())[:40]
@@ -183,18 +216,24 @@ def unique_labels(runs: pd.DataFrame) -> dict[str, str]:
             for rid, name in zip(runs["run_id"], runs["name"])}
 
 
+def _fmt(value: Any, pattern: str) -> str:
+    return "—" if value is None or pd.isna(value) else pattern.format(value)
+
+
 def summary_table(runs: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
-    """Compare's side-by-side summary: one column per run."""
-    table = pd.DataFrame({
-        "status": runs["status"].to_numpy(),
-        "test accuracy %": _percent(runs["test_accuracy"]).round(2).to_numpy(),
-        "best val accuracy %": _percent(runs["best_val_accuracy"]).round(2).to_numpy(),
-        "best val epoch": pd.to_numeric(runs["best_val_epoch"], errors="coerce").astype("Int64").to_numpy(),
-        "drawn accuracy %": _percent(runs["drawn_accuracy"]).round(2).to_numpy(),
-        "duration (min)": (pd.to_numeric(runs["duration"], errors="coerce") / 60).round(1).to_numpy(),
-        "parameters": pd.to_numeric(runs["n_params"], errors="coerce").astype("Int64").to_numpy(),
-    }, index=[labels[r] for r in runs["run_id"]])
-    return table.T.astype(object).where(table.T.notna(), "—")
+    """Compare's side-by-side summary as text: one row per result, one column per run."""
+    rows = {
+        "status": runs["status"],
+        "test accuracy": _percent(runs["test_accuracy"]).map(lambda v: _fmt(v, "{:.2f}%")),
+        "best val accuracy": [_fmt(v, "{:.2f}%") + ("" if pd.isna(e) else f" (epoch {int(e)})")
+                              for v, e in zip(_percent(runs["best_val_accuracy"]), runs["best_val_epoch"])],
+        "last val accuracy": _percent(runs["last_val_accuracy"]).map(lambda v: _fmt(v, "{:.2f}%")),
+        "drawn-set accuracy": _percent(runs["drawn_accuracy"]).map(lambda v: _fmt(v, "{:.2f}%")),
+        "duration": (pd.to_numeric(runs["duration"], errors="coerce") / 60).map(lambda v: _fmt(v, "{:.1f} min")),
+        "parameters": pd.to_numeric(runs["n_params"], errors="coerce").map(lambda v: _fmt(v, "{:,.0f}")),
+    }
+    columns = [labels[r] for r in runs["run_id"]]
+    return pd.DataFrame({k: list(v) for k, v in rows.items()}, index=columns).T.rename_axis("result")
 
 
 def varying(runs: pd.DataFrame, columns: Iterable[str]) -> list[str]:
@@ -240,10 +279,10 @@ def config_table(config: Mapping[str, Any]) -> pd.DataFrame:
 
 def layer_table(config: TrainConfig) -> pd.DataFrame:
     """The model summary (layer, output shape, parameters) from core.architectures.describe."""
-    rows = [{"#": r.index, "layer": r.name, "output shape": "(" + ", ".join(map(str, r.output_shape)) + ")",
+    rows = [{"layer": r.name, "output shape": "(" + ", ".join(map(str, r.output_shape)) + ")",
              "parameters": r.params, "note": r.note} for r in describe(config.hidden_layers())]
     if config.augment:
-        rows.insert(1, {"#": 0, "layer": "RandomRotation · RandomTranslation · RandomZoom",
+        rows.insert(1, {"layer": "RandomRotation · RandomTranslation · RandomZoom",
                         "output shape": "(28, 28, 1)", "parameters": 0, "note": "augmentation, training only"})
     return pd.DataFrame(rows)
 
@@ -254,14 +293,12 @@ def _test_split(path: str, mtime: float) -> tuple[np.ndarray, np.ndarray]:
     return data.x_test, data.y_test
 
 
-def test_digits(path, indices: Sequence[int], labels: Sequence[int]) -> tuple[np.ndarray | None, str]:
+def gallery_digits(path: str | Path, indices: Sequence[int], labels: Sequence[int]) -> tuple[np.ndarray | None, str]:
     """Test images at `indices`, checked against their recorded true `labels`.
 
     Returns (images, "") or (None, why not): no dataset, or a test split that changed since
     the run was evaluated (the indices would show the wrong digits).
     """
-    from pathlib import Path
-
     path = Path(path)
     try:
         x_test, y_test = _test_split(str(path), path.stat().st_mtime)

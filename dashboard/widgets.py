@@ -31,8 +31,8 @@ from dashboard.state import ensure_worker
 FORM = "train"                 # session-state prefix of the config form
 DEFAULT_ARCHITECTURE = "mlp-128-64"  # fast on a laptop CPU: a first run finishes in seconds
 LIVE_EVERY = 1.5               # seconds between refreshes of a live panel
-URL_PATHS = {"train": "train", "runs": "runs", "run_detail": "run", "compare": "compare", "draw": "draw",
-             "data": "data"}   # page file stem -> url path (as dashboard/app.py routes them)
+# Page file stem -> URL path as dashboard/app.py routes them; Train is the default page, served at "/".
+URL_PATHS = {"train": "", "runs": "runs", "run_detail": "run", "compare": "compare", "draw": "draw", "data": "data"}
 BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 HIDDEN_ACTIVATIONS = (*ACTIVATIONS, "linear")
 STATUS_COLOURS = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red",
@@ -55,7 +55,7 @@ def page_link(page: str, label: str, query_params: dict[str, str] | None = None,
         st.page_link(f"../pages/{page}.py", label=label, query_params=query_params, icon=icon)
     except (StreamlitAPIException, KeyError):
         query = f"?{urlencode(query_params)}" if query_params else ""
-        st.markdown(f"[{label}]({URL_PATHS.get(page, page)}{query})")
+        st.markdown(f"[{label}](./{URL_PATHS.get(page, page)}{query})")
 
 
 def status_badge(status: str) -> str:
@@ -64,9 +64,13 @@ def status_badge(status: str) -> str:
 
 
 def run_label(row: pd.Series | Run) -> str:
-    """How a run is named in pickers: name · status · id."""
+    """How a run is named in pickers: name · architecture · id.
+
+    Nothing that changes while a run trains (such as its status) goes in: a selectbox keeps
+    its choice by this text, so a changing label would lose the selection.
+    """
     get = row.get if isinstance(row, pd.Series) else lambda k: getattr(row, "id" if k == "run_id" else k)
-    return f"{get('name')} · {get('status')} · {get('run_id')}"
+    return f"{get('name')} · {get('architecture')} · {get('run_id')}"
 
 
 def run_picker(runs_df: pd.DataFrame, key: str, label: str = "Run", default_id: str | None = None) -> pd.Series:
@@ -146,7 +150,7 @@ def _on_architecture_change() -> None:
 
 
 def config_form(n_train: int | None) -> dict[str, Any]:
-    """The architecture (with its summary or the layer builder) and every hyperparameter.
+    """The architecture (with its summary, and the layer builder for 'custom') and every hyperparameter.
 
     Returns the form's values as TrainConfig fields (name excluded). Help text on every
     widget comes from core.config.HELP.
@@ -159,8 +163,8 @@ def config_form(n_train: int | None) -> dict[str, Any]:
             "Architecture", ARCHITECTURES, key=_key("architecture"), help=HELP["architecture"],
             on_change=_on_architecture_change, format_func=lambda a: "custom (build your own)" if a == CUSTOM else a)
         st.caption(PRESETS[architecture]["help"] if architecture in PRESETS else CUSTOM_HELP)
-        layers = layer_builder() if architecture == CUSTOM else []
     summary = right.container()
+    layers = layer_builder() if architecture == CUSTOM else []
     st.subheader("Hyperparameters")
     values = hyperparameter_inputs(n_train)
     values.update(architecture=architecture, layers=tuple(layers))
@@ -226,16 +230,18 @@ def model_summary(values: dict[str, Any]) -> None:
     st.markdown(f"**Summary** · {total:,} parameters")
     st.dataframe(summary_frame(rows), hide_index=True, width="stretch",
                  height=min(38 + 35 * len(rows), 600),
-                 column_config={"#": st.column_config.NumberColumn(width="small"),
-                                "Params": st.column_config.NumberColumn(format="localized", width="small"),
-                                "Output shape": st.column_config.TextColumn(width="small")})
+                 column_config={"Params": st.column_config.NumberColumn(format="localized")})
 
 
 def summary_frame(rows: list[LayerRow]) -> pd.DataFrame:
-    """describe() rows as a table: layer, output shape, parameters, note."""
-    return pd.DataFrame({"#": [r.index for r in rows], "Layer": [r.name for r in rows],
-                         "Output shape": ["×".join(map(str, r.output_shape)) for r in rows],
-                         "Params": [r.params for r in rows], "Note": [r.note for r in rows]})
+    """describe() rows as a three-column table: layer (with its note), output shape, parameters."""
+    return pd.DataFrame({"Layer": [f"{r.name} ({r.note})" if r.note else r.name for r in rows],
+                         "Output shape": [_shape(r.output_shape) for r in rows],
+                         "Params": [r.params for r in rows]})
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return " × ".join(f"{d:,}" for d in shape)
 
 
 # ------------------------------------------------------------------------------ the layer builder
@@ -283,40 +289,54 @@ def _remove_layer(index: int) -> None:
 
 
 def layer_builder() -> list[dict]:
-    """Add, edit, reorder and remove hidden layers; returns the stack as layer dicts."""
+    """Add, edit, reorder and remove hidden layers; returns the stack as layer dicts.
+
+    Each row shows its output shape and parameter count as soon as the stack is valid.
+    """
     rows = st.session_state.setdefault(_key("layers"), [])
-    st.markdown("**Hidden layers** (the output layer Dense 10 softmax is added for you)")
+    st.markdown("**Hidden layers** (the output layer, Dense 10 softmax, is added for you)")
     if not rows:
         st.caption("No layers yet: add one below.")
-    for i, row in enumerate(rows):
-        _layer_row(i, row, len(rows))
-    add_type, add_button = st.columns([3, 1], vertical_alignment="bottom")
+    outputs = [_layer_row(i, row, len(rows)) for i, row in enumerate(rows)]
+    stack = layers_value()
+    try:
+        described = describe(stack)
+    except ArchitectureError:
+        described = []  # the summary beside the architecture says what is wrong
+    by_position = {r.index: r for r in described if r.note != "output layer"}
+    for position, slot in enumerate(outputs, start=1):
+        if position in by_position:
+            r = by_position[position]
+            slot.markdown(f"→ {_shape(r.output_shape)} · {r.params:,} params")
+    add_type, add_button, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
     add_type.selectbox("New layer", LAYER_TYPES, key=_key("new_layer_type"),
                        help="Dense: fully connected. Conv2D: learns local filters on the image. MaxPooling2D: "
-                            "halves the image size. Dropout: randomly silences units while training. "
-                            "BatchNormalization: rescales activations. Flatten: image → vector.")
+                            "shrinks the image by keeping the strongest pixel of each block. Dropout: randomly "
+                            "silences units while training. BatchNormalization: rescales activations. "
+                            "Flatten: image → vector. Activation: a non-linearity on its own.")
     add_button.button("Add layer", key=_key("add_layer"), on_click=_add_layer, icon=":material/add:")
-    return layers_value()
+    return stack
 
 
-def _layer_row(i: int, row: dict, n: int) -> None:
-    """One layer: its type, its parameters, and move/remove buttons."""
+def _layer_row(i: int, row: dict, n: int):
+    """One layer: its type, its parameters, a slot for its output, and move/remove buttons."""
     uid = row["_id"]
-    cols = st.columns([2.2, 2, 2, 2, 0.7, 0.7, 0.7], vertical_alignment="bottom")
+    cols = st.columns([1.5, 1.1, 1.1, 1.1, 1.1, 1.9, 0.4, 0.4, 0.4], vertical_alignment="bottom")
     cols[0].markdown(f"**{i + 1}. {row['type']}**")
-    params = _LAYER_PARAMS.get(row["type"], ())
-    for col, (param, make) in zip(cols[1:4], params):
+    for col, (param, make) in zip(cols[1:5], _LAYER_PARAMS.get(row["type"], ())):
         key = f"{FORM}_layer{uid}_{param}"
         if key not in st.session_state:
             st.session_state[key] = row.get(param, NEW_LAYER[row["type"]].get(param))
         with col:
             row[param] = make(key)
-    cols[4].button("", key=f"{FORM}_up{uid}", icon=":material/arrow_upward:", help="Move up",
+    output = cols[5].empty()
+    cols[6].button("", key=f"{FORM}_up{uid}", icon=":material/arrow_upward:", help="Move up",
                    on_click=_move_layer, args=(i, -1), disabled=i == 0)
-    cols[5].button("", key=f"{FORM}_down{uid}", icon=":material/arrow_downward:", help="Move down",
+    cols[7].button("", key=f"{FORM}_down{uid}", icon=":material/arrow_downward:", help="Move down",
                    on_click=_move_layer, args=(i, 1), disabled=i == n - 1)
-    cols[6].button("", key=f"{FORM}_remove{uid}", icon=":material/delete:", help="Remove this layer",
+    cols[8].button("", key=f"{FORM}_remove{uid}", icon=":material/delete:", help="Remove this layer",
                    on_click=_remove_layer, args=(i,))
+    return output
 
 
 def _int_input(label: str, limit: str) -> Callable[[str], int]:
@@ -329,7 +349,9 @@ _LAYER_PARAMS: dict[str, tuple[tuple[str, Callable[[str], Any]], ...]] = {
               ("activation", lambda key: st.selectbox("activation", HIDDEN_ACTIVATIONS, key=key))),
     "Conv2D": (("filters", _int_input("filters", "filters")),
                ("kernel", _int_input("kernel size", "kernel")),
-               ("activation", lambda key: st.selectbox("activation", HIDDEN_ACTIVATIONS, key=key))),
+               ("activation", lambda key: st.selectbox("activation", HIDDEN_ACTIVATIONS, key=key)),
+               ("padding", lambda key: st.selectbox("padding", ("valid", "same"), key=key,
+                                                    help="valid: the image shrinks by kernel − 1; same: it keeps its size"))),
     "MaxPooling2D": (("pool", _int_input("pool size", "pool")),),
     "Dropout": (("rate", lambda key: st.number_input("rate", min_value=0.0, max_value=0.95, step=0.05,
                                                      format="%.2f", key=key)),),
@@ -424,22 +446,45 @@ def format_seconds(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def window_means(batches: pd.DataFrame, steps_per_epoch: int | None) -> pd.DataFrame:
+    """Turn Keras' running means (reset every epoch) into the mean over each logging window.
+
+    Keras logs, after in-epoch batch s, the mean m(s) of batches 1..s; the batches between two
+    samples s1 < s2 averaged (m2·s2 − m1·s1) / (s2 − s1). Unlike the running mean, this curve
+    does not jump when an epoch starts. Without steps per epoch the rows are returned as they are.
+    """
+    if batches.empty or not steps_per_epoch:
+        return batches
+    out = []
+    for _, rows in batches.sort_values("step").groupby(["key", "epoch"], sort=False):
+        s = (rows["step"] - (rows["epoch"] - 1) * steps_per_epoch).to_numpy(dtype=float)
+        m = rows["value"].to_numpy(dtype=float)
+        prev_s, prev_m = np.concatenate([[0.0], s[:-1]]), np.concatenate([[0.0], m[:-1]])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            window = np.where(s > prev_s, (m * s - prev_m * prev_s) / (s - prev_s), m)
+        out.append(rows.assign(value=window))
+    return pd.concat(out).sort_values(["key", "step"]).reset_index(drop=True)
+
+
 def curves_figure(batches: pd.DataFrame, epochs: pd.DataFrame, metric: str, steps_per_epoch: int | None,
                   title: str) -> go.Figure:
-    """One metric over training: the running batch mean as a line, epoch train/val values as points.
+    """One metric over training: the mean per logging window as a thin line, epoch train/val as points.
 
-    The x axis is in epochs (batch step / steps per epoch), so both scopes share it.
+    The x axis is in epochs (batch step / steps per epoch), so both scopes share it: epoch 1
+    spans 0 to 1, its training mean is drawn at 0.5 and its validation value at 1.
     """
     spe = steps_per_epoch or 1
     fig = go.Figure()
-    b = batches[batches["key"] == metric]
+    b = window_means(batches[batches["key"] == metric], steps_per_epoch)
     if len(b):
-        fig.add_scatter(x=b["step"] / spe, y=b["value"], mode="lines", name=f"{metric} (batches, running mean)",
+        fig.add_scatter(x=b["step"] / spe, y=b["value"], mode="lines", name=f"{metric} (batches)",
                         line={"width": 1.5, "color": "#9ab8d8"})
-    for key, colour in ((metric, "#1f77b4"), (f"val_{metric}", "#ff7f0e")):
+    # A training value is the mean over its epoch, so it sits mid-epoch; validation is measured at the end.
+    for key, colour, shift, what in ((metric, "#1f77b4", 0.5, "epoch mean"),
+                                     (f"val_{metric}", "#ff7f0e", 0.0, "end of epoch")):
         e = epochs[epochs["key"] == key]
         if len(e):
-            fig.add_scatter(x=e["epoch"], y=e["value"], mode="lines+markers", name=f"{key} (epoch)",
+            fig.add_scatter(x=e["epoch"] - shift, y=e["value"], mode="lines+markers", name=f"{key} ({what})",
                             line={"color": colour})
     fig.update_layout(title=title, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       xaxis_title="epoch", legend={"orientation": "h", "y": -0.25}, hovermode="x unified")
@@ -469,16 +514,18 @@ def live_run(store: RunStore, run_id: str) -> None:
         run = store.get_run(run_id)
         if active and run.status in TERMINAL:
             st.rerun()  # the whole page: show the result and stop polling
-        st.markdown(f"**{run.name}** {status_badge(run.status)} · `{run.id}` · {run.architecture}"
-                    + (f" · {run.n_params:,} parameters" if run.n_params else ""))
+        title, action = st.columns([4, 1], vertical_alignment="center")
+        title.markdown(f"**{run.name}** {status_badge(run.status)} · `{run.id}` · {run.architecture}"
+                       + (f" · {run.n_params:,} parameters" if run.n_params else ""))
+        if run.status in ("queued", "running"):
+            with action:
+                _cancel_button(store, run)
         if run.status == "queued":
             _queued_panel(store, run)
         elif run.status == "running":
             _running_panel(store, run)
         else:
             _finished_panel(store, run)
-        if run.status in ("queued", "running"):
-            _cancel_button(store, run)
 
     panel()
 
@@ -526,9 +573,12 @@ def _finished_panel(store: RunStore, run: Run) -> None:
         if run.error and "\n" in run.error:
             with st.expander("Details"):
                 st.code(run.error)
+    elif run.status == "cancelled":
+        st.warning("Cancelled before the end of training. The metrics logged until then are kept.",
+                   icon=":material/info:")
     else:
-        st.warning(f"Run {run.status}" + (f": {run.error.splitlines()[0]}" if run.error else "") +
-                   ". The metrics logged until then are kept.", icon=":material/info:")
+        st.warning(f"Interrupted: {(run.error or 'the process training it stopped').splitlines()[0]}",
+                   icon=":material/info:")
     if run.started_at is not None:
         batches = store.metric_history(run.id, scope="batch", keys=["loss", "accuracy"])
         epochs = store.metric_history(run.id, scope="epoch")
@@ -539,9 +589,11 @@ def _finished_panel(store: RunStore, run: Run) -> None:
 
 def _cancel_button(store: RunStore, run: Run) -> None:
     if run.cancel_requested:
-        st.button("Cancelling… (stops at the next logging window)", key=f"cancel_{run.id}", disabled=True)
+        st.button("Cancelling…", key=f"cancel_{run.id}", disabled=True, width="stretch",
+                  help="Training stops at its next logging window (about a second).")
         return
-    if st.button("Cancel run", key=f"cancel_{run.id}", icon=":material/stop_circle:"):
+    if st.button("Cancel run", key=f"cancel_{run.id}", icon=":material/stop_circle:", width="stretch",
+                 help="Stop training at the next logging window; the metrics so far are kept."):
         if require_editor("cancel a run"):
             store.request_cancel(run.id)
             st.rerun()  # the page again, showing the run cancelled or stopping
@@ -582,10 +634,12 @@ def sweep_panel(store: RunStore, group: str) -> None:
         st.progress(prog.fraction, text=f"**{group}**: {prog.ended} of {prog.total} ended · {prog.running} running · "
                                          f"{prog.queued} queued · {prog.completed} completed")
         table = runs.sort_values("created_at")[["name", "status", "test_accuracy", "best_val_accuracy", "run_id"]]
+        table = table.assign(test_accuracy=table["test_accuracy"] * 100, best_val_accuracy=table["best_val_accuracy"] * 100)
+        percent = {"format": "%.2f%%"}
         st.dataframe(table, hide_index=True, width="stretch",
-                     column_config={"test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
-                                    "best_val_accuracy": st.column_config.NumberColumn("best val accuracy",
-                                                                                       format="percent")})
+                     column_config={"test_accuracy": st.column_config.NumberColumn("test accuracy", **percent),
+                                    "best_val_accuracy": st.column_config.NumberColumn("best val accuracy", **percent),
+                                    "run_id": "run id"})
         if prog.finished:
             page_link("compare", f"Compare the {prog.total} runs of {group}",
                       {"runs": ",".join(prog.run_ids), "group": group}, icon=":material/compare_arrows:")

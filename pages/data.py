@@ -28,14 +28,18 @@ def ingest_form(replace: bool) -> None:
             bar.empty()
             st.error(str(exc), icon=":material/error:")
         else:
-            st.session_state["data_message"] = result.message
+            st.session_state["data_message"] = (result.offline_sample, result.message)
             st.rerun()
 
 
 st.title("Data")
 path = state.data_path()
-if message := st.session_state.pop("data_message", None):
-    st.success(message, icon=":material/check_circle:")
+if done := st.session_state.pop("data_message", None):
+    offline_sample, message = done
+    if offline_sample:
+        st.warning(message, icon=":material/warning:")
+    else:
+        st.success(message, icon=":material/check_circle:")
 info = state.get_dataset_info()
 if info is None:
     st.info(f"No dataset at `{path}` yet. Ingest MNIST to start training: it takes a few seconds.",
@@ -44,8 +48,8 @@ if info is None:
     st.stop()
 
 state.dataset_banner()
-kind = "the offline 5,000-digit sample (not full MNIST)" if info.offline_sample else "MNIST"
-st.markdown(f"Loaded: **{kind}** from {info.source}, ingested {info.created} into `{info.path}`.")
+source = "the offline 5,000-digit sample (not full MNIST)" if info.offline_sample else f"MNIST from {info.source}"
+st.markdown(f"Loaded: **{source}**, ingested {info.created} into `{info.path}`.")
 m = st.columns(3)
 m[0].metric("Training digits", f"{info.n_train:,}", help="Each run holds out its validation_split of these.")
 m[1].metric("Test digits", f"{info.n_test:,}", help="Never trained on: every run's final accuracy is measured here.")

@@ -30,7 +30,6 @@ with set_tab:
                                     for c in ("test accuracy", "drawn-set accuracy")})
 
 with draw_tab:
-    ui.flash()
     if runs.empty:
         st.info("No completed run yet: train one on the Train page (or `python -m core train`), then draw here.",
                 icon=":material/model_training:")
@@ -42,9 +41,6 @@ with draw_tab:
     chosen = st.multiselect("Runs to ask (the best by test accuracy is chosen first)", ids,
                             default=None if remembered is not None else ids[:1], key="draw_runs",
                             format_func=captions.get)
-    if st.session_state.get("draw_saved"):
-        ui.evaluate_buttons(store, runs, chosen[0] if chosen else ids[0], key="draw_after_save")
-
     pad, side = st.columns([1, 2], gap="large")
     with pad:
         source = st.segmented_control("Input", ["canvas", "upload"], default="canvas", key="draw_source",
@@ -63,13 +59,16 @@ with draw_tab:
                                       type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], key="draw_upload")
             image, original = ui.read_upload(upload)
 
-    with side:
+    with side:  # messages live beside the canvas, never above it: the canvas must not move between strokes
+        ui.flash()
+        if st.session_state.get("draw_saved"):
+            ui.evaluate_buttons(store, runs, chosen[0] if chosen else ids[0], key="draw_after_save")
         pre = ui.preprocess_or_explain(image, source)
         if pre is None:
             st.stop()
         ui.show_steps(pre)
-    if not chosen:
-        st.info("Choose at least one run above to read the drawing.")
-        st.stop()
-    ui.show_predictions(ui.predict_runs(store, runs, chosen, pre.image))
-    ui.save_form(store, pre, original, source)
+        if not chosen:
+            st.info("Choose at least one run above to read the drawing.")
+            st.stop()
+        ui.show_predictions(ui.predict_runs(store, runs, chosen, pre.image))
+        ui.save_form(store, pre, original, source)

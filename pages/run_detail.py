@@ -27,7 +27,8 @@ if wanted and wanted not in labels:
 run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in labels else None, key="detail_run",
                       format_func=lambda i: f"{labels[i]} · {status_of[i]} · {i}", placeholder="Choose a run")
 if run_id is None:
-    st.info("Choose a run above, or open one from the **Runs** page.")
+    if not wanted:  # an unknown id already has its error above
+        st.info("Choose a run above, or open one from the **Runs** page.")
     st.stop()
 if run_id != wanted:
     st.query_params["run"] = run_id
@@ -46,10 +47,10 @@ except (ConfigError, TypeError, ValueError) as exc:
 
 # -- header ------------------------------------------------------------------------------------------
 st.subheader(run.name)
-facts = [tables.STATUS_ICONS.get(run.status, run.status), run.architecture, f"id `{run.id}`"]
+facts = [tables.status_badge(run.status), run.architecture, f"id `{run.id}`"]
 facts += [f"group **{run.group_name}**"] if run.group_name else []
 facts += [f"tags: {', '.join(run.tags)}"] if run.tags else []
-st.caption(" · ".join(facts))
+st.markdown(" · ".join(facts))
 if run.note:
     st.markdown(f"> {run.note}")
 links = st.columns(3)
@@ -76,8 +77,8 @@ def summary(current) -> None:
     cols = st.columns(6)
     best_at = f"epoch {current.best_val_epoch}" if current.best_val_epoch else None
     last_at = f"epoch {current.last_val_epoch}" if current.last_val_epoch else None
-    cols[0].metric("Best val accuracy", _pct(current.best_val_accuracy), best_at, delta_color="off")
-    cols[1].metric("Last val accuracy", _pct(current.last_val_accuracy), last_at, delta_color="off")
+    cols[0].metric("Best val accuracy", _pct(current.best_val_accuracy), best_at, delta_color="off", delta_arrow="off")
+    cols[1].metric("Last val accuracy", _pct(current.last_val_accuracy), last_at, delta_color="off", delta_arrow="off")
     cols[2].metric("Test accuracy", _pct(current.test_accuracy))
     cols[3].metric("Drawn-set accuracy", _pct(current.drawn_accuracy))
     minutes = current.duration / 60 if current.duration is not None else None
@@ -96,7 +97,8 @@ def live_section() -> None:
         st.progress(done, text=f"epoch {current.epoch} of {current.epochs} done · step {current.step:,}")
     st.markdown("#### Training curves")
     c1, c2 = st.columns([1, 2])
-    level = c1.segmented_control("Level", ["epoch", "batch"], default="epoch", key="detail_level",
+    level = c1.segmented_control("Level", ["epoch", "batch"], default="batch" if run.status in LIVE else "epoch",
+                                 key="detail_level", required=True,
                                  help="batch: running means within each epoch, sampled during training") or "epoch"
     smoothing = c2.slider("Smoothing", 0.0, 0.95, 0.0, 0.05, key="detail_smoothing",
                           help="exponential moving average; the raw values stay as a faint line")
@@ -126,16 +128,21 @@ else:
     normalise = st.toggle("Row-normalised (share of each true digit)", key="detail_normalise")
     left, right = st.columns([3, 2])
     with left:
-        event = st.plotly_chart(charts.confusion_heatmap(evaluation.confusion, normalise, clickable=True),
+        chosen = (st.session_state.get("detail_true"), st.session_state.get("detail_pred"))
+        event = st.plotly_chart(charts.confusion_heatmap(evaluation.confusion, normalise, clickable=True,
+                                                         highlight=chosen),
                                 key="detail_confusion", on_select="rerun", selection_mode="points")
     right.dataframe(tables.report_table(evaluation.report), hide_index=True, key="detail_report",
                     column_config={c: st.column_config.NumberColumn(format="%.1f")
                                    for c in ("precision %", "recall %", "F1 %")})
-    points = event.selection.points if event and event.selection else []
+    points = ((event or {}).get("selection") or {}).get("points") or []
     click = (int(points[-1]["y"]), int(points[-1]["x"])) if points else None
-    if click and click != st.session_state.get("detail_last_click"):  # a new click picks the gallery cell
+    if click is None:  # deselected: clicking that cell again must count as a new click
+        st.session_state.pop("detail_last_click", None)
+    elif click != st.session_state.get("detail_last_click"):  # a new click picks the gallery cell
         st.session_state["detail_last_click"] = click
         st.session_state["detail_true"], st.session_state["detail_pred"] = click
+        st.rerun()  # redraw the matrix with the cell outlined
 
     st.markdown("##### Misclassified test digits")
     st.caption("Click a cell of the matrix, or choose below, to see those mistakes (most confident first).")
@@ -149,7 +156,7 @@ else:
     elif wrong.empty:
         st.info("No misclassified test digits of that kind.")
     else:
-        images, why = tables.test_digits(state.data_path(), wrong["idx"], wrong["true_label"])
+        images, why = tables.gallery_digits(state.data_path(), wrong["idx"], wrong["true_label"])
         if images is None:
             st.warning(why)
         else:
@@ -161,10 +168,12 @@ else:
 # -- model, config, script -------------------------------------------------------------------------------
 st.markdown("#### Model")
 model_file = store.run_dir(run.id) / "model.keras"
-kernel_box = st.container()  # filled last: loading the model imports TensorFlow
 if config is not None:
     st.dataframe(tables.layer_table(config), hide_index=True, key="detail_layers",
-                 column_config={"parameters": st.column_config.NumberColumn(format="localized")})
+                 column_config={"layer": st.column_config.TextColumn(width="large"),
+                                "note": st.column_config.TextColumn(width="medium"),
+                                "parameters": st.column_config.NumberColumn(format="localized")})
+kernel_box = st.container()  # filled last: loading the model imports TensorFlow
 if model_file.exists():
     st.download_button("Download model.keras", lambda: model_file.read_bytes(), file_name=f"{run.id}.keras",
                        mime="application/octet-stream", key="detail_download_model", icon=":material/download:",

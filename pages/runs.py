@@ -12,7 +12,10 @@ if runs.empty:
     st.stop()
 
 if flash := st.session_state.pop("runs_flash", None):  # the outcome of the last action, after its rerun
-    (st.warning if "Not deleted" in flash else st.success)(flash)
+    done, errors = flash
+    st.success(done)
+    for error in errors:
+        st.warning(error)
 
 # -- filters and sorting ------------------------------------------------------------------
 f1, f2, f3, f4 = st.columns(4)
@@ -20,7 +23,7 @@ statuses = f1.multiselect("Status", sorted(runs["status"].unique()), key="runs_s
 architectures = f2.multiselect("Architecture", sorted(runs["architecture"].unique()), key="runs_arch")
 groups = f3.multiselect("Group", tables.all_groups(runs), key="runs_group")
 tags = f4.multiselect("Tag", tables.all_tags(runs), key="runs_tags")
-s1, s2, s3, s4 = st.columns([2, 1, 0.6, 0.4], vertical_alignment="bottom")
+s1, s2, s3, s4 = st.columns([2, 1, 0.5, 0.5], vertical_alignment="bottom")
 search = s1.text_input("Search", key="runs_search", placeholder="name or id")
 sort = s2.selectbox("Sort by", list(tables.SORTS), key="runs_sort")
 reverse = s3.toggle("Reverse", key="runs_reverse")
@@ -39,7 +42,7 @@ if st.session_state.get("runs_signature") != signature:
     st.session_state["runs_table_n"] = st.session_state.get("runs_table_n", 0) + 1
 event = st.dataframe(tables.runs_view(view), key=f"runs_table_{st.session_state['runs_table_n']}", on_select="rerun",
                      selection_mode="multi-row", hide_index=True, column_config=tables.runs_column_config(),
-                     height=min(38 + 35 * len(view), 560))
+                     height=min(38 + 35 * len(view), 560), placeholder="—")
 selected = view.iloc[event.selection.rows]
 ids = selected["run_id"].tolist()
 labels = tables.unique_labels(runs)
@@ -68,20 +71,24 @@ if not ids:
 st.subheader(f"{len(ids)} selected: " + ", ".join(labels[i] for i in ids[:5]) + (" …" if len(ids) > 5 else ""))
 t1, t2, t3 = st.columns([2, 1, 1], vertical_alignment="bottom")
 tag = tables.clean_tag(t1.text_input("Tag", key="runs_tag_text", placeholder="e.g. baseline"))
-for column, verb, change in ((t2, "Add tag", tables.add_tag), (t3, "Remove tag", tables.remove_tag)):
-    if column.button(verb, key=f"runs_{verb.split()[0].lower()}_tag", disabled=not tag) and auth.require_editor("tag runs"):
-        for rid, old in zip(ids, selected["tags"]):
-            store.update_run(rid, tags=change(old, tag))
-        st.session_state["runs_flash"] = f"{verb.split()[0]}ed tag “{tag}” on {len(ids)} run(s)."
+for column, add, label in ((t2, True, "Add tag"), (t3, False, "Remove tag")):
+    if column.button(label, key=f"runs_{label.split()[0].lower()}_tag", disabled=not tag) \
+            and auth.require_editor("tag runs"):
+        changed, errors = tables.tag_runs(store, selected, tag, add)
+        st.session_state["runs_flash"] = (f"{'Added' if add else 'Removed'} tag “{tag}” on {changed} run(s).", errors)
         st.rerun()
 
 if len(ids) == 1:
     note = st.text_area("Note", value=selected["note"].iloc[0] or "", key=f"runs_note_{ids[0]}",
                         placeholder="what this run tried, what you learned")
     if st.button("Save note", key="runs_save_note") and auth.require_editor("edit notes"):
-        store.update_run(ids[0], note=note)
-        st.session_state["runs_flash"] = f"Saved the note of {labels[ids[0]]}."
-        st.rerun()
+        try:
+            store.update_run(ids[0], note=note)
+        except StoreError as exc:  # deleted meanwhile, or an unwritable store
+            st.error(str(exc))
+        else:
+            st.session_state["runs_flash"] = (f"Saved the note of {labels[ids[0]]}.", [])
+            st.rerun()
 
 pending = [i for i in st.session_state["runs_pending_delete"] if i in set(runs["run_id"])]
 if not pending:
@@ -96,13 +103,7 @@ else:
         st.session_state["runs_pending_delete"] = []
         st.rerun()
     if yes.button("Yes, delete", key="runs_delete_confirm", type="primary") and auth.require_editor("delete runs"):
-        errors = []
-        for rid in pending:
-            try:
-                store.delete_run(rid)
-            except StoreError as exc:
-                errors.append(str(exc))
+        deleted, errors = tables.delete_runs(store, pending)
         st.session_state["runs_pending_delete"] = []
-        st.session_state["runs_flash"] = f"Deleted {len(pending) - len(errors)} run(s)." + (
-            " Not deleted: " + "; ".join(errors) if errors else "")
+        st.session_state["runs_flash"] = (f"Deleted {deleted} run(s).", errors)
         st.rerun()

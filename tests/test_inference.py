@@ -104,8 +104,8 @@ def test_result_is_mnist_like_float_image_centred_by_mass():
     assert pre.image.shape == (28, 28) and pre.image.dtype == np.float32
     assert pre.image.min() >= 0 and pre.image.max() == pytest.approx(1.0)
     cy, cx = com(pre.image)
-    assert abs(cy - 14) <= 0.75 and abs(cx - 14) <= 0.75
-    assert 19 <= longest_side(pre.image) <= 20
+    assert abs(cy - 14) < 0.1 and abs(cx - 14) < 0.1
+    assert 19 <= longest_side(pre.image) <= 21  # 20, give or take the sub-pixel shift's edge
     assert list(pre.steps) == ["input", "crop", "scaled", "centred"]
     assert pre.steps["scaled"].shape == (20, 20)
     assert pre.steps["input"].shape == (280, 280)
@@ -127,9 +127,13 @@ def test_real_mnist_digits_pass_through_nearly_unchanged(mnist):
     x = mnist[0].astype(np.float32) / 255
     out = np.stack([preprocess(im).image for im in mnist[0]])
     scores = np.array([corr(a, b) for a, b in zip(out, x)])
-    assert np.median(scores) > 0.99
-    assert (scores > 0.9).mean() > 0.95  # the rest moved by one pixel (centre of mass at .5)
-    assert all(abs(c - 14) <= 0.75 for im in out[:50] for c in com(im))
+    # MNIST placed digits to the whole pixel (centre of mass within ±0.5 of 14); preprocess
+    # also shifts the last fraction, which blurs a little: nearly, not exactly, the same.
+    assert np.median(scores) > 0.95
+    assert (scores > 0.85).mean() > 0.97
+    assert np.abs(out - x).mean() < 0.05
+    off_centre = np.array([np.abs(np.subtract(com(im), 14)).max() for im in out])
+    assert (off_centre < 0.1).mean() > 0.95 and off_centre.max() < 0.5  # a few lose ink past the edge
 
 
 def test_real_mnist_digits_drawn_anywhere_on_a_canvas_come_back(mnist):

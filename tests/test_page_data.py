@@ -88,8 +88,9 @@ def test_offline_sample_shows_the_banner_and_how_to_get_full_mnist(app_env, monk
     at.button(key="data_ingest").click().run()
     assert not at.exception and not at.error
     assert dataset_info(target).offline_sample
-    warning = at.warning[0].value
-    assert "offline 5,000-digit MNIST sample" in warning and "python -m core ingest --from" in warning
+    assert "NOT full MNIST" in at.warning[0].value  # what ingest said, as a warning, not a success
+    banner = at.warning[1].value
+    assert "offline 5,000-digit MNIST sample" in banner and "python -m core ingest --from" in banner
     assert at.expander[0].proto.expanded  # "Replace the dataset" is open for the sample
     assert "the offline 5,000-digit sample (not full MNIST)" in at.markdown[0].value
 

@@ -1,8 +1,8 @@
 """Run detail page through AppTest: empty store, unknown id, a completed run, a conv run, a live run."""
+import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.config import make_config
@@ -42,7 +42,7 @@ def test_empty_store_says_how_to_start(app_env):
 def test_unknown_run_id_is_one_clear_error(populated_env):
     at = _open("doesnotexist")
     assert not at.exception
-    assert len(at.error) == 1 and "doesnotexist" in at.error[0].value
+    assert len(at.error) == 1 and "doesnotexist" in at.error[0].value and not at.info
     assert at.selectbox("detail_run").value is None  # the picker is offered, nothing else renders
     assert not at.get("plotly_chart")
 
@@ -94,6 +94,21 @@ def test_choosing_a_confusion_cell_filters_the_gallery(populated_env):
     assert "pick a cell off the diagonal" in _text(at)
 
 
+def test_clicking_a_confusion_cell_sets_the_gallery_filter(populated_env):
+    run_id = _run_id(populated_env, "mlp-base")
+    true, pred = (int(v) for v in populated_env.store.misclassified(run_id).iloc[0][["true_label", "pred_label"]])
+    at = _open(run_id)
+    # what the browser sends when the invisible marker on cell (true, pred) is clicked
+    at.session_state["detail_confusion"] = {"selection": {"points": [{"x": pred, "y": true, "point_index": 0}],
+                                                          "point_indices": [0], "box": [], "lasso": []}}
+    at.run()
+    assert not at.exception
+    assert (at.selectbox("detail_true").value, at.selectbox("detail_pred").value) == (true, pred)
+    assert all(c.startswith(f"{true}→{pred} · ") for c in at.get("image")[0].captions)
+    shapes = json.loads(at.get("plotly_chart")[3].proto.spec)["layout"]["shapes"]
+    assert shapes[0]["x0"] == pred - 0.5 and shapes[0]["y0"] == true - 0.5  # the chosen cell is outlined
+
+
 def test_normalised_toggle_and_batch_level_render(populated_env):
     at = _open(_run_id(populated_env, "mlp-base"))
     at.toggle("detail_normalise").set_value(True)
@@ -104,38 +119,29 @@ def test_normalised_toggle_and_batch_level_render(populated_env):
     assert not at.exception and len(at.get("plotly_chart")) == 4
 
 
-@pytest.fixture
-def conv_run(populated_env):
-    """A tiny completed conv run (4 filters) in the private copy of the populated store."""
+def test_conv_run_kernels_then_a_corrupt_then_a_missing_model_file(populated_env):
+    """One tiny conv run (4 filters, trained once): kernels shown; a bad model file is one message."""
     config = make_config("custom", layers=[{"type": "Conv2D", "filters": 4, "kernel": 3, "activation": "relu"},
                                            {"type": "MaxPooling2D", "pool": 4}],
                          epochs=1, batch_size=64, name="tiny-conv", augment=True)
     run = train(populated_env.store, config, populated_env.data_path)
     assert run.status == "completed", run.error
-    return run
-
-
-def test_conv_run_shows_its_first_layer_kernels(populated_env, conv_run):
-    at = _open(conv_run.id)
+    at = _open(run.id)
     assert not at.exception
     assert len(at.get("plotly_chart")) == 5
-    kernels = at.get("plotly_chart")[-1].proto.spec
-    assert '"heatmap"' in kernels
+    assert json.loads(at.get("plotly_chart")[-1].proto.spec)["data"][0]["type"] == "heatmap"
     assert "The 4 kernels of the first Conv2D layer" in _text(at)
     assert "augmentation, training only" in set(_frame(at, "output shape")["note"])
 
-
-def test_corrupt_model_file_is_a_message_and_the_rest_still_works(populated_env, conv_run):
-    (populated_env.store.run_dir(conv_run.id) / "model.keras").write_bytes(b"not a keras file")
-    at = _open(conv_run.id)
+    model_file = populated_env.store.run_dir(run.id) / "model.keras"
+    model_file.write_bytes(b"not a keras file")
+    at = _open(run.id)
     assert not at.exception
-    assert any("cannot be loaded" in w.value for w in at.warning)
+    assert any(w.value.startswith("The kernels cannot be shown") and "model file" in w.value for w in at.warning)
     assert len(at.get("plotly_chart")) == 4 and at.code  # curves, confusion matrix and script are still there
 
-
-def test_missing_model_file_says_so(populated_env, conv_run):
-    (populated_env.store.run_dir(conv_run.id) / "model.keras").unlink()
-    at = _open(conv_run.id)
+    model_file.unlink()
+    at = _open(run.id)
     assert not at.exception
     assert any("missing" in w.value for w in at.warning)
     assert "No model file" in _text(at)

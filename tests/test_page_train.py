@@ -222,7 +222,7 @@ def test_live_panel_of_a_finished_run_links_to_its_details(populated_env):
     assert not at.exception
     assert at.selectbox(key="train_live_pick").value == run_id
     assert any(m.label == "Test accuracy" for m in at.metric)
-    assert f"run?run={run_id}" in texts(at)
+    assert f"(./run?run={run_id})" in texts(at)  # page_link outside st.navigation: a relative link
 
 
 def test_cancelling_a_queued_run_ends_it_at_once(app_env):
@@ -231,3 +231,20 @@ def test_cancelling_a_queued_run_ends_it_at_once(app_env):
     at.button(key=f"cancel_{run_id}").click().run()
     assert not at.exception
     assert app_env.store.get_run(run_id).status == "cancelled"
+
+
+def test_window_means_undo_keras_running_means():
+    import pandas as pd
+
+    from dashboard.widgets import progress_numbers, window_means
+    from core.store import Run
+
+    # batch losses 4, 2 | 3, 1 in epoch 1 and 1, 1 | 2, 2 in epoch 2 (4 steps per epoch, sampled every 2)
+    running = [(2, 1, 3.0), (4, 1, 2.5), (6, 2, 1.0), (8, 2, 1.5)]
+    batches = pd.DataFrame([("r", "batch", "loss", step, epoch, value) for step, epoch, value in running],
+                           columns=["run_id", "scope", "key", "step", "epoch", "value"])
+    assert window_means(batches, 4)["value"].tolist() == [3.0, 2.0, 1.0, 2.0]
+    assert window_means(batches, None)["value"].tolist() == [3.0, 2.5, 1.0, 1.5]  # unknown epoch length: as logged
+    run = Run(id="r", name="r", architecture="mlp-128-64", status="running", config={}, epochs=2, step=6,
+              steps_per_epoch=4)
+    assert progress_numbers(run) == {"epoch": 2, "batch": 2, "steps": 4, "fraction": 0.75}

@@ -1,0 +1,140 @@
+"""Inference latency: cold model load, and preprocess + predict for one 280×280 canvas drawing.
+
+    python bench/inference.py [--runs 300] [--warmup 30] [--presets cnn-small,mlp-128-64]
+
+Builds each preset from core.architectures (untrained weights time the same as trained
+ones), or a local cnn-small and MLP 784-128-64-10 if that module is missing; saves each to
+a temporary .keras file; times a cold load in a fresh process and, with the model cached,
+`preprocess`, the model call and `predict_image` on a drawable-canvas RGBA image.
+Prints a table and writes bench/results/inference.json. Target: median ≤ 15 ms on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from core.inference import load_model, predict_image, predict_probabilities, preprocess  # noqa: E402
+
+COLD_LOAD = """
+import json, sys, time
+t0 = time.perf_counter()
+from core.inference import load_model
+t1 = time.perf_counter()
+load_model(sys.argv[1])
+t2 = time.perf_counter()
+load_model(sys.argv[1])
+t3 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "first_load_s": t2 - t1, "cached_load_s": t3 - t2}))
+"""
+
+
+def canvas_drawing() -> np.ndarray:
+    """A '4' drawn with a 20-px white brush on a transparent 280×280 canvas (RGBA uint8)."""
+    im = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+    pen = ImageDraw.Draw(im)
+    for stroke in ([(150, 40), (60, 180), (210, 180)], [(160, 100), (160, 260)]):
+        pen.line(stroke, fill=(255, 255, 255, 255), width=20, joint="curve")
+    return np.asarray(im)
+
+
+def models() -> dict[str, object]:
+    """name → uncompiled keras.Model: the project's presets if available, else two local ones."""
+    import keras
+
+    try:
+        from core.architectures import PRESETS, build_model
+    except ImportError:
+        PRESETS, build_model = {}, None
+    built = {}
+    for name, preset in PRESETS.items():
+        try:
+            built[name] = build_model(name)
+        except Exception:  # this project's build_model takes the preset's layer stack
+            built[name] = build_model(preset["layers"])
+    if built:
+        return built
+    L = keras.layers
+    return {
+        "cnn-small": keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
+                                       L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
+                                       L.Dropout(0.5), L.Dense(32, activation="relu"), L.Dense(10, activation="softmax")]),
+        "mlp-128-64": keras.Sequential([keras.Input((784,)), L.Dense(128, activation="relu"),
+                                        L.Dense(64, activation="relu"), L.Dense(10, activation="softmax")]),
+    }
+
+
+def timings(fn, runs: int, warmup: int) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1e3)
+    return {"median_ms": float(np.median(samples)), "p95_ms": float(np.percentile(samples, 95)),
+            "min_ms": float(np.min(samples))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=300, help="timed calls per measurement (default 300)")
+    parser.add_argument("--warmup", type=int, default=30, help="untimed calls first (default 30)")
+    parser.add_argument("--presets", default="", help="comma-separated preset names (default: all)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "inference.json")
+    args = parser.parse_args()
+
+    drawing = canvas_drawing()
+    pre = preprocess(drawing)
+    results = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg(),
+                           "python": platform.python_version()},
+               "runs": args.runs, "warmup": args.warmup, "presets": {}}
+    wanted = [p for p in args.presets.split(",") if p]
+    results["preprocess_only"] = timings(lambda: preprocess(drawing), args.runs, args.warmup)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, model in models().items():
+            if wanted and name not in wanted:
+                continue
+            path = Path(tmp) / f"{name}.keras"
+            model.save(path)
+            cold = subprocess.run([sys.executable, "-c", COLD_LOAD, str(path)], cwd=REPO, capture_output=True,
+                                  text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+            loaded = load_model(path)
+            row = {"params": int(loaded.count_params()), **json.loads(cold.stdout.strip().splitlines()[-1]),
+                   "model_call": timings(lambda: predict_probabilities(loaded, pre.image[None]), args.runs, args.warmup),
+                   "predict_image": timings(lambda: predict_image(loaded, drawing), args.runs, args.warmup)}
+            if not results["presets"]:  # why predict_probabilities calls the model directly
+                x = pre.image.reshape((1, *loaded.inputs[0].shape[1:]))
+                row["keras_predict_for_comparison"] = timings(lambda: loaded.predict(x, verbose=0), 50, 5)
+            results["presets"][name] = row
+            print(f"{name:20s} {row['params']:>9,} params  cold load {row['first_load_s']:.2f} s "
+                  f"(+{row['import_s']:.1f} s import)  predict_image median {row['predict_image']['median_ms']:.1f} ms "
+                  f"p95 {row['predict_image']['p95_ms']:.1f} ms  (model call {row['model_call']['median_ms']:.1f} ms)",
+                  flush=True)
+    p = results["preprocess_only"]
+    print(f"{'preprocess only':20s} median {p['median_ms']:.2f} ms  p95 {p['p95_ms']:.2f} ms")
+    if "keras_predict_for_comparison" in next(iter(results["presets"].values()), {}):
+        first = next(iter(results["presets"].values()))
+        print(f"{'model.predict (1st)':20s} median {first['keras_predict_for_comparison']['median_ms']:.1f} ms "
+              f"for the same single image")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Chart builders and table helpers: the right traces, shapes, gaps and numbers."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard import charts, tables
+
+
+def _history(rows):
+    """store.histories()-shaped rows from (run_id, key, epoch, value)."""
+    return pd.DataFrame([(r, "epoch", k, e * 10, e, v, 0.0) for r, k, e, v in rows],
+                        columns=["run_id", "scope", "key", "step", "epoch", "value", "ts"])
+
+
+def test_metric_lines_one_trace_per_run_and_key_with_nan_gaps():
+    history = _history([("a", "loss", 1, 0.9), ("a", "loss", 2, math.nan), ("a", "loss", 3, 0.5),
+                        ("a", "val_loss", 1, 1.0), ("a", "accuracy", 1, 0.7)])
+    fig = charts.metric_lines(history, ["loss", "val_loss"])
+    assert [t.name for t in fig.data] == ["train loss", "validation loss"]
+    loss = fig.data[0]
+    assert list(loss.x) == [1, 2, 3] and loss.y[0] == 0.9 and math.isnan(loss.y[1]) and loss.y[2] == 0.5
+    assert loss.connectgaps is False
+    assert fig.layout.xaxis.title.text == "epoch"
+
+
+def test_metric_lines_many_runs_colour_by_run_and_dash_validation():
+    history = _history([("a", "loss", 1, 0.9), ("a", "val_loss", 1, 1.0), ("b", "loss", 1, 0.8),
+                        ("b", "val_loss", 1, 0.7)])
+    fig = charts.metric_lines(history, ["loss", "val_loss"], names={"a": "run A", "b": "run B"})
+    assert [t.name for t in fig.data] == ["run A · train loss", "run A · validation loss",
+                                          "run B · train loss", "run B · validation loss"]
+    assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color
+    assert [t.line.dash for t in fig.data] == ["solid", "dash", "solid", "dash"]
+    reordered = charts.metric_lines(history, ["loss"], names={"b": "run B", "a": "run A"})
+    assert [t.name for t in reordered.data] == ["run B · train loss", "run A · train loss"]
+
+
+def test_metric_lines_smoothing_keeps_a_faint_raw_line_and_gaps():
+    history = _history([("a", "loss", e, v) for e, v in enumerate([1.0, 0.0, math.nan, 1.0], start=1)])
+    fig = charts.metric_lines(history, ["loss"], smoothing=0.5)
+    raw, smoothed = fig.data
+    assert raw.showlegend is False and raw.opacity == 0.25
+    assert smoothed.y[0] == pytest.approx(1.0)  # debiased: the first point is itself
+    assert smoothed.y[1] == pytest.approx((0.25 + 0) / 0.75)
+    assert math.isnan(smoothed.y[2])
+
+
+def test_metric_lines_by_step_and_empty_history():
+    history = _history([("a", "loss", 1, 0.9), ("a", "loss", 2, 0.5)])
+    assert list(charts.metric_lines(history, ["loss"], x="step").data[0].x) == [10, 20]
+    empty = charts.metric_lines(history.iloc[:0], ["loss"])
+    assert not empty.data and empty.layout.annotations[0].text == "No values logged yet"
+    with pytest.raises(ValueError):
+        charts.metric_lines(history, ["loss"], x="time")
+
+
+def test_smooth_rejects_bad_weight_and_keeps_zero_weight_values():
+    np.testing.assert_array_equal(charts.smooth([1.0, 2.0], 0), [1.0, 2.0])
+    with pytest.raises(ValueError):
+        charts.smooth([1.0], 1.0)
+
+
+def test_lr_curve_uses_a_log_axis():
+    history = _history([("a", "learning_rate", e, 1e-3 * 0.9 ** e) for e in range(1, 4)] + [("a", "loss", 1, 1.0)])
+    fig = charts.lr_curve(history)
+    assert len(fig.data) == 1 and fig.layout.yaxis.type == "log"
+    assert charts.lr_curve(history[history.key == "loss"]).layout.annotations[0].text.startswith("No learning rate")
+
+
+def test_confusion_heatmap_counts_normalised_and_clickable():
+    matrix = np.diag([5] * 10)
+    matrix[3, 8] = 5  # half of the 3s read as 8
+    fig = charts.confusion_heatmap(matrix.tolist())
+    heat = fig.data[0]
+    assert heat.type == "heatmap" and np.asarray(heat.z).shape == (10, 10) and heat.z[3][8] == 5
+    assert heat.text[3][8] == "5" and list(fig.layout.yaxis.range) == [9.5, -0.5]  # 0 at the top
+    norm = charts.confusion_heatmap(matrix, normalise=True).data[0]
+    assert norm.z[3][8] == pytest.approx(0.5) and norm.z[0][0] == 1.0 and norm.text[3][8] == "50%"
+    clickable = charts.confusion_heatmap(matrix, clickable=True)
+    assert len(clickable.data) == 2 and clickable.data[1].type == "scatter" and len(clickable.data[1].x) == 100
+    i = list(zip(clickable.data[1].y, clickable.data[1].x)).index((3, 8))
+    assert clickable.data[1].text[i].startswith("true 3, predicted 8: 5 digits")
+    cell = charts.confusion_heatmap(matrix, highlight=(3, 8)).layout.shapes[0]
+    assert (cell.x0, cell.x1, cell.y0, cell.y1) == (7.5, 8.5, 2.5, 3.5)
+    row = charts.confusion_heatmap(matrix, highlight=(3, None)).layout.shapes[0]
+    assert (row.x0, row.x1, row.y0, row.y1) == (-0.5, 9.5, 2.5, 3.5)
+    assert not charts.confusion_heatmap(matrix).layout.shapes
+    with pytest.raises(ValueError):
+        charts.confusion_heatmap([[1, 2], [3, 4]])
+
+
+def test_confusion_heatmap_empty_row_is_zero_not_nan():
+    matrix = np.zeros((10, 10), dtype=int)
+    matrix[1, 1] = 3
+    z = np.asarray(charts.confusion_heatmap(matrix, normalise=True).data[0].z)
+    assert not np.isnan(z).any() and z[1, 1] == 1.0 and z[0].sum() == 0
+
+
+def test_difference_heatmap_signs():
+    a, b = np.diag([10] * 10), np.diag([10] * 10)
+    a[4, 4], a[4, 9] = 7, 3   # A misreads three 4s as 9s
+    b[7, 7], b[7, 1] = 8, 2   # B misreads two 7s as 1s
+    fig = charts.difference_heatmap(a, b, ("new", "old"))
+    heat = fig.data[0]
+    assert heat.text[4][9] == "+3" and heat.text[7][1] == "-2" and heat.text[0][0] == ""
+    assert heat.z[4][9] < 0 and heat.z[4][4] < 0  # worse: a new mistake, fewer correct
+    assert heat.z[7][1] > 0 and heat.z[7][7] > 0  # better: a mistake fixed
+    assert heat.zmid == 0 and fig.layout.title.text == "new − old"
+    norm = charts.difference_heatmap(a, b, normalise=True).data[0]
+    assert norm.text[4][9] == "+30.0"  # percentage points of the 4s row
+
+
+def test_parallel_coordinates_dimensions_and_missing_metric():
+    runs = pd.DataFrame({"learning_rate": [1e-2, 1e-3, 1e-4], "optimizer": ["adam", "sgd", "adam"],
+                         "dropout": [None, 0.2, 0.5], "batch_size": [32, 64, 128],
+                         "test_accuracy": [0.9, 0.95, None]})
+    fig = charts.parallel_coordinates(runs, ["learning_rate", "optimizer", "dropout", "batch_size"], "test_accuracy")
+    par = fig.data[0]
+    assert par.type == "parcoords"
+    labels = [d.label for d in par.dimensions]
+    assert labels == ["learning rate (log)", "optimizer", "dropout", "batch size", "test accuracy %"]
+    assert list(par.dimensions[0].values) == pytest.approx([-2, -3])  # the run without a result is left out
+    assert list(par.dimensions[1].ticktext) == ["adam", "sgd"]
+    assert list(par.dimensions[2].ticktext) == ["0.2", "default"]  # None = the preset's dropout
+    assert list(par.line.color) == pytest.approx([90, 95])
+    none = charts.parallel_coordinates(runs.assign(test_accuracy=None), ["batch_size"], "test_accuracy")
+    assert not none.data and "No run has a test accuracy" in none.layout.annotations[0].text
+
+
+def test_probability_bars_highlight():
+    probs = [0.01] * 10
+    probs[7] = 0.91
+    fig = charts.probability_bars(probs, highlight=7)
+    bar = fig.data[0]
+    assert list(bar.x) == list(range(10)) and bar.text[7] == "91%"
+    assert bar.marker.color[7] != bar.marker.color[0] and len(set(bar.marker.color)) == 2
+    with pytest.raises(ValueError):
+        charts.probability_bars([0.5, 0.5])
+
+
+def test_kernel_images_mosaic_and_conv_kernels():
+    kernels = np.arange(10 * 3 * 3, dtype=float).reshape(10, 3, 3) - 45
+    fig = charts.kernel_images(kernels, columns=4)
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert z.shape == (3 * 4 - 1, 4 * 4 - 1)  # 3 rows × 4 columns of 3×3, 1-pixel gaps
+    np.testing.assert_array_equal(z[0:3, 4:7], kernels[1])
+    assert np.isnan(z[3]).all() and np.isnan(z[8:, 8:]).all()  # gaps and empty slots are blank
+
+    class Conv2D:
+        def get_weights(self):
+            return [np.ones((3, 3, 2, 5)) * np.arange(5), np.zeros(5)]
+
+    class Dense:
+        def get_weights(self):
+            raise AssertionError("only the first Conv2D is read")
+
+    class Model:
+        layers = [Conv2D(), Dense()]
+    got = charts.conv_kernels(Model())
+    assert got.shape == (5, 3, 3) and got[4, 0, 0] == 4
+    assert charts.conv_kernels(type("M", (), {"layers": []})()) is None
+
+
+def test_digit_tiles_are_square_pixels():
+    image = np.zeros((28, 28), dtype=np.uint8)
+    image[0, 0] = 255
+    (tile,) = charts.digit_tiles(image, scale=3)
+    assert tile.shape == (84, 84) and tile[:3, :3].min() == 255 and tile[3:, 3:].max() == 0
+
+
+def test_param_diff_keeps_only_differing_parameters():
+    diff = tables.param_diff({"A": {"lr": 0.1, "seed": 1, "layers": [{"type": "Flatten"}], "dropout": None},
+                              "B": {"lr": 0.01, "seed": 1, "layers": [{"type": "Flatten"}], "dropout": 0.2}})
+    assert list(diff.index) == ["lr", "dropout"] and list(diff.columns) == ["A", "B"]
+    assert list(diff.loc["dropout"]) == ["—", "0.2"]
+    assert tables.param_diff({"A": {"x": 1}, "B": {"x": 1}}).empty
+
+
+def test_confusion_changes_lists_fixed_and_broken_mistakes():
+    a, b = np.zeros((10, 10), int), np.zeros((10, 10), int)
+    a[4, 9], b[7, 1], a[2, 2] = 3, 2, 50
+    table = tables.confusion_changes(a, b)
+    assert list(table["mistake"]) == ["4 → 9", "7 → 1"]
+    assert list(table["A − B"]) == [3, -2]
+    assert list(table["in A"]) == ["more often (broke)", "less often (fixed)"]
+
+
+def test_filter_and_sort_runs():
+    runs = pd.DataFrame({"run_id": ["a1", "b2", "c3"], "name": ["Alpha", "beta", "Gamma"],
+                         "status": ["completed", "failed", "completed"], "architecture": ["x", "y", "x"],
+                         "group_name": [None, "g", "g"], "tags": [["t"], [], ["t", "u"]],
+                         "test_accuracy": [0.5, None, 0.9], "created_at": [1.0, 2.0, 3.0]})
+    assert list(tables.filter_runs(runs, statuses=["completed"], groups=["g"])["run_id"]) == ["c3"]
+    assert list(tables.filter_runs(runs, tags=["u", "t"])["run_id"]) == ["a1", "c3"]
+    assert list(tables.filter_runs(runs, search="ALP")["run_id"]) == ["a1"]
+    assert list(tables.filter_runs(runs, search="b2")["run_id"]) == ["b2"]  # an id prefix
+    assert list(tables.sort_runs(runs, "test accuracy")["run_id"]) == ["c3", "a1", "b2"]  # missing last
+    assert list(tables.sort_runs(runs, "test accuracy", reverse=True)["run_id"]) == ["a1", "c3", "b2"]
+    assert list(tables.sort_runs(runs, "name")["name"]) == ["Alpha", "beta", "Gamma"]
+    assert tables.all_tags(runs) == ["t", "u"] and tables.all_groups(runs) == ["g"]
+
+
+def test_gallery_digits_checks_the_test_split(tiny_data, tmp_path):
+    from core.data import load_dataset
+
+    data = load_dataset(tiny_data)
+    images, why = tables.gallery_digits(tiny_data, [3, 0], data.y_test[[3, 0]])
+    assert why == "" and np.array_equal(images, data.x_test[[3, 0]])
+    wrong_labels = (data.y_test[[3, 0]] + 1) % 10  # a re-ingested dataset: same indices, other digits
+    images, why = tables.gallery_digits(tiny_data, [3, 0], wrong_labels)
+    assert images is None and "not the one this run was evaluated on" in why
+    images, why = tables.gallery_digits(tiny_data, [len(data.y_test)], [0])
+    assert images is None
+    images, why = tables.gallery_digits(tmp_path / "missing.h5", [0], [0])
+    assert images is None and why.startswith("The test digits cannot be shown")

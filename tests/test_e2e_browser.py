@@ -1,0 +1,208 @@
+"""End to end in a real browser: Debian's Chromium driven by Playwright against the real app.
+
+Opens every page (no exception box), launches a tiny run from the Train page and watches its
+live progress, finds it completed in Runs and its curves in Run detail, compares two runs,
+draws a digit on the canvas, saves it with a label and finds it in the Drawn set. Screenshots
+of each page land in docs/screenshots/ (the README shows them).
+
+Skipped when Chromium is absent, except in CI (CI=true), where that is a failure.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MNIST = ROOT.parent / "shared" / "datasets" / "mnist"
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI needs Chromium for the browser tests: apt-get install -y chromium")
+    pytest.skip("Chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
+if not SHARED_MNIST.exists():
+    pytest.skip(f"MNIST files not found at {SHARED_MNIST}", allow_module_level=True)
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(env: dict, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1]) if "--json" in args else {}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The real dashboard on a free port over a populated temp store; yields (url, env)."""
+    base = tmp_path_factory.mktemp("e2e")
+    env = {**os.environ, "DIGITLAB_DB": f"sqlite:///{base / 'runs.db'}", "DIGITLAB_DATA": str(base / "mnist.h5"),
+           "DIGITLAB_FLUSH_SECONDS": "0.5"}
+    env.pop("DIGITLAB_NO_WORKER", None)
+    _cli(env, "ingest", "--from", str(SHARED_MNIST))
+    runs = [_cli(env, "train", "--arch", arch, "--train-limit", "3000", "--epochs", "2", "--lr", lr,
+                 "--name", name, "--json")
+            for arch, lr, name in (("mlp-128-64", "0.001", "mlp baseline"), ("cnn-small", "0.002", "cnn quick"))]
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://localhost:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        server.kill()
+        pytest.fail("the dashboard did not answer /_stcore/health within 60 s")
+    yield url, env, [r["run_id"] for r in runs]
+    os.killpg(server.pid, 15)
+    server.wait(timeout=20)
+    subprocess.run([sys.executable, "-m", "core", "worker", "--once"], cwd=ROOT, env=env, capture_output=True)
+    subprocess.run(["pkill", "-f", str(base)], capture_output=True)  # the worker the dashboard started
+
+
+@pytest.fixture(scope="module")
+def page(app):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        yield context.new_page()
+        browser.close()
+
+
+def settle(page, timeout: float = 30.0) -> None:
+    """Wait until Streamlit has finished running the script (no running indicator, no spinner)."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
+    deadline = time.time() + timeout
+    quiet_since = None
+    while time.time() < deadline:
+        busy = sum(page.locator(f'[data-testid="{testid}"]').filter(visible=True).count()
+                   for testid in ("stStatusWidgetRunningIcon", "stStatusWidgetRunningManIcon", "stSpinner",
+                                  "stSkeleton"))
+        if busy:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif time.time() - quiet_since > 2.0:
+            return
+        time.sleep(0.2)
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
+        '[data-testid="stException"]').first.inner_text()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_every_page_opens_without_an_exception(app, page):
+    url, _, run_ids = app
+    for path, text in (("", "Train"), ("runs", "Runs"), (f"run?run={run_ids[1]}", "cnn quick"),
+                       (f"compare?runs={','.join(run_ids)}", "Compare"), ("draw", "Draw"), ("data", "Data")):
+        page.goto(f"{url}/{path}")
+        settle(page)
+        expect(page.get_by_text(text).first).to_be_visible(timeout=20_000)
+        no_exception(page)
+        name = {"": "train", "runs": "runs", "draw": "draw", "data": "data"}.get(path, path.split("?")[0])
+        shot(page, {"run": "run_detail"}.get(name, name))
+
+
+def test_launch_a_tiny_run_and_follow_it_to_run_detail(app, page):
+    url, env, _ = app
+    page.goto(url)
+    settle(page)
+    arch = page.get_by_test_id("stSelectbox").filter(has_text="Architecture")
+    arch.click()
+    page.get_by_role("option", name="mlp-128-64").click()
+    settle(page)
+    for label, value in (("Epochs", "1"), ("Train on at most (digits)", "1000")):
+        box = page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Enter")
+        settle(page)
+    page.get_by_label("Run name", exact=True).fill("browser run")
+    page.get_by_role("button", name="Launch").click()
+    # live progress, then the end of the run, both on the Train page
+    expect(page.get_by_text("browser run").first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("completed").first).to_be_visible(timeout=240_000)
+    no_exception(page)
+    shot(page, "train_live")
+
+    page.goto(f"{url}/runs")
+    settle(page)
+    expect(page.get_by_text("3 of 3 runs shown").first).to_be_visible(timeout=20_000)  # the grid is a canvas
+    no_exception(page)
+    runs = json.loads(subprocess.run([sys.executable, "-m", "core", "runs", "--json"], cwd=ROOT, env=env,
+                                     capture_output=True, text=True).stdout)
+    ours = [r for r in runs if r["name"] == "browser run"]
+    assert ours and ours[0]["status"] == "completed" and ours[0]["epoch"] == 1
+
+    page.goto(f"{url}/run?run={ours[0]['run_id']}")
+    settle(page)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+    assert page.locator(".js-plotly-plot").count() >= 2  # loss and accuracy curves at least
+    no_exception(page)
+
+
+def test_draw_a_digit_save_it_and_find_it_in_the_drawn_set(app, page):
+    url, _, _ = app
+    page.goto(f"{url}/draw")
+    settle(page)
+    canvas = page.locator("canvas.upper-canvas").first
+    expect(canvas).to_be_visible(timeout=30_000)
+    box = canvas.bounding_box()
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    # a "7": the top bar, then the diagonal stroke
+    page.mouse.move(x0 + 0.3 * w, y0 + 0.25 * h)
+    page.mouse.down()
+    page.mouse.move(x0 + 0.7 * w, y0 + 0.25 * h, steps=12)
+    page.mouse.move(x0 + 0.45 * w, y0 + 0.8 * h, steps=16)
+    page.mouse.up()
+    settle(page)
+    expect(page.get_by_text("What the model sees").first).to_be_visible(timeout=30_000)
+    no_exception(page)
+    shot(page, "draw")
+    label = page.get_by_test_id("stSelectbox").filter(has_text="Label")
+    expect(label).to_be_visible(timeout=30_000)
+    settle(page)
+    label.scroll_into_view_if_needed()
+    label.click()
+    page.get_by_role("option", name="7", exact=True).click()
+    page.get_by_role("button", name="Save with label").click()
+    settle(page)
+    expect(page.get_by_text("Saved drawing").first).to_be_visible(timeout=20_000)
+    settle(page)
+    no_exception(page)
+    page.get_by_role("tab", name="Drawn set").click()
+    settle(page)
+    drawn_set = page.get_by_role("tabpanel", name="Drawn set")
+    expect(drawn_set.get_by_text("1 drawing", exact=True)).to_be_visible(timeout=20_000)
+    shot(page, "drawn_set")
+    no_exception(page)

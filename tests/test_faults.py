@@ -1,0 +1,329 @@
+"""Faults injected into real workers and stores: kill -9, SIGTERM, cancel, stale heartbeats,
+a full disk and a read-only store.
+
+After each fault the store passes PRAGMA integrity_check, every metric row committed before
+the fault is still there (and consistent with the run's recorded progress), and the user
+gets one clear line instead of a traceback.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from core import cli
+from core.callbacks import batch_interval
+from core.config import make_config
+from core.store import RunStore, StoreError, runs_t
+from core.train import execute, queue_run
+from tests.test_concurrency import BATCH_KEYS, EPOCH_KEYS, finish, integrity, metric_rows, spawn  # noqa: F401
+
+LONG = dict(train_limit=200, batch_size=5, epochs=200)   # 36 steps an epoch; stopped long before the end
+TINY = dict(train_limit=200, batch_size=20, epochs=1)
+
+
+def wait_for(condition, timeout: float, what: str, poll: float = 0.1):
+    """Poll `condition()` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def worker(spawn, store: RunStore, data: Path, *flags: str) -> subprocess.Popen:
+    return spawn(["-m", "core", "worker", "--poll", "0.2", "--db", store.url, "--data", str(data), *flags],
+                 DIGITLAB_FLUSH_SECONDS="0.2")
+
+
+def assert_rows_match_progress(store: RunStore, run_id: str) -> int:
+    """The stored rows are exactly those the logger wrote up to the run's recorded step and epoch."""
+    run = store.get_run(run_id)
+    batch, epoch = store.metric_history(run_id, "batch"), store.metric_history(run_id, "epoch")
+    every = batch_interval(run.steps_per_epoch)
+    assert set(batch["key"]) <= BATCH_KEYS and set(epoch["key"]) <= EPOCH_KEYS
+    assert len(batch) == (run.step // every) * len(BATCH_KEYS), (len(batch), run.step)
+    assert len(epoch) == run.epoch * len(EPOCH_KEYS), (len(epoch), run.epoch)
+    assert batch["step"].max() <= run.step if len(batch) else True
+    return len(batch) + len(epoch)
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    """Run the CLI in-process; it must exit 2 with exactly one line on stderr. Returns that line."""
+    rc = cli.main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (rc, err)
+    return err.strip()
+
+
+# ------------------------------------------------------------------------------ processes dying
+
+
+def test_kill_9_mid_epoch_keeps_metrics_and_the_next_worker_goes_on(store, tiny_data, spawn):
+    victim = queue_run(store, make_config("mlp-128-64", **LONG), tiny_data)
+    nxt = queue_run(store, make_config("mlp-128-64", **TINY), tiny_data)
+    first = worker(spawn, store, tiny_data)
+    run = wait_for(lambda: (r := store.get_run(victim)).step > (r.steps_per_epoch or 10**9) + 3 and r, 150,
+                   "the first worker to be in its second epoch")
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+    kept = len(metric_rows(store))
+    assert store.get_run(victim).status == "running" and kept > 0 and run.step % run.steps_per_epoch
+
+    second = worker(spawn, store, tiny_data, "--once")
+    (rc, out, err), = finish([second], time.monotonic() + 150, store)
+    assert rc == 0, err
+    assert f"run {victim} was left running by a dead process; marked interrupted" in out
+    dead, done = store.get_run(victim), store.get_run(nxt)
+    assert dead.status == "interrupted" and "killed or crashed" in dead.error
+    assert done.status == "completed" and done.worker_id != dead.worker_id
+    assert assert_rows_match_progress(store, victim) == kept, "rows were lost or added after the kill"
+    assert not (store.run_dir(victim) / "partial.keras").exists()
+    assert integrity(store) == "ok"
+    print(f"\nkill -9 at step {dead.step} (epoch {dead.epoch + 1}): {kept} rows kept, 0 lost; next run completed")
+
+
+def test_cancel_within_a_window_then_sigterm_cancels_and_exits(store, tiny_data, spawn, capsys):
+    first = queue_run(store, make_config("mlp-128-64", **LONG), tiny_data)
+    second = queue_run(store, make_config("mlp-128-64", **LONG), tiny_data)
+    waiting = queue_run(store, make_config("mlp-128-64", **TINY), tiny_data)
+    proc = worker(spawn, store, tiny_data)
+
+    wait_for(lambda: store.get_run(first).step > 5, 150, "the first run to train")
+    asked = time.monotonic()
+    assert cli.main(["cancel", first, "--db", store.url]) == 0
+    assert "will stop at its next logging window" in capsys.readouterr().out
+    wait_for(lambda: store.get_run(first).status == "cancelled", 20, "the cancel to be honoured", poll=0.05)
+    took = time.monotonic() - asked
+
+    wait_for(lambda: store.get_run(second).step > 5, 150, "the worker to take the next run")
+    proc.send_signal(signal.SIGTERM)
+    (rc, out, err), = finish([proc], time.monotonic() + 60, store)
+    assert rc == 0 and "SIGTERM received" in out and "worker finished 1 run(s)" not in out, (out, err)
+    for run_id in (first, second):
+        run = store.get_run(run_id)
+        assert run.status == "cancelled" and run.error == "cancelled on request"
+        assert 0 < run.step < 200 * run.steps_per_epoch
+        assert_rows_match_progress(store, run_id)
+    assert store.get_run(waiting).status == "queued", "a stopping worker must not start another run"
+    assert integrity(store) == "ok"
+    print(f"\ncancel honoured {took:.2f} s after the request (flush window 0.2 s); SIGTERM: cancelled, exit 0")
+
+
+def test_an_idle_worker_exits_at_once_on_sigterm(store, tiny_data, spawn):
+    proc = worker(spawn, store, tiny_data)
+    wait_for(lambda: not store.live_workers().empty, 60, "the worker to register")
+    proc.send_signal(signal.SIGTERM)
+    (rc, out, _), = finish([proc], time.monotonic() + 20, store)
+    assert rc == 0 and "SIGTERM received" in out and "worker finished 0 run(s)" in out
+    assert store.live_workers().empty, "a stopped worker must unregister"
+
+
+def test_stale_heartbeats_are_interrupted_by_the_next_worker(store, tiny_data, spawn):
+    ids = {name: store.create_run({"architecture": "mlp-128-64", "epochs": 1}) for name in
+           ("elsewhere-silent", "elsewhere-alive", "here-dead")}
+    for run_id in ids.values():
+        store.claim_run("someone", run_id)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    now = time.time()
+    with store.session() as conn:
+        for name, host, pid, beat in (("elsewhere-silent", "other-host", 4242, now - 3600),
+                                      ("elsewhere-alive", "other-host", 4242, now + 30),
+                                      ("here-dead", socket.gethostname(), gone.pid, now)):
+            conn.execute(sa.update(runs_t).where(runs_t.c.id == ids[name]).values(host=host, pid=pid, heartbeat_at=beat))
+    store.log_metrics([(ids["here-dead"], "epoch", "loss", 3, 1, 0.5)])
+
+    (rc, out, err), = finish([worker(spawn, store, tiny_data, "--once")], time.monotonic() + 60, store)
+    assert rc == 0, err
+    status = {name: store.get_run(run_id).status for name, run_id in ids.items()}
+    assert status == {"elsewhere-silent": "interrupted", "elsewhere-alive": "running", "here-dead": "interrupted"}
+    assert len(store.metric_history(ids["here-dead"])) == 1, "interrupted runs keep their metrics"
+
+
+def test_the_dashboard_start_interrupts_stale_runs(app_env, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    store = app_env.store
+    run_id = store.create_run({"architecture": "mlp-128-64", "epochs": 1})
+    store.claim_run("someone", run_id)
+    with store.session() as conn:
+        conn.execute(sa.update(runs_t).where(runs_t.c.id == run_id).values(host="other-host", heartbeat_at=1.0))
+
+    def app():
+        from dashboard import state
+        state.startup()
+
+    at = AppTest.from_function(app).run(timeout=60)
+    assert not at.exception
+    assert store.get_run(run_id).status == "interrupted"
+
+
+# ------------------------------------------------------------------------------ a full disk
+
+
+def _capped(store: RunStore, spare_pages: int) -> RunStore:
+    """The same store, made 'full' for this process with SQLite's max_page_count."""
+    with store.session(write=False) as conn:
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+
+    @sa.event.listens_for(store.engine, "connect")
+    def cap(dbapi_conn, _record):
+        dbapi_conn.execute(f"PRAGMA max_page_count={int(pages) + spare_pages}")
+    store.engine.dispose()  # new connections get the cap
+    return store
+
+
+def test_full_database_writes_nothing_half_way(store, tiny_data):
+    run_id = queue_run(store, make_config("mlp-128-64", **TINY), tiny_data)
+    store.claim_run("test", run_id)
+    _capped(store, spare_pages=3)
+    rows = len(metric_rows(store))
+    with pytest.raises(StoreError, match="is full: free some space"):
+        store.log_metrics([(run_id, "batch", "loss", step, 1, 0.1) for step in range(20_000)])
+    assert len(metric_rows(store)) == rows, "a failed batch must leave no row behind"
+    with pytest.raises(StoreError, match="is full"):
+        for window in range(1000):  # small windows fill the spare pages
+            store.log_metrics([(run_id, "batch", "loss", window * 10 + j, 1, 0.1) for j in range(10)])
+    assert len(metric_rows(store)) % 10 == 0, "windows are written whole or not at all"
+    runs, created = len(store.list_runs()), 0
+    with pytest.raises(StoreError, match="is full"):
+        for _ in range(1000):  # runs fit until their pages are full too
+            queue_run(store, make_config("mlp-128-64", **TINY), tiny_data)
+            created += 1
+    assert len(store.list_runs()) == runs + created, "the run that did not fit left nothing behind"
+    assert store.get_run(run_id).status == "running"
+    assert integrity(store) == "ok"
+
+
+def test_training_into_a_full_database_fails_the_run_with_the_reason(store, tiny_data):
+    """The database file cannot grow: metric windows stop fitting, but a status still fits in place."""
+    run_id = queue_run(store, make_config("mlp-128-64", **LONG), tiny_data)
+    run = store.claim_run("test", run_id)
+    _capped(store, spare_pages=6)
+    final = execute(store, run, tiny_data)
+    assert final.status == "failed"
+    assert final.error.startswith(f"StoreError: the disk holding the run store {store._where} is full")
+    assert_rows_match_progress(store, run_id)
+    assert not list(store.run_dir(run_id).glob("*.keras"))
+    assert integrity(store) == "ok"
+
+
+@contextmanager
+def tmpfs(path: Path, size: str, *options: str):
+    """Mount a small tmpfs at `path` (root only; the test is skipped elsewhere)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(folder: Path) -> None:
+    """Write zeros into folder/filler until the file system says it is full."""
+    with open(folder / "filler", "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+        except OSError:
+            pass
+        try:
+            while True:
+                fh.write(b"\0" * 512)
+        except OSError:
+            pass
+
+
+def test_real_full_disk_under_a_running_worker(tmp_path, tiny_data, spawn, capsys):
+    with tmpfs(tmp_path / "small", "1m") as disk:
+        store = RunStore(f"sqlite:///{disk / 'runs.db'}")
+        run_id = queue_run(store, make_config("mlp-128-64", **LONG), tiny_data)
+        proc = spawn(["-m", "core", "worker", "--once", "--db", store.url, "--data", str(tiny_data)],
+                     DIGITLAB_FLUSH_SECONDS="0", DIGITLAB_ARTIFACTS=str(tmp_path / "artifacts"))
+        wait_for(lambda: store.get_run(run_id).step > 5, 150, "the run to train")
+        fill(disk)
+        (rc, out, err), = finish([proc], time.monotonic() + 60, store)
+        assert rc == 2 and err.strip().splitlines() == [
+            f"error: the disk holding the run store {disk / 'runs.db'} is full: free some space; nothing was written"]
+        assert "marks it interrupted" in out
+        line = one_line_error(capsys, ["train", "--queue", "--arch", "mlp-128-64", "--train-limit", "200",
+                                       "--db", store.url, "--data", str(tiny_data)])
+        assert "is full" in line and len(store.list_runs()) == 1
+        assert integrity(store) == "ok"
+        kept = assert_rows_match_progress(store, run_id)
+        (disk / "filler").unlink()
+        assert store.recover_stale() == [run_id] and store.get_run(run_id).status == "interrupted"
+        assert assert_rows_match_progress(store, run_id) == kept > 0
+        step = store.get_run(run_id).step
+        store.close()
+    print(f"\nfull disk at step {step}: worker exit 2 with one line, {kept} rows kept, 0 lost, integrity ok")
+
+
+# ------------------------------------------------------------------------------ read-only store
+
+
+@contextmanager
+def read_only(folder: Path):
+    """Make `folder` read-only: a read-only bind mount as root (root ignores file modes), else chmod."""
+    if os.geteuid() == 0:
+        done = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+        if done.returncode == 0:
+            done = subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True, text=True)
+        if done.returncode:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+            pytest.skip(f"cannot make a read-only mount here: {done.stderr.strip()}")
+        try:
+            yield
+        finally:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+        return
+    modes = {p: p.stat().st_mode for p in [folder, *folder.iterdir()]}
+    for p in modes:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    try:
+        yield
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize("argv", [["runs"], ["show", "abc"], ["worker", "--once"],
+                                  ["train", "--queue", "--arch", "mlp-128-64", "--train-limit", "200"]])
+def test_read_only_store_is_one_clear_line_and_stays_untouched(tmp_path, tiny_data, capsys, argv):
+    folder = tmp_path / "store"
+    store = RunStore(f"sqlite:///{folder / 'runs.db'}")
+    queue_run(store, make_config("mlp-128-64", **TINY), tiny_data)
+    store.close()
+    before = digest(folder)
+    with read_only(folder):
+        line = one_line_error(capsys, [*argv, "--db", str(folder / "runs.db"), "--data", str(tiny_data)])
+    assert "read-only" in line or "not writable" in line, line
+    assert digest(folder) == before
+
+
+@pytest.mark.parametrize("where, words", [("a-file/runs.db", "cannot create the folder"),
+                                          ("a-folder", "is a folder, not a file")])
+def test_store_path_that_cannot_be_a_store(tmp_path, capsys, where, words):
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "a-folder").mkdir()
+    assert words in one_line_error(capsys, ["runs", "--db", str(tmp_path / where)])

@@ -1,0 +1,234 @@
+"""pages/draw.py through AppTest, with a drawing injected as the canvas's value; and the image
+helpers of dashboard/draw_ui.py.
+
+The canvas (a v2 component) returns {"drawing": {"raw": <fabric JSON>, "data": <PNG data URL>},
+"backgroundFit": ...}; AppTest cannot draw, so tests set that value in session state before
+a run, as the browser would after a mouse-up.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from streamlit.testing.v1 import AppTest
+
+from core import cli
+from core.drawings import add_drawing, drawing_original, list_drawings
+from core.inference import preprocess
+from dashboard import draw_ui
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "draw.py")
+SAVE = "FormSubmitter:draw_save_form-Save with label"
+
+
+def canvas_png(strokes=(((140, 50), (140, 230)),), width: int = 20) -> bytes:
+    """A 280×280 canvas as the page draws it: white strokes on an opaque black background."""
+    im = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
+    draw = ImageDraw.Draw(im)
+    for stroke in strokes:
+        draw.line(stroke, fill=(255, 255, 255, 255), width=width, joint="curve")
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def canvas_value(png: bytes) -> dict:
+    data = "data:image/png;base64," + base64.b64encode(png).decode()
+    return {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": data}, "backgroundFit": None}
+
+
+def open_page(canvas: bytes | None = None, **session) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=90)
+    if canvas is not None:
+        at.session_state[draw_ui.CANVAS_KEY] = canvas_value(canvas)
+    for key, value in session.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def readings(at: AppTest) -> list[int]:
+    """The digit each prediction card reads, in card order."""
+    return [int(m) for e in at.markdown for m in re.findall(r"^### reads :\w+\[(\d)\]", e.value)]
+
+
+def infos(at: AppTest) -> str:
+    return " | ".join(i.value for i in at.info)
+
+
+# ------------------------------------------------------------------------------ the page
+
+def test_without_completed_runs_the_page_says_how_to_get_one(app_env):
+    at = open_page()
+    assert not at.exception
+    assert "No completed run yet" in infos(at)
+    assert "No drawings yet" in infos(at)  # the Drawn set tab still shows
+
+
+def test_empty_canvas_and_blank_canvas_show_a_gentle_info_and_no_prediction(populated_env):
+    at = open_page()
+    assert not at.exception and not at.error
+    assert "Draw a digit on the black canvas" in infos(at) and readings(at) == []
+    at = open_page(canvas=canvas_png(strokes=()))  # cleared with the canvas's own trash button
+    assert not at.exception and not at.error
+    assert "Draw a digit… (the canvas is empty" in infos(at) and readings(at) == []
+
+
+def test_a_drawing_is_read_by_the_best_run_as_the_cli_reads_the_same_png(populated_env, tmp_path, capsys):
+    runs = populated_env.runs.sort_values("test_accuracy", ascending=False, kind="stable")
+    png = canvas_png(strokes=[((90, 60), (190, 60)), ((190, 60), (120, 230))])  # a 7
+    at = open_page(canvas=png)
+    assert not at.exception and not at.error
+    assert at.multiselect(key="draw_runs").value == [runs["run_id"].iloc[0]]  # best test accuracy first
+    [label] = readings(at)
+    steps = [img.caption for e in at.main if type(e).__name__ == "Image" for img in e.proto.imgs]
+    assert steps == list(draw_ui.STEP_CAPTIONS.values())
+    assert len(at.get("plotly_chart")) == 1  # the probability bars
+
+    path = tmp_path / "drawn.png"
+    path.write_bytes(png)
+    cli.main(["predict", "--run", runs["run_id"].iloc[0], "--db", populated_env.db_url, "--json", str(path)])
+    [result] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["label"] == label
+
+
+def test_several_runs_side_by_side_and_a_broken_model_is_a_warning_for_that_run_only(populated_env):
+    ids = populated_env.runs["run_id"].tolist()
+    (populated_env.store.run_dir(ids[1]) / "model.keras").write_bytes(b"not a keras file")
+    at = open_page(canvas=canvas_png(), draw_runs=ids)
+    assert not at.exception and not at.error
+    assert len(readings(at)) == 2 and len(at.get("plotly_chart")) == 2
+    warnings = [w.value for w in at.warning if "No prediction from this run" in w.value]
+    assert len(warnings) == 1 and ids[1] in warnings[0]
+
+
+def test_hints_appear_for_a_tiny_drawing_touching_the_edge(populated_env):
+    at = open_page(canvas=canvas_png(strokes=[((0, 10), (0, 40))], width=4))
+    assert not at.exception
+    hints = " ".join(w.value for w in at.warning)
+    assert "small on the canvas" in hints and "touches the edge" in hints
+
+
+def test_save_with_label_stores_the_drawing_then_the_grid_shows_it_and_runs_are_scored(populated_env):
+    store, png = populated_env.store, canvas_png()
+    at = open_page(canvas=png)
+    at.button(key=SAVE).click().run()
+    assert "Pick the digit you drew" in " ".join(w.value for w in at.warning)
+    assert list_drawings(store).empty
+
+    at.selectbox(key="draw_label").set_value(1)
+    at.text_input(key="draw_author").set_value("Ann")
+    at.button(key=SAVE).click().run()
+    assert not at.exception and not at.error
+    assert "Saved drawing #1 as **1**" in at.success[0].value
+    saved = list_drawings(store)
+    assert saved[["label", "author", "source"]].values.tolist() == [[1, "Ann", "canvas"]]
+    assert np.array_equal(saved["image"].iloc[0], draw_ui.to_uint8(preprocess(np.asarray(Image.open(io.BytesIO(png)))).image))
+    assert drawing_original(store, int(saved["id"].iloc[0])) == png
+    assert "Draw a digit on the black canvas" in infos(at)  # a fresh canvas for the next digit
+    assert at.session_state["draw_label"] is None and at.session_state["draw_author"] == "Ann"  # kept for the next
+    assert at.button(key="draw_del_1")  # the drawing is in the Drawn set grid
+
+    at.button(key="draw_after_save_all").click().run()
+    assert not at.exception and "Evaluated 3 runs on 1 drawings" in at.success[0].value
+    table = at.dataframe[0].value
+    assert table["drawn-set accuracy"].notna().all()
+    assert {m.label for m in at.metric} >= {"Drawn-set accuracy", "MNIST test accuracy"}
+
+    at.button(key="draw_del_1").click().run()
+    assert not at.exception and list_drawings(store).empty
+    assert "No drawings yet" in infos(at)
+
+
+def test_viewers_may_save_but_not_delete(populated_env, monkeypatch):
+    monkeypatch.setattr("dashboard.auth.role", lambda: "viewer")
+    at = open_page(canvas=canvas_png(), draw_label=4)
+    at.button(key=SAVE).click().run()
+    assert list_drawings(populated_env.store)["label"].tolist() == [4]
+    at.button(key="draw_del_1").click().run()
+    assert "you cannot delete drawings" in at.error[0].value
+    assert len(list_drawings(populated_env.store)) == 1
+
+
+def test_upload_of_a_non_image_is_one_clear_error(populated_env):
+    at = open_page(draw_source="upload")
+    at.file_uploader(key="draw_upload").upload("digit.png", b"this is not an image", "image/png")
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1 and "Cannot read digit.png" in at.error[0].value
+    assert "not a readable image" in at.error[0].value and readings(at) == []
+
+
+def test_upload_of_a_photo_like_image_is_read(populated_env):
+    im = Image.new("L", (400, 300), 235)  # dark ink on light paper, not square
+    ImageDraw.Draw(im).line([(200, 40), (200, 260)], fill=20, width=14)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG")
+    at = open_page(draw_source="upload")
+    at.file_uploader(key="draw_upload").upload("one.jpg", buf.getvalue(), "image/jpeg")
+    at.run()
+    assert not at.exception and not at.error
+    assert len(readings(at)) == 1
+
+
+def test_drawn_set_tab_lists_drawings_with_filter_and_stale_evaluation_note(populated_env):
+    store = populated_env.store
+    image = np.zeros((28, 28), np.uint8)
+    image[5:23, 12:16] = 255
+    for label in (1, 1, 7):
+        add_drawing(store, label, image, author="Bo")
+    at = open_page()
+    assert "3 drawings" in " ".join(m.value for m in at.markdown)
+    assert len([b for b in at.button if b.key.startswith("draw_del_")]) == 3
+    at.selectbox(key="draw_grid_label").set_value(7).run()
+    assert [b.key for b in at.button if b.key.startswith("draw_del_")] == ["draw_del_3"]
+    at.button(key="draw_eval_one").click().run()
+    assert not at.exception and "of 3 drawings read correctly" in at.success[0].value
+    add_drawing(store, 2, image)
+    at.run()
+    assert any("has changed since (4 drawings now)" in c.value for c in at.caption)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+def test_fit_box_keeps_aspect_and_enlarges_with_whole_pixels():
+    crop = np.zeros((20, 10), np.float32)
+    crop[:, :5] = 1.0
+    box = draw_ui.fit_box(crop, 112)
+    assert box.shape == (112, 112, 3)
+    ink = np.argwhere(box[..., 0] == 255)
+    assert ink[:, 0].min() == 6 and ink[:, 0].max() == 105  # 20 rows × 5 px, centred
+    assert ink[:, 1].max() - ink[:, 1].min() + 1 == 25  # 5 columns × 5 px
+    assert tuple(box[0, 0]) == draw_ui.FRAME
+    assert draw_ui.fit_box(np.ones((280, 280), np.uint8) * 255, 112).min() == 255  # shrunk to fill the box
+
+
+def test_step_images_outline_the_ink_on_the_input():
+    pre = preprocess(np.asarray(Image.open(io.BytesIO(canvas_png()))))
+    steps = draw_ui.step_images(pre)
+    assert [c for c, _ in steps] == list(draw_ui.STEP_CAPTIONS.values())
+    assert all(img.shape == (112, 112, 3) for _, img in steps)
+    orange = np.all(steps[0][1] == draw_ui.BOX_COLOUR, axis=-1)
+    assert orange.sum() > 100  # the bounding box is drawn
+
+
+@pytest.mark.parametrize("labels, expected", [
+    ([7, 7, 7], (7, True)), ([7, 1, 7], (7, False)), ([1, 7], (1, False)), ([None, 3], (3, True)), ([], (None, True)),
+])
+def test_majority_and_agreement(labels, expected):
+    preds = [draw_ui.RunPrediction(str(i), "r", None if lb is None else list(np.eye(10)[lb]), None)
+             for i, lb in enumerate(labels)]
+    assert draw_ui.majority(preds) == expected
+
+
+def test_png_bytes_shrinks_large_originals_and_ago_reads_well():
+    png = draw_ui.png_bytes(np.zeros((2000, 1000, 3), np.uint8))
+    assert Image.open(io.BytesIO(png)).size == (280, 560)
+    assert draw_ui.ago(100.0, now=130.0) == "just now"
+    assert draw_ui.ago(0.0, now=7200.0) == "2 h ago"
+    assert draw_ui.ago(0.0, now=300.0) == "5 min ago"
