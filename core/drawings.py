@@ -127,7 +127,9 @@ def drawn_arrays(store: RunStore) -> tuple[np.ndarray, np.ndarray]:
     """The drawn set as model input: images (N, 28, 28) float32 in [0, 1] and labels (N,) int64."""
     rows = store._tx(lambda c: c.execute(sa.select(drawings_t.c.image, drawings_t.c.label)
                                          .order_by(drawings_t.c.id)).all(), write=False)
-    x = np.stack([_decode(r.image) for r in rows]).astype(np.float32) / 255.0 if rows else np.zeros((0, 28, 28), np.float32)
+    if not rows:
+        return np.zeros((0, 28, 28), np.float32), np.zeros(0, np.int64)
+    x = np.stack([_decode(r.image) for r in rows]).astype(np.float32) / 255.0
     return x, np.array([r.label for r in rows], dtype=np.int64)
 
 

@@ -201,12 +201,8 @@ def _clean(ink: np.ndarray, digital: bool = True) -> tuple[np.ndarray, bool]:
         return ink, False
     index = np.arange(1, n + 1)
     mass = ndi.sum_labels(ink, labels, index)
-    if not digital:  # a photo: a large blob touching the border is a desk or a shadow
-        edge = np.unique(_border(labels))
-        area = ndi.sum_labels(np.ones_like(ink), labels, edge[edge > 0])
-        frame = edge[edge > 0][area > 0.15 * ink.size]
-        if len(frame) and len(frame) < n:
-            mass[frame - 1] = 0
+    if not digital:
+        mass[_frame(labels, n, mass) - 1] = 0
     keep = mass >= SPECK * mass.max()
     if keep.all():
         return ink, False
@@ -215,6 +211,27 @@ def _clean(ink: np.ndarray, digital: bool = True) -> tuple[np.ndarray, bool]:
     moved = np.abs(before - after).max() > 0.05 * max(after[2] - after[0], after[3] - after[1])
     marks = ndi.maximum(ink, labels, index[~keep]) if moved else []
     return kept, bool(np.max(marks, initial=0) >= 0.5)  # a mark, not a photo's faint noise
+
+
+def _frame(labels: np.ndarray, n: int, mass: np.ndarray) -> np.ndarray:
+    """Labels of a photo's desk, shadow or paper edge: large solid or all-round blobs at the border.
+
+    Only when something else big enough to be a digit remains; returns an int array.
+    """
+    edge = np.unique(_border(labels))
+    boxes = ndi.find_objects(labels, max_label=n)
+    frame = []
+    for label in edge[edge > 0]:
+        rows, cols = boxes[label - 1]
+        area = np.count_nonzero(labels[rows, cols] == label)
+        box_h, box_w = rows.stop - rows.start, cols.stop - cols.start
+        around = box_h > 0.9 * labels.shape[0] and box_w > 0.9 * labels.shape[1]
+        if area > 0.15 * labels.size and (around or area > 0.8 * box_h * box_w):
+            frame.append(label)
+    rest = np.delete(mass, np.array(frame, int) - 1)
+    if not frame or not len(rest) or rest.max() < 0.002 * labels.size:
+        return np.array([], int)
+    return np.array(frame, int)
 
 
 def _bbox(ink: np.ndarray) -> tuple[int, int, int, int]:

@@ -17,10 +17,7 @@ def model_for_run(store: RunStore, run_id: str):
     if run.status != "completed":
         raise ModelUnavailable(f"run {run_id} is {run.status}, not completed: it has no model to predict with")
     path = store.run_dir(run_id) / "model.keras"  # from the id only, never from stored text
-    try:
-        return load_model(path)
-    except ModelUnavailable as exc:
-        raise ModelUnavailable(f"run {run_id}: {exc}") from None
+    return load_model(path, run_id=run_id)  # its errors name the run
 
 
 def predict_files(store: RunStore, run_id: str, paths: list[str]) -> tuple[list[dict], int]:

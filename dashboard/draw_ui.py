@@ -201,7 +201,7 @@ def read_upload(upload) -> tuple[np.ndarray | None, bytes | None]:
     try:
         image = load_image_file(upload)
     except InferenceError as exc:
-        st.error(f"Cannot read {upload.name}: {exc}", icon=":material/broken_image:")
+        st.error(str(exc), icon=":material/broken_image:")  # the message names the file
         return None, None
     return image, png_bytes(image)
 

@@ -24,8 +24,8 @@ with set_tab:
         st.subheader("Score runs on the drawn set")
         picked = st.selectbox("Run", list(runs["run_id"]), key="draw_eval_run", format_func=captions.get)
         ui.evaluate_buttons(store, runs, picked, key="draw_eval")
-        ui.evaluation_panel(store, ui.completed_runs(store), picked)
-        st.dataframe(ui.leaderboard(ui.completed_runs(store)), hide_index=True,
+        ui.evaluation_panel(store, runs, picked)  # the buttons' callbacks ran first: `runs` is up to date
+        st.dataframe(ui.leaderboard(runs), hide_index=True,
                      column_config={c: st.column_config.NumberColumn(format="percent")
                                     for c in ("test accuracy", "drawn-set accuracy")})
 

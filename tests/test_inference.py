@@ -194,6 +194,17 @@ def test_photo_with_uneven_light_and_jpeg_noise_reads_like_the_clean_drawing():
     assert not any("edge" in h for h in pre.hints)
 
 
+def test_photo_of_paper_on_a_dark_desk_reads_the_digit_not_the_paper():
+    ink = drawing(FOUR, size=(600, 800), top=150, left=300, height=300, width=24).astype(np.float32) / 255
+    photo = np.full((600, 800), 0.15, np.float32)  # dark desk all round...
+    photo[60:560, 120:700] = 0.9  # ...a sheet of paper on it...
+    photo *= 1 - 0.8 * ink  # ...and the digit in dark pen
+    photo += np.random.default_rng(2).normal(0, 0.01, photo.shape)
+    pre = preprocess((np.clip(photo, 0, 1) * 255).astype(np.uint8))
+    clean = preprocess(drawing(FOUR, size=(600, 800), top=150, left=300, height=300, width=24))
+    assert corr(pre.image, clean.image) > 0.95
+
+
 # --- preprocess: empty canvases and hints ---------------------------------------------------
 
 @pytest.mark.parametrize("look", ["zeros", "transparent", "white", "white rgba", "speck", "dot"])

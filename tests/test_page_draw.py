@@ -128,7 +128,8 @@ def test_save_with_label_stores_the_drawing_then_the_grid_shows_it_and_runs_are_
     assert "Saved drawing #1 as **1**" in at.success[0].value
     saved = list_drawings(store)
     assert saved[["label", "author", "source"]].values.tolist() == [[1, "Ann", "canvas"]]
-    assert np.array_equal(saved["image"].iloc[0], draw_ui.to_uint8(preprocess(np.asarray(Image.open(io.BytesIO(png)))).image))
+    seen = preprocess(np.asarray(Image.open(io.BytesIO(png)))).image
+    assert np.array_equal(saved["image"].iloc[0], draw_ui.to_uint8(seen))  # the 28×28 the model saw
     assert drawing_original(store, int(saved["id"].iloc[0])) == png
     assert "Draw a digit on the black canvas" in infos(at)  # a fresh canvas for the next digit
     assert at.session_state["draw_label"] is None and at.session_state["draw_author"] == "Ann"  # kept for the next
@@ -160,7 +161,7 @@ def test_upload_of_a_non_image_is_one_clear_error(populated_env):
     at.file_uploader(key="draw_upload").upload("digit.png", b"this is not an image", "image/png")
     at.run()
     assert not at.exception
-    assert len(at.error) == 1 and "Cannot read digit.png" in at.error[0].value
+    assert len(at.error) == 1 and "digit.png" in at.error[0].value
     assert "not a readable image" in at.error[0].value and readings(at) == []
 
 
@@ -174,6 +175,12 @@ def test_upload_of_a_photo_like_image_is_read(populated_env):
     at.run()
     assert not at.exception and not at.error
     assert len(readings(at)) == 1
+    at.selectbox(key="draw_label").set_value(1)
+    at.button(key=SAVE).click().run()
+    saved = list_drawings(populated_env.store)
+    assert saved[["label", "source"]].values.tolist() == [[1, "upload"]]
+    original = Image.open(io.BytesIO(drawing_original(populated_env.store, int(saved["id"].iloc[0]))))
+    assert original.format == "PNG" and original.size == (400, 300)  # kept as PNG, under the size cap
 
 
 def test_drawn_set_tab_lists_drawings_with_filter_and_stale_evaluation_note(populated_env):
