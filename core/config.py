@@ -118,7 +118,7 @@ class TrainConfig:
             raise ConfigError(f"unknown config field {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
         data = dict(data)
         if "layers" in data:
-            data["layers"] = tuple(dict(layer) if isinstance(layer, dict) else layer for layer in data["layers"] or ())
+            data["layers"] = _layers_tuple(data["layers"] or ())
         return cls(**data)
 
 
@@ -138,8 +138,16 @@ def make_config(architecture: str = "cnn-small", n_train: int | None = None, **o
     values = {**preset_defaults(architecture),
               **{k: v for k, v in overrides.items() if v is not None}}
     if "layers" in values:
-        values["layers"] = tuple(values["layers"])
+        values["layers"] = _layers_tuple(values["layers"])
     return replace(TrainConfig(architecture=architecture), **values).validate(n_train)
+
+
+def _layers_tuple(layers: Any) -> tuple:
+    """A stack as a tuple of layer dicts, or a ConfigError saying what a stack looks like."""
+    if not isinstance(layers, (list, tuple)) or not all(isinstance(layer, dict) for layer in layers):
+        raise ConfigError(f'layers must be a list of layer objects like [{{"type": "Dense", "units": 64}}], '
+                          f"got {layers!r:.80}")
+    return tuple(dict(layer) for layer in layers)
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -29,7 +29,7 @@ MIN_SIDE = 3             # ... or whose ink spans fewer pixels (or 2 % of the im
 SPECK = 0.02             # blobs with under 2 % of the largest blob's ink are stray marks
 MIN_STROKE = 2.5         # strokes thinner than this once fitted (MNIST's median) are grown to it
 MAX_STROKE = 3.5         # ... thicker ones (MNIST's 90th percentile) are shrunk to it
-THIN_STROKE = 1.2        # below this width (MNIST's 0.5th percentile), a hint
+THIN_STROKE = 1.0        # below this width (under a pixel: it would fade), a hint
 THICK_STROKE = 5.0       # above this one (its 99.5th), a hint
 WORK_SIDE = 160          # larger crops are area-averaged to this before strokes are measured
 MAX_BYTES = 10_000_000   # an image file over 10 MB is refused
@@ -457,20 +457,25 @@ def _input_shape(model: Any) -> tuple[int, ...]:
 
 
 def predict_probabilities(model: Any, images: np.ndarray) -> np.ndarray:
-    """Class probabilities (N, 10) for images (N, 28, 28) in [0, 1], any input layout.
+    """Class probabilities (N, 10) for images (N, 28, 28) (or one (28, 28)) in [0, 1].
 
-    Calls the model directly (no `model.predict` overhead), in batches of BATCH images.
+    Reshapes to the model's input, (28, 28, 1), (28, 28) or (784,). Runs `predict_on_batch`
+    on chunks of BATCH images: its compiled function costs ~1 ms for one image on the small
+    CNN, where an eager `model(x)` costs ~10 ms and `model.predict` over 100 ms.
     Logits are turned into probabilities with a softmax.
     """
     x = np.asarray(images, dtype=np.float32)
-    if x.ndim == 2:
+    if x.ndim == 2 and x.shape == (SIZE, SIZE):
         x = x[None]
+    if x.ndim >= 2 and len(x) == 0:
+        return np.zeros((0, 10))
     if x.ndim < 2 or x[0].size != SIZE * SIZE:
         raise InferenceError(f"expected images of shape (N, 28, 28), got {np.shape(images)}")
     x = x.reshape((len(x), *_input_shape(model)))
+    run = getattr(model, "predict_on_batch", None) or (lambda batch: model(batch, training=False))
     outputs = []
     for start in range(0, len(x), BATCH):
-        out = model(x[start:start + BATCH], training=False)
+        out = run(x[start:start + BATCH])
         outputs.append(np.asarray(out[0] if isinstance(out, (list, tuple)) else out, dtype=np.float64))
     probs = np.concatenate(outputs) if outputs else np.zeros((0, 10))
     if probs.ndim != 2 or probs.shape[1] != 10:

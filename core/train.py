@@ -10,7 +10,7 @@ import os
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +19,7 @@ import numpy as np
 from core.architectures import count_params
 from core.config import TrainConfig
 from core.data import DataError, DatasetInfo, dataset_info, load_dataset
-from core.store import Run, RunStore, StoreError
+from core.store import Run, RunNotFound, RunStore, StoreError
 
 MAX_MISCLASSIFIED = 2000  # most confident mistakes kept for the gallery
 HEARTBEAT_SECONDS = 5.0
@@ -193,7 +193,7 @@ def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool
         if logger.cancelled:
             if store.get_run(run.id).status == "running":  # else another process already ended it
                 store.finish_run(run.id, "cancelled", error="cancelled on request")
-            return store.get_run(run.id)
+            return _final(store, run)
         result = evaluate(model, splits.x_test, splits.y_test)
         _complete(store, run.id, model, result)
     except KeyboardInterrupt:
@@ -206,7 +206,15 @@ def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool
             raise unrecorded from None
     finally:
         heart.stopped.set()
-    return store.get_run(run.id)
+    return _final(store, run)
+
+
+def _final(store: RunStore, run: Run) -> Run:
+    """The run as stored now; if it was deleted meanwhile, the claimed one with a note saying so."""
+    try:
+        return store.get_run(run.id)
+    except RunNotFound:
+        return replace(run, error="the run was deleted while it trained")
 
 
 def _complete(store: RunStore, run_id: str, model, result: dict) -> None:
@@ -238,6 +246,8 @@ def _finish_after_error(store: RunStore, run_id: str, logger, status: str, error
     try:
         if store.get_run(run_id).status == "running":
             store.finish_run(run_id, status, error=error[:4000])
+    except RunNotFound:  # deleted meanwhile: nothing left to mark
+        return None
     except StoreError as exc:
         return exc
     except Exception:

@@ -129,6 +129,30 @@ def test_an_idle_worker_exits_at_once_on_sigterm(store, tiny_data, spawn):
     assert store.live_workers().empty, "a stopped worker must unregister"
 
 
+@pytest.mark.parametrize("then_delete", [False, True])
+def test_a_run_ended_elsewhere_stops_training_and_gets_no_more_rows(store, tiny_data, then_delete):
+    """Another process marked the run interrupted (and maybe deleted it) while it trained here."""
+    run_id = queue_run(store, make_config("mlp-128-64", **LONG), tiny_data)
+    run = store.claim_run("here", run_id)
+    seen = {}
+
+    def elsewhere() -> bool:  # called at every flush, after its rows are written
+        if not seen:
+            store.set_status(run_id, "interrupted", error="marked by another process")
+            seen["rows"] = len(metric_rows(store))
+            if then_delete:
+                store.delete_run(run_id)
+        return False
+    final = execute(store, run, tiny_data, should_stop=elsewhere)
+    if then_delete:
+        assert final.error == "the run was deleted while it trained" and not metric_rows(store)
+    else:
+        assert (final.status, final.error) == ("interrupted", "marked by another process")
+        assert len(metric_rows(store)) == seen["rows"], "rows were written after the run ended"
+        assert final.step < final.steps_per_epoch * 200
+    assert not list(store.run_dir(run_id).glob("*.keras")) and integrity(store) == "ok"
+
+
 def test_stale_heartbeats_are_interrupted_by_the_next_worker(store, tiny_data, spawn):
     ids = {name: store.create_run({"architecture": "mlp-128-64", "epochs": 1}) for name in
            ("elsewhere-silent", "elsewhere-alive", "here-dead")}
