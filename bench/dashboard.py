@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,40 @@ DRAWN_JS = """([kind, want]) => {
 }"""
 
 
+# --breakdown: one page per ingredient of Runs and Compare, to see where a cold load's time goes.
+PROBE_PAGE = '''"""Digit Lab benchmark probe: one ingredient of the Runs/Compare pages per ?v=…"""
+import sys
+sys.path.insert(0, {root!r})
+import streamlit as st
+from core.store import RunStore
+from dashboard import charts, tables
+
+store = st.cache_resource(lambda: RunStore({db!r}))()
+v = st.query_params.get("v", "empty")
+st.title("probe " + v)
+runs = store.list_runs()
+ids = runs["run_id"].head({n_compare}).tolist()
+labels = tables.unique_labels(runs)
+if v == "table":
+    st.dataframe(tables.runs_view(runs), hide_index=True, height=560)
+elif v == "line chart":
+    st.plotly_chart(charts.metric_lines(store.histories(ids, "epoch"), ["accuracy", "val_accuracy"], names=labels))
+elif v.startswith("parallel coordinates"):
+    pool = runs if v.endswith("all runs") else runs[runs["run_id"].isin(ids)]
+    st.plotly_chart(charts.parallel_coordinates(pool, tables.varying(pool, (*tables.HYPERPARAMETERS, "n_params")),
+                                                "test_accuracy"))
+elif v == "confusion matrices":
+    cols = st.columns(3)
+    for i, (rid, ev) in enumerate(tables.evaluations(store, ids).items()):
+        cols[i % 3].plotly_chart(charts.confusion_heatmap(ev.confusion, title=labels[rid], height=340,
+                                                          show_scale=False), key=rid)
+'''
+# name -> (check kind, how many rows or charts must be drawn)
+PROBES = {"empty": ("compare", 0), "table": ("runs", -1), "line chart": ("compare", 1),
+          "parallel coordinates, compared runs": ("compare", 1), "parallel coordinates, all runs": ("compare", 1),
+          "confusion matrices": ("compare", 1)}
+
+
 @dataclass
 class Server:
     proc: subprocess.Popen
@@ -81,11 +116,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(db_url: str, data: Path | None, folder: Path) -> Server:
+def start_server(db_url: str, data: Path | None, folder: Path, script: str = "dashboard/app.py") -> Server:
     """`python -m streamlit run dashboard/app.py` on a free port, no worker; waits for /_stcore/health."""
     port = free_port()
-    log = folder / "streamlit.log"
-    cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+    log = folder / f"streamlit-{port}.log"
+    cmd = [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
            "--server.port", str(port), "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none", "--", "--db", db_url]
     if data is not None:
@@ -142,6 +177,25 @@ def measure(browser, url: str, kind: str, want: int, loads: int, timeout_s: floa
             "raw_s": times, "url": url}
 
 
+def breakdown(browser, db_url: str, args, folder: Path) -> dict:
+    """Cold loads of a probe page showing one ingredient of the Runs/Compare pages at a time."""
+    script = folder / "probe_page.py"
+    script.write_text(PROBE_PAGE.format(root=str(common.ROOT), db=db_url, n_compare=args.compare))
+    server = start_server(db_url, None, folder, script=str(script))
+    out = {}
+    try:
+        for name, (kind, want) in PROBES.items():
+            url = f"{server.url}/?v={urllib.parse.quote(name)}"
+            want = args.runs if want < 0 else want
+            load_once(browser, url, kind, want, args.timeout)  # the first load after start, not counted
+            times = [load_once(browser, url, kind, want, args.timeout)[1] for _ in range(args.loads)]
+            out[name] = {"s": common.stats(times), "raw_s": times}
+            print(f"  probe {name}: {common.span(out[name]['s'], '{:.2f}', ' s')}", flush=True)
+    finally:
+        server.stop()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common.base_parser(__doc__.split("\n")[0])
     common.add_data_argument(parser)
@@ -151,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a load counts as failed")
     parser.add_argument("--chromium", default=CHROMIUM, help="the Chromium executable")
     parser.add_argument("--screenshots", metavar="DIR", default=None, help="save one screenshot per page here")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time each ingredient alone (empty page, table, one chart, parallel coordinates, "
+                             "confusion matrices) on a probe page")
     args = parser.parse_args(argv)
     if args.smoke:
         args.runs, args.compare, args.loads = 30, 3, 1
@@ -188,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                         shot = shots / f"{name.lower()}.png" if shots else None
                         figures["pages"][name] = measure(browser, url, kind, want, args.loads, args.timeout, shot)
                         print(f"{name}: {common.span(figures['pages'][name]['s'], '{:.2f}', ' s')}", flush=True)
+                    if args.breakdown:
+                        figures["breakdown"] = breakdown(browser, db_url, args, folder)
                 finally:
                     browser.close()
         finally:
@@ -206,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
                                        "drawn and the script run is over (still so 0.5 s later)",
                                        "first_load_s: the first load after the server started (server caches empty)",
                                        "title_s: from navigation until the page's title is shown"])
+    if "breakdown" in figures:
+        print()
+        print(common.table(["probe page (one ingredient)", "cold load median (min–max) s"],
+                           [[name, common.span(f["s"], "{:.2f}")] for name, f in figures["breakdown"].items()]))
     print(f"wrote {path}")
     return 0
 

@@ -401,6 +401,9 @@ def load_image_file(path_or_bytes: str | Path | bytes | Any, max_bytes: int = MA
         raise
     except Image.DecompressionBombError as exc:
         raise InferenceError(f"{name} is over the {max_pixels / 1e6:g} megapixel limit for images: {exc}") from None
+    except Image.UnidentifiedImageError:  # its text names Pillow's internal buffer, not the file
+        raise InferenceError(f"{name} is not a readable image (PNG or JPEG): its content is not an image "
+                             f"format Pillow knows") from None
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors...
         raise InferenceError(f"{name} is not a readable image (PNG or JPEG): {exc}") from None
 

@@ -25,7 +25,7 @@ from core.inference import EmptyDrawing, InferenceError, Preprocessed, load_imag
     preprocess
 from core.predict import model_for_run
 from core.store import RunStore, StoreError
-from dashboard.auth import require_editor
+from dashboard.auth import can_edit, require_editor
 from dashboard.charts import confusion_heatmap, probability_bars
 
 CANVAS_KEY = "draw_canvas"        # the canvas's widget key (a suffix is added after each clear)
@@ -275,6 +275,10 @@ def flash() -> None:
 
 def _save(store: RunStore, image28: np.ndarray, original: bytes | None, source: str) -> None:
     """Form callback: save the drawing shown when the form was submitted, then reset the form."""
+    if not can_edit():  # enforced in the action, not only by hiding the button
+        st.session_state["draw_flash"] = ("error", "Your role is viewer: you cannot save drawings. "
+                                                   "Ask an editor, or sign in as one.")
+        return
     label, author = st.session_state.get("draw_label"), st.session_state.get("draw_author", "")
     if label is None:
         st.session_state["draw_flash"] = ("warning", "Pick the digit you drew before saving.")
