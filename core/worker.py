@@ -51,8 +51,6 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
             except Exception:
                 pass
     threading.Thread(target=beat, daemon=True).start()
-    import keras  # noqa: F401  (seconds of TensorFlow import before claiming, so run times stay honest)
-
     done, idle_since = 0, time.monotonic()
     log(f"worker {worker_id}: waiting for queued runs in {store.url}")
     try:
