@@ -41,9 +41,9 @@ def wait_for(condition, timeout: float, what: str, poll: float = 0.1):
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def worker(spawn, store: RunStore, data: Path, *flags: str) -> subprocess.Popen:
+def worker(spawn, store: RunStore, data: Path, *flags: str, flush: str = "0.2") -> subprocess.Popen:
     return spawn(["-m", "core", "worker", "--poll", "0.2", "--db", store.url, "--data", str(data), *flags],
-                 DIGITLAB_FLUSH_SECONDS="0.2")
+                 DIGITLAB_FLUSH_SECONDS=flush)
 
 
 def assert_rows_match_progress(store: RunStore, run_id: str) -> int:
@@ -72,7 +72,9 @@ def one_line_error(capsys, argv: list[str]) -> str:
 def test_kill_9_mid_epoch_keeps_metrics_and_the_next_worker_goes_on(store, tiny_data, spawn):
     victim = queue_run(store, make_config("mlp-128-64", **LONG), tiny_data)
     nxt = queue_run(store, make_config("mlp-128-64", **TINY), tiny_data)
-    first = worker(spawn, store, tiny_data)
+    # Flush at every batch: on a fast machine a whole 36-step epoch takes less than a 0.2 s window,
+    # so the recorded step would only ever be an epoch boundary and "mid-epoch" never be seen.
+    first = worker(spawn, store, tiny_data, flush="0")
     wait_for(lambda: (r := store.get_run(victim)).step > (r.steps_per_epoch or 10**9) and r.step % r.steps_per_epoch,
              150, "the first worker to be inside its second epoch or later")
     os.kill(first.pid, signal.SIGKILL)
