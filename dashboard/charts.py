@@ -178,6 +178,54 @@ def confusion_heatmap(matrix: Sequence[Sequence[float]], normalise: bool = False
     return fig
 
 
+def confusion_grid(matrices: Mapping[str, Sequence[Sequence[float]]], normalise: bool = False,
+                   columns: int = 5, cell_height: int | None = None) -> go.Figure:
+    """Several runs' confusion matrices as one figure, `columns` to a row, on one colour scale.
+
+    One figure instead of one chart per run: the browser draws a single Plotly plot, which
+    keeps Compare quick with 10 runs. Counts share a scale only when the runs were evaluated
+    on the same number of digits; otherwise use `normalise`.
+    """
+    from plotly.subplots import make_subplots
+
+    if not matrices:
+        return _empty("No confusion matrices to show.")
+    names = list(matrices)
+    cols = max(1, min(columns, len(names)))
+    rows = math.ceil(len(names) / cols)
+    cell_height = cell_height or (340 if cols <= 3 else 250)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_short(n) for n in names],
+                        horizontal_spacing=0.03, vertical_spacing=0.12 / rows)
+    counts = {n: np.asarray(m, dtype=float) for n, m in matrices.items()}
+    for n, m in counts.items():
+        if m.shape != (10, 10):
+            raise ValueError(f"a confusion matrix is 10×10, got shape {m.shape} for {n}")
+    top = 1.0 if normalise else max(float(m.max()) for m in counts.values()) or 1.0
+    for i, (name, m) in enumerate(counts.items()):
+        shares = _normalised(m)
+        z = shares if normalise else m
+        text = [[f"{shares[t, p]:.0%}" if normalise else f"{int(m[t, p])}" for p in DIGITS] for t in DIGITS]
+        hover = [[f"{name}<br>true {t}, predicted {p}: {int(m[t, p])} digits ({shares[t, p]:.1%} of the {t}s)"
+                  for p in DIGITS] for t in DIGITS]
+        fig.add_trace(go.Heatmap(z=z, x=DIGITS, y=DIGITS, text=text, texttemplate="%{text}",
+                                 textfont=dict(size=9), colorscale="Blues", zmin=0, zmax=top, showscale=False,
+                                 customdata=hover, hovertemplate="%{customdata}<extra></extra>"),
+                      row=i // cols + 1, col=i % cols + 1)
+    fig.update_xaxes(tickmode="array", tickvals=DIGITS, range=[-0.5, 9.5], showgrid=False, zeroline=False,
+                     constrain="domain", tickfont=dict(size=9))
+    fig.update_yaxes(tickmode="array", tickvals=DIGITS, range=[9.5, -0.5], showgrid=False, zeroline=False,
+                     constrain="domain", tickfont=dict(size=9))
+    for i in range(len(names)):  # square cells: each y axis follows its own x axis
+        suffix = "" if i == 0 else str(i + 1)
+        fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
+    fig.update_layout(height=cell_height * rows + 40, margin=_MARGIN, dragmode=False)
+    return fig
+
+
+def _short(name: str, limit: int = 28) -> str:
+    return name if len(name) <= limit else name[:limit - 1] + "…"
+
+
 def difference_heatmap(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], names: tuple[str, str] = ("A", "B"),
                        normalise: bool = False, height: int = 440) -> go.Figure:
     """Run A − run B per cell; blue where A is better (more correct, fewer of a mistake), red where worse.

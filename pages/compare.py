@@ -53,10 +53,15 @@ else:
     st.dataframe(diff, key="compare_params")
 
 
+VIEWS = ["Histories", "Hyperparameters", "Confusion matrices"]
+# Only the open tab runs and is drawn (lazy tabs), so the page comes up quickly with 10 runs;
+# the open tab is in the link (`&view=…`), so a shared link opens the same view.
+tab_history, tab_params, tab_confusion = st.tabs(VIEWS, key="view", bind="query-params")
+
+
 @st.fragment(run_every=2 if selected["status"].isin(LIVE).any() else None)
 def histories() -> None:
     """Overlaid histories for one metric; refreshes while any chosen run is live."""
-    st.subheader("Histories")
     c1, c2, c3, c4 = st.columns([1.2, 1, 1.4, 1.6])
     metric = c1.selectbox("Metric", list(METRIC_NAMES), key="compare_metric", format_func=METRIC_NAMES.get)
     level = c2.segmented_control("Level", ["epoch", "batch"], default="epoch", key="compare_level", required=True) or "epoch"
@@ -76,38 +81,40 @@ def histories() -> None:
                    "validation points sit at each epoch's last step.")
 
 
-histories()
-
-st.subheader("Hyperparameters against results")
-groups = tables.all_groups(runs)
-scopes = ["all runs", "these runs", *[f"group: {g}" for g in groups]]
-p1, p2 = st.columns(2)
-scope = p1.selectbox("Runs shown", scopes, key="compare_scope",
-                     index=scopes.index(f"group: {group}") if group else 0)
-color = p2.selectbox("Result", list(tables.METRICS), key="compare_color", format_func=tables.METRICS.get)
-pool = (runs if scope == "all runs" else selected if scope == "these runs"
-        else runs[runs["group_name"] == scope.removeprefix("group: ")])
-dims = tables.varying(pool, (*tables.HYPERPARAMETERS, "n_params"))
-if not dims:
-    st.info("The runs shown share all their hyperparameters: nothing to plot against the result.")
-else:
+def hyperparameters() -> None:
+    """Parallel coordinates: each run's hyperparameters against one result, over a chosen pool of runs."""
+    groups = tables.all_groups(runs)
+    scopes = ["all runs", "these runs", *[f"group: {g}" for g in groups]]
+    p1, p2 = st.columns(2)
+    scope = p1.selectbox("Runs shown", scopes, key="compare_scope",
+                         index=scopes.index(f"group: {group}") if group else 0)
+    color = p2.selectbox("Result", list(tables.METRICS), key="compare_color", format_func=tables.METRICS.get)
+    pool = (runs if scope == "all runs" else selected if scope == "these runs"
+            else runs[runs["group_name"] == scope.removeprefix("group: ")])
+    dims = tables.varying(pool, (*tables.HYPERPARAMETERS, "n_params"))
+    if not dims:
+        st.info("The runs shown share all their hyperparameters: nothing to plot against the result.")
+        return
     st.plotly_chart(charts.parallel_coordinates(pool, dims, color), key="compare_parcoords")
     st.caption(f"{len(pool)} runs; one line per run. Drag along an axis to highlight a range.")
 
-st.subheader("Confusion matrices")
-evals = tables.evaluations(store, chosen)
-missing = [labels[r] for r in chosen if r not in evals]
-if missing:
-    st.caption("No test evaluation yet (not completed): " + ", ".join(missing))
-if evals:
+
+def confusion() -> None:
+    """Every chosen run's test confusion matrix in one figure, then run A − run B."""
+    evals = tables.evaluations(store, chosen)
+    missing = [labels[r] for r in chosen if r not in evals]
+    if missing:
+        st.caption("No test evaluation yet (not completed): " + ", ".join(missing))
+    if not evals:
+        st.info("None of these runs has a test evaluation yet: it is made when a run completes.")
+        return
     normalise = st.toggle("Row-normalised (share of each true digit)", key="compare_normalise",
                           value=len({ev.n for ev in evals.values()}) > 1)
-    for start in range(0, len(evals), 3):
-        cols = st.columns(3)
-        for col, (rid, ev) in zip(cols, list(evals.items())[start:start + 3]):
-            col.plotly_chart(charts.confusion_heatmap(ev.confusion, normalise, title=labels[rid], height=340,
-                                                      show_scale=False), key=f"compare_confusion_{rid}")
-if len(evals) >= 2:
+    st.plotly_chart(charts.confusion_grid({labels[r]: ev.confusion for r, ev in evals.items()}, normalise),
+                    key="compare_confusion")
+    st.caption("Test set. Rows: the true digit; columns: the predicted digit. Hover a cell for its count and share.")
+    if len(evals) < 2:
+        return
     st.markdown("##### Difference: which mistakes a change fixed or broke")
     with_eval = list(evals)
     d1, d2 = st.columns(2)
@@ -115,15 +122,21 @@ if len(evals) >= 2:
     b = d2.selectbox("Run B", with_eval, index=1, key="compare_b", format_func=lambda r: labels[r])
     if a == b:
         st.info("Pick two different runs as A and B.")
-    else:
-        left, right = st.columns([3, 2])
-        left.plotly_chart(charts.difference_heatmap(evals[a].confusion, evals[b].confusion, ("A", "B"), normalise),
-                          key="compare_difference")
-        changes = tables.confusion_changes(evals[a].confusion, evals[b].confusion)
-        with right:
-            st.caption(f"A = {labels[a]}, B = {labels[b]}. Blue cells: A does better (more correct on the "
-                       "diagonal, fewer of a mistake elsewhere); red: worse.")
-            if changes.empty:
-                st.info("Both runs make exactly the same mistakes.")
-            else:
-                st.dataframe(changes, hide_index=True, key="compare_changes")
+        return
+    left, right = st.columns([3, 2])
+    left.plotly_chart(charts.difference_heatmap(evals[a].confusion, evals[b].confusion, ("A", "B"), normalise),
+                      key="compare_difference")
+    changes = tables.confusion_changes(evals[a].confusion, evals[b].confusion)
+    with right:
+        st.caption(f"A = {labels[a]}, B = {labels[b]}. Blue cells: A does better (more correct on the "
+                   "diagonal, fewer of a mistake elsewhere); red: worse.")
+        if changes.empty:
+            st.info("Both runs make exactly the same mistakes.")
+        else:
+            st.dataframe(changes, hide_index=True, key="compare_changes")
+
+
+for tab, draw in ((tab_history, histories), (tab_params, hyperparameters), (tab_confusion, confusion)):
+    if tab.open:
+        with tab:
+            draw()

@@ -73,3 +73,6 @@ def test_dashboard_smoke(tmp_path, populated_data):
     pages = doc["figures"]["pages"]
     assert set(pages) == {"Runs", "Compare"}
     assert all(p["s"]["median"] > 0 for p in pages.values())
+    assert set(pages["Compare"]["tabs_s"]) == {"Hyperparameters", "Confusion matrices"}
+    assert all(t["median"] > 0 for t in pages["Compare"]["tabs_s"].values())
+    assert "Compare → Confusion matrices" in out

@@ -98,6 +98,25 @@ def test_confusion_heatmap_empty_row_is_zero_not_nan():
     assert not np.isnan(z).any() and z[1, 1] == 1.0 and z[0].sum() == 0
 
 
+def test_confusion_grid_one_figure_one_scale_square_cells():
+    a, b = np.diag([10] * 10), np.diag([20] * 10)
+    b[3, 5] = 4
+    fig = charts.confusion_grid({"run a": a, "a much longer run name than fits above": b,
+                                 "c": a, "d": a, "e": a, "f": a, "g": a}, columns=5)
+    assert len(fig.data) == 7 and {t.type for t in fig.data} == {"heatmap"}
+    assert {t.zmax for t in fig.data} == {20.0}  # one colour scale: counts compare across runs
+    assert fig.data[1].text[3][5] == "4" and "true 3, predicted 5: 4 digits" in fig.data[1].customdata[3][5]
+    titles = [a.text for a in fig.layout.annotations]
+    assert "run a" in titles and any(t.endswith("…") and len(t) == 28 for t in titles)
+    assert fig.layout.yaxis7.scaleanchor == "x7" and fig.layout.height == 2 * 250 + 40  # two rows
+    shares = charts.confusion_grid({"x": b}, normalise=True).data[0]
+    assert shares.zmax == 1 and shares.text[3][3] == "83%"
+    assert charts.confusion_grid({"x": a, "y": b}).layout.height == 340 + 40  # few runs: bigger cells
+    assert "No confusion matrices" in charts.confusion_grid({}).layout.annotations[0].text
+    with pytest.raises(ValueError, match="10×10"):
+        charts.confusion_grid({"bad": np.zeros((9, 10))})
+
+
 def test_difference_heatmap_signs():
     a, b = np.diag([10] * 10), np.diag([10] * 10)
     a[4, 4], a[4, 9] = 7, 3   # A misreads three 4s as 9s

@@ -132,6 +132,16 @@ def test_every_page_opens_without_an_exception(app, page):
         no_exception(page)
         name = {"": "train", "runs": "runs", "draw": "draw", "data": "data"}.get(path, path.split("?")[0])
         shot(page, {"run": "run_detail"}.get(name, name))
+    # Compare draws only its open tab; opening another one draws it and puts it in the link
+    page.goto(f"{url}/compare?runs={','.join(run_ids)}")
+    settle(page)
+    page.get_by_role("tab", name="Confusion matrices").click()
+    settle(page)
+    expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible(timeout=20_000)
+    assert "view=Confusion" in page.url, page.url
+    no_exception(page)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator('[data-testid="stTabs"]').first.screenshot(path=str(SHOTS / "compare_confusion.png"))
 
 
 def test_launch_a_tiny_run_and_follow_it_to_run_detail(app, page):

@@ -49,11 +49,33 @@ def test_group_runs_differ_only_in_learning_rate_and_name(populated_env):
     summary = _frame(at, "result")
     assert "test accuracy" in summary.index and list(summary.columns) == [
         f"{GROUP} · learning_rate=0.01", f"{GROUP} · learning_rate=0.001"]
-    kinds = [json.loads(chart.proto.spec)["data"][0]["type"] for chart in at.get("plotly_chart")]
-    assert kinds.count("heatmap") == 3  # two confusion matrices and their difference
-    assert kinds.count("parcoords") == 1
+    assert _chart_types(at) == [["scatter"] * 4]  # the Histories tab only: train and validation per run
+
+
+def _chart_types(at: AppTest) -> list[list[str]]:
+    return [[trace["type"] for trace in json.loads(chart.proto.spec)["data"]] for chart in at.get("plotly_chart")]
+
+
+def test_only_the_open_tab_is_drawn_and_the_link_names_it(populated_env):
+    a, b = _ids(populated_env, f"{GROUP} · learning_rate=0.01", f"{GROUP} · learning_rate=0.001")
+    at = _open(runs=f"{a},{b}", view="Confusion matrices")
+    assert not at.exception
+    # one figure holds both runs' matrices, then the difference A − B
+    assert _chart_types(at) == [["heatmap", "heatmap"], ["heatmap"]]
     changes = _frame(at, "mistake")
     assert list(changes.columns) == ["mistake", "A", "B", "A − B", "in A"]
+    at.query_params["view"] = "Hyperparameters"
+    at.run()
+    assert not at.exception
+    assert _chart_types(at) == [["parcoords"]]
+    assert at.selectbox("compare_scope").value == "all runs"
+
+
+def test_an_unknown_view_in_the_link_falls_back_to_histories(populated_env):
+    a, b = _ids(populated_env, f"{GROUP} · learning_rate=0.01", f"{GROUP} · learning_rate=0.001")
+    at = _open(runs=f"{a},{b}", view="nonsense")
+    assert not at.exception
+    assert at.selectbox("compare_metric").value == "accuracy"
 
 
 def test_diff_across_architectures_lists_every_differing_setting(populated_env):
@@ -80,8 +102,9 @@ def test_group_link_compares_the_group_and_scopes_the_plot(populated_env):
     assert not at.exception
     assert sorted(at.multiselect("compare_runs").value) == sorted(
         _ids(populated_env, f"{GROUP} · learning_rate=0.01", f"{GROUP} · learning_rate=0.001"))
-    assert at.selectbox("compare_scope").value == f"group: {GROUP}"
     assert at.query_params["runs"]
+    at.query_params["view"] = "Hyperparameters"
+    assert at.run().selectbox("compare_scope").value == f"group: {GROUP}"
 
 
 def test_choosing_runs_writes_the_url_and_widgets_rerun(populated_env):
@@ -92,11 +115,14 @@ def test_choosing_runs_writes_the_url_and_widgets_rerun(populated_env):
     runs_param = at.query_params["runs"]
     assert (runs_param[0] if isinstance(runs_param, list) else runs_param) == ",".join(ids)
     at.selectbox("compare_metric").select("loss")
-    at.toggle("compare_normalise").set_value(True)
-    at.slider("compare_smoothing").set_value(0.5)
-    at.selectbox("compare_color").select("best_val_accuracy").run()
+    at.slider("compare_smoothing").set_value(0.5).run()
     assert not at.exception
     at.session_state["compare_level"] = "batch"
+    at.query_params["view"] = "Hyperparameters"
+    at.run().selectbox("compare_color").select("best_val_accuracy").run()
+    assert not at.exception
+    at.query_params["view"] = "Confusion matrices"
+    at.run().toggle("compare_normalise").set_value(True).run()
     at.selectbox("compare_b").select(ids[0]).run()  # A == B
     assert not at.exception
     assert any("two different runs" in i.value for i in at.info)
