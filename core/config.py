@@ -7,7 +7,7 @@ what a run stores as its params, so a run can always be reproduced or forked.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from core.architectures import (ACTIVATIONS, ARCHITECTURES, CUSTOM, PRESETS, ArchitectureError,

@@ -5,7 +5,6 @@ same image.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from core.inference import ModelUnavailable, InferenceError, load_image_file, load_model, predict_image
 from core.store import RunStore

@@ -105,24 +105,13 @@ def _schedule_callbacks(config: TrainConfig, has_val: bool) -> list:
 
 def evaluate(model, x: np.ndarray, y: np.ndarray) -> dict:
     """Accuracy, loss, confusion matrix, per-class report and the misclassified examples."""
+    from core.drawings import score
+
     probs = model.predict(x, batch_size=1000, verbose=0)
-    pred = probs.argmax(axis=1)
-    conf = probs.max(axis=1)
-    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
-    confusion = np.zeros((10, 10), dtype=int)
-    np.add.at(confusion, (y, pred), 1)
-    report = {}
-    for c in range(10):
-        tp, predicted, support = confusion[c, c], confusion[:, c].sum(), confusion[c, :].sum()
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        report[str(c)] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
-                          "support": int(support)}
+    pred, conf = probs.argmax(axis=1), probs.max(axis=1)
     wrong = np.flatnonzero(pred != y)
     wrong = wrong[np.argsort(-conf[wrong])][:MAX_MISCLASSIFIED]
-    return {"accuracy": float((pred == y).mean()), "loss": loss, "n": int(len(y)),
-            "confusion": confusion.tolist(), "report": report,
+    return {**score(probs, y),
             "misclassified": [(int(i), int(y[i]), int(pred[i]), float(conf[i])) for i in wrong]}
 
 

@@ -51,6 +51,9 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
             except Exception:
                 pass
     threading.Thread(target=beat, daemon=True).start()
+    # TensorFlow takes seconds to import: do it while idle, so a run claimed later starts training
+    # at once and its duration and live panel do not include the import.
+    threading.Thread(target=_import_keras, daemon=True).start()
     done, idle_since = 0, time.monotonic()
     log(f"worker {worker_id}: waiting for queued runs in {store.url}")
     try:
@@ -82,6 +85,13 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
         except Exception:
             pass
     return done
+
+
+def _import_keras() -> None:
+    try:
+        import keras  # noqa: F401
+    except Exception:  # a broken install shows up in the run that needs it, with its message
+        pass
 
 
 def ensure_worker(store: RunStore, data_path, idle_exit: float = 600.0) -> int | None:

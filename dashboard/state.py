@@ -95,3 +95,14 @@ def query_runs() -> list[str]:
     """Run ids from `?runs=ID1,ID2` (Compare) or `?run=ID` (Run detail)."""
     value = st.query_params.get("runs") or st.query_params.get("run") or ""
     return [v for v in (s.strip() for s in value.split(",")) if v]
+
+
+def runs_or_stop():
+    """The store and all its runs (read fresh: a live run's status is never cached); with no runs,
+    says how to start one and ends the page."""
+    store = get_store()
+    runs = store.list_runs()
+    if runs.empty:
+        st.info("No runs yet. Start one on the **Train** page or with `python -m core train`.")
+        st.stop()
+    return store, runs

@@ -34,7 +34,8 @@ SORTS = {"newest first": ("created_at", True), "test accuracy": ("test_accuracy"
 STATUS_COLOURS = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red",
                   "cancelled": "orange", "interrupted": "orange"}
 PAGES = {"train": ("../pages/train.py", ""), "runs": ("../pages/runs.py", "runs"),
-         "run": ("../pages/run_detail.py", "run"), "compare": ("../pages/compare.py", "compare")}
+         "run": ("../pages/run_detail.py", "run"), "compare": ("../pages/compare.py", "compare"),
+         "draw": ("../pages/draw.py", "draw"), "data": ("../pages/data.py", "data")}
 CSV_COLUMNS = ("run_id", "name", "status", "architecture", "group_name", "tags", "note", "created", *HYPERPARAMETERS[1:],
                "n_params", "epoch", "best_val_accuracy", "best_val_epoch", "last_val_accuracy", "last_val_epoch",
                "test_accuracy", "test_loss", "drawn_accuracy", "duration", "parent_id")
@@ -314,7 +315,7 @@ def gallery_digits(path: str | Path, indices: Sequence[int], labels: Sequence[in
 # -- links between pages ------------------------------------------------------------------------------
 def page_link(page: str, label: str, query: Mapping[str, str] | None = None, icon: str | None = None,
               disabled: bool = False, help: str | None = None) -> None:
-    """st.page_link to one of the app's pages ('train', 'runs', 'run', 'compare') with query params.
+    """st.page_link to one of the app's pages (a key of PAGES: 'train', 'run', 'compare', …) with query params.
 
     When the page runs on its own (not under dashboard/app.py's navigation) there is nothing to
     link to by page, so a plain relative link is written instead.
@@ -322,7 +323,7 @@ def page_link(page: str, label: str, query: Mapping[str, str] | None = None, ico
     path, url_path = PAGES[page]
     try:
         st.page_link(path, label=label, icon=icon, query_params=dict(query or {}), disabled=disabled, help=help)
-    except st.errors.StreamlitAPIException:
+    except (st.errors.StreamlitAPIException, KeyError):  # KeyError: a page this app does not register
         suffix = f"?{urlencode(dict(query))}" if query else ""
         st.markdown(f"[{label}](./{url_path}{suffix})")
 

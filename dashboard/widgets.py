@@ -12,13 +12,11 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from core.architectures import (ACTIVATIONS, ARCHITECTURES, CUSTOM, CUSTOM_HELP, LAYER_TYPES, LIMITS,
                                 PRESETS, ArchitectureError, LayerRow, describe, resolve_layers)
@@ -27,16 +25,14 @@ from core.store import TERMINAL, Run, RunStore
 from core.sweep import CHOICES, MAX_FIELDS, SWEEPABLE, group_progress, parse_values
 from dashboard.auth import require_editor
 from dashboard.state import ensure_worker
+from dashboard.tables import page_link, status_badge
 
 FORM = "train"                 # session-state prefix of the config form
 DEFAULT_ARCHITECTURE = "mlp-128-64"  # fast on a laptop CPU: a first run finishes in seconds
 LIVE_EVERY = 1.5               # seconds between refreshes of a live panel
 # Page file stem -> URL path as dashboard/app.py routes them; Train is the default page, served at "/".
-URL_PATHS = {"train": "", "runs": "runs", "run_detail": "run", "compare": "compare", "draw": "draw", "data": "data"}
 BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 HIDDEN_ACTIVATIONS = (*ACTIVATIONS, "linear")
-STATUS_COLOURS = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red",
-                  "cancelled": "orange", "interrupted": "orange"}
 FLOAT_FIELDS = ("learning_rate", "validation_split")
 INT_FIELDS = ("batch_size", "epochs", "seed", "early_stopping")
 HYPERPARAMETERS = ("optimizer", "learning_rate", "batch_size", "epochs", "dropout", "activation",
@@ -44,24 +40,6 @@ HYPERPARAMETERS = ("optimizer", "learning_rate", "batch_size", "epochs", "dropou
 
 
 # ------------------------------------------------------------------------------ links and pickers
-
-def page_link(page: str, label: str, query_params: dict[str, str] | None = None, icon: str | None = None) -> None:
-    """A link to another page of the app (`page` is the file stem, e.g. "run_detail").
-
-    Inside the app this is `st.page_link`; a page run on its own (AppTest, no navigation)
-    gets a plain relative link to the same URL instead.
-    """
-    try:
-        st.page_link(f"../pages/{page}.py", label=label, query_params=query_params, icon=icon)
-    except (StreamlitAPIException, KeyError):
-        query = f"?{urlencode(query_params)}" if query_params else ""
-        st.markdown(f"[{label}](./{URL_PATHS.get(page, page)}{query})")
-
-
-def status_badge(status: str) -> str:
-    """Markdown for a coloured status badge."""
-    return f":{STATUS_COLOURS.get(status, 'gray')}-badge[{status}]"
-
 
 def run_label(row: pd.Series | Run) -> str:
     """How a run is named in pickers: name · architecture · id.
@@ -583,7 +561,7 @@ def _finished_panel(store: RunStore, run: Run) -> None:
         batches = store.metric_history(run.id, scope="batch", keys=["loss", "accuracy"])
         epochs = store.metric_history(run.id, scope="epoch")
         _curves(batches, epochs, run.steps_per_epoch, key=run.id)
-    page_link("run_detail", "Open the run's details: confusion matrix, mistakes, draw test", {"run": run.id},
+    page_link("run", "Open the run's details: confusion matrix, mistakes, draw test", {"run": run.id},
               icon=":material/query_stats:")
 
 

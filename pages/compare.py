@@ -11,11 +11,7 @@ METRIC_NAMES = {"accuracy": "accuracy", "loss": "loss", "learning_rate": "learni
                 "epoch_seconds": "seconds per epoch"}
 
 st.title("Compare runs")
-store = state.get_store()
-runs = store.list_runs()
-if runs.empty:
-    st.info("No runs yet. Start one on the **Train** page or with `python -m core train`.")
-    st.stop()
+store, runs = state.runs_or_stop()
 
 labels = tables.unique_labels(runs)
 ids = runs["run_id"].tolist()

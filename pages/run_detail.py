@@ -12,11 +12,7 @@ LIVE = ("queued", "running")
 GALLERY = 48  # misclassified digits shown at once
 
 st.title("Run detail")
-store = state.get_store()
-runs = store.list_runs()
-if runs.empty:
-    st.info("No runs yet. Start one on the **Train** page or with `python -m core train`.")
-    st.stop()
+store, runs = state.runs_or_stop()
 
 labels = tables.unique_labels(runs)
 status_of = dict(zip(runs["run_id"], runs["status"]))

@@ -5,11 +5,7 @@ from core.store import StoreError
 from dashboard import auth, state, tables
 
 st.title("Runs")
-store = state.get_store()
-runs = store.list_runs()  # read fresh on every rerun: a live run's status is never cached
-if runs.empty:
-    st.info("No runs yet. Start one on the **Train** page or with `python -m core train`.")
-    st.stop()
+store, runs = state.runs_or_stop()
 
 if flash := st.session_state.pop("runs_flash", None):  # the outcome of the last action, after its rerun
     done, errors = flash

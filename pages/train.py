@@ -12,7 +12,7 @@ from core.data import DataError
 from core.store import RunNotFound, StoreError
 from core.sweep import queue_sweep
 from core.train import queue_run
-from dashboard import state, widgets
+from dashboard import state, tables, widgets
 from dashboard.auth import require_editor
 
 st.title("Train")
@@ -21,7 +21,7 @@ info = state.get_dataset_info()
 if info is None:
     st.info("Training needs a dataset first: ingest MNIST on the Data page (one click), or run "
             "`python -m core ingest --from PATH`.", icon=":material/dataset:")
-    widgets.page_link("data", "Go to the Data page", icon=":material/arrow_forward:")
+    tables.page_link("data", "Go to the Data page", icon=":material/arrow_forward:")
     st.stop()
 state.dataset_banner()
 
