@@ -179,7 +179,7 @@ def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool
         model.fit(splits.x_train, splits.y_train, batch_size=config.batch_size, epochs=config.epochs,
                   validation_data=val, callbacks=callbacks, shuffle=True, verbose=0)
         logger.flush()
-        if logger.cancelled:
+        if logger.cancelled and logger.step < steps * config.epochs:  # a stop after the last batch completes
             if store.get_run(run.id).status == "running":  # else another process already ended it
                 store.finish_run(run.id, "cancelled", error="cancelled on request")
             return _final(store, run)

@@ -62,6 +62,13 @@ def test_stop_request_cancels_within_a_logging_window(rs, small_h5):
     assert rs.evaluation(run_id) is None
 
 
+def test_a_stop_after_the_last_batch_still_completes_the_trained_run(rs, small_h5):
+    run_id = queue_run(rs, make_config("mlp-128-64", epochs=2), small_h5)
+    # true from the flush at the end of the last epoch: every batch has run, the model is trained
+    final = execute(rs, rs.claim_run("test", run_id), small_h5, should_stop=lambda: rs.get_run(run_id).epoch == 2)
+    assert final.status == "completed" and final.epoch == 2 and final.test_accuracy is not None
+
+
 def test_bad_config_never_creates_a_run(rs, small_h5):
     with pytest.raises(Exception, match="batch_size"):
         queue_run(rs, make_config("mlp-128-64").__class__(architecture="mlp-128-64", batch_size=10_000), small_h5)
