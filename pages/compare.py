@@ -1,14 +1,13 @@
-"""Compare (`?runs=ID1,ID2,…` or `?group=NAME`): 2–10 runs side by side: summary, the settings
-that differ, overlaid histories, hyperparameters against results, confusion matrices and their difference."""
-import pandas as pd
+"""Compare (`?runs=ID1,ID2,…` or `?group=NAME`, `&view=<tab>`): 2–10 runs side by side: summary,
+the settings that differ, then in tabs overlaid histories, hyperparameters against results,
+confusion matrices and their difference."""
 import streamlit as st
 
-from dashboard import charts, state, tables
+from dashboard import compare_views, state, tables
 
 MAX_RUNS = 10
 LIVE = ("queued", "running")
-METRIC_NAMES = {"accuracy": "accuracy", "loss": "loss", "learning_rate": "learning rate",
-                "epoch_seconds": "seconds per epoch"}
+VIEWS = ["Histories", "Hyperparameters", "Confusion matrices"]
 
 st.title("Compare runs")
 store, runs = state.runs_or_stop()
@@ -39,100 +38,29 @@ if len(chosen) < 2:
 
 selected = runs.set_index("run_id").loc[chosen].reset_index()
 
-st.subheader("Summary")
-st.dataframe(tables.summary_table(selected, labels), key="compare_summary")
-st.subheader("Settings that differ")
-diff = tables.param_diff({labels[r]: cfg for r, cfg in zip(selected["run_id"], selected["config"])})
-if diff.empty:
-    st.success("These runs have identical settings (a repeat shows how much results vary by chance alone).")
-else:
-    st.dataframe(diff, key="compare_params")
-
-
-VIEWS = ["Histories", "Hyperparameters", "Confusion matrices"]
+summary_box = st.container()  # on screen above the tabs; filled after the open tab, see below
 # Only the open tab runs and is drawn (lazy tabs), so the page comes up quickly with 10 runs;
 # the open tab is in the link (`&view=…`), so a shared link opens the same view.
 tab_history, tab_params, tab_confusion = st.tabs(VIEWS, key="view", bind="query-params")
+# The open tab is sent first: the browser starts loading Plotly's bundle (4.7 MB) for its chart
+# while the tables above are still on their way.
+if tab_history.open:
+    with tab_history:
+        st.fragment(compare_views.histories, run_every=2 if selected["status"].isin(LIVE).any() else None)(
+            store, chosen, labels)
+if tab_params.open:
+    with tab_params:
+        compare_views.hyperparameters(runs, selected, group)
+if tab_confusion.open:
+    with tab_confusion:
+        compare_views.confusion(store, chosen, labels)
 
-
-@st.fragment(run_every=2 if selected["status"].isin(LIVE).any() else None)
-def histories() -> None:
-    """Overlaid histories for one metric; refreshes while any chosen run is live."""
-    c1, c2, c3, c4 = st.columns([1.2, 1, 1.4, 1.6])
-    metric = c1.selectbox("Metric", list(METRIC_NAMES), key="compare_metric", format_func=METRIC_NAMES.get)
-    level = c2.segmented_control("Level", ["epoch", "batch"], default="epoch", key="compare_level", required=True) or "epoch"
-    split = c3.segmented_control("Split", ["train", "validation", "both"], default="both", key="compare_split", required=True) or "both"
-    smoothing = c4.slider("Smoothing", 0.0, 0.95, 0.0, 0.05, key="compare_smoothing")
-    keys = {"train": [metric], "validation": [f"val_{metric}"], "both": [metric, f"val_{metric}"]}[split]
-    history = store.histories(chosen, level)
-    if level == "batch" and split != "train":  # validation exists per epoch only: place it at each epoch's end
-        epochs = store.histories(chosen, "epoch", keys=[f"val_{metric}"])
-        history = pd.concat([history, epochs]) if not epochs.empty else history
-    fig = charts.metric_lines(history, keys, smoothing, x="step" if level == "batch" else "epoch",
-                              names={r: labels[r] for r in chosen},
-                              log_y=metric == "learning_rate", height=380)
-    st.plotly_chart(fig, key="compare_history_chart")
-    if level == "batch":
-        st.caption("Batch level: running means within each epoch (they restart at every epoch); "
-                   "validation points sit at each epoch's last step.")
-
-
-def hyperparameters() -> None:
-    """Parallel coordinates: each run's hyperparameters against one result, over a chosen pool of runs."""
-    groups = tables.all_groups(runs)
-    scopes = ["all runs", "these runs", *[f"group: {g}" for g in groups]]
-    p1, p2 = st.columns(2)
-    scope = p1.selectbox("Runs shown", scopes, key="compare_scope",
-                         index=scopes.index(f"group: {group}") if group else 0)
-    color = p2.selectbox("Result", list(tables.METRICS), key="compare_color", format_func=tables.METRICS.get)
-    pool = (runs if scope == "all runs" else selected if scope == "these runs"
-            else runs[runs["group_name"] == scope.removeprefix("group: ")])
-    dims = tables.varying(pool, (*tables.HYPERPARAMETERS, "n_params"))
-    if not dims:
-        st.info("The runs shown share all their hyperparameters: nothing to plot against the result.")
-        return
-    st.plotly_chart(charts.parallel_coordinates(pool, dims, color), key="compare_parcoords")
-    st.caption(f"{len(pool)} runs; one line per run. Drag along an axis to highlight a range.")
-
-
-def confusion() -> None:
-    """Every chosen run's test confusion matrix in one figure, then run A − run B."""
-    evals = tables.evaluations(store, chosen)
-    missing = [labels[r] for r in chosen if r not in evals]
-    if missing:
-        st.caption("No test evaluation yet (not completed): " + ", ".join(missing))
-    if not evals:
-        st.info("None of these runs has a test evaluation yet: it is made when a run completes.")
-        return
-    normalise = st.toggle("Row-normalised (share of each true digit)", key="compare_normalise",
-                          value=len({ev.n for ev in evals.values()}) > 1)
-    st.plotly_chart(charts.confusion_grid({labels[r]: ev.confusion for r, ev in evals.items()}, normalise),
-                    key="compare_confusion")
-    st.caption("Test set. Rows: the true digit; columns: the predicted digit. Hover a cell for its count and share.")
-    if len(evals) < 2:
-        return
-    st.markdown("##### Difference: which mistakes a change fixed or broke")
-    with_eval = list(evals)
-    d1, d2 = st.columns(2)
-    a = d1.selectbox("Run A", with_eval, index=0, key="compare_a", format_func=lambda r: labels[r])
-    b = d2.selectbox("Run B", with_eval, index=1, key="compare_b", format_func=lambda r: labels[r])
-    if a == b:
-        st.info("Pick two different runs as A and B.")
-        return
-    left, right = st.columns([3, 2])
-    left.plotly_chart(charts.difference_heatmap(evals[a].confusion, evals[b].confusion, ("A", "B"), normalise),
-                      key="compare_difference")
-    changes = tables.confusion_changes(evals[a].confusion, evals[b].confusion)
-    with right:
-        st.caption(f"A = {labels[a]}, B = {labels[b]}. Blue cells: A does better (more correct on the "
-                   "diagonal, fewer of a mistake elsewhere); red: worse.")
-        if changes.empty:
-            st.info("Both runs make exactly the same mistakes.")
-        else:
-            st.dataframe(changes, hide_index=True, key="compare_changes")
-
-
-for tab, draw in ((tab_history, histories), (tab_params, hyperparameters), (tab_confusion, confusion)):
-    if tab.open:
-        with tab:
-            draw()
+with summary_box:
+    st.subheader("Summary")
+    st.dataframe(tables.summary_table(selected, labels), key="compare_summary")
+    st.subheader("Settings that differ")
+    diff = tables.param_diff({labels[r]: cfg for r, cfg in zip(selected["run_id"], selected["config"])})
+    if diff.empty:
+        st.success("These runs have identical settings (a repeat shows how much results vary by chance alone).")
+    else:
+        st.dataframe(diff, key="compare_params")

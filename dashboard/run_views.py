@@ -1,0 +1,175 @@
+"""The Run detail page's sections: header, live summary and curves, test evaluation (confusion
+matrix, per-class report, misclassified gallery) and the model (layers, kernels, files, script)."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.config import TrainConfig
+from core.scripts import keras_script
+from core.store import Run, RunStore
+from dashboard import charts, state, tables
+
+LIVE = ("queued", "running")
+GALLERY = 48  # misclassified digits shown at once
+
+
+def header(run: Run) -> None:
+    """Name, status, group, tags, note, links (fork, compare with parent) and any error."""
+    st.subheader(run.name)
+    facts = [tables.status_badge(run.status), run.architecture, f"id `{run.id}`"]
+    facts += [f"group **{run.group_name}**"] if run.group_name else []
+    facts += [f"tags: {', '.join(run.tags)}"] if run.tags else []
+    st.markdown(" · ".join(facts))
+    if run.note:
+        st.markdown(f"> {run.note}")
+    links = st.columns(3)
+    with links[0]:
+        tables.page_link("train", "Fork this run", {"fork": run.id}, ":material/call_split:")
+    if run.parent_id:
+        with links[1]:
+            tables.page_link("compare", "Compare with its parent", {"runs": f"{run.parent_id},{run.id}"},
+                             ":material/compare_arrows:")
+    if run.status in ("failed", "interrupted") and run.error:
+        st.error(f"The run {run.status}: {run.error.splitlines()[0]}")
+        with st.expander("Error details"):
+            st.code(run.error, language=None)
+    elif run.status == "queued":
+        st.info("Queued: a worker will start it soon. This page updates by itself.")
+
+
+def _pct(value):
+    return "—" if value is None or pd.isna(value) else f"{100 * value:.2f}%"
+
+
+def summary(current) -> None:
+    cols = st.columns(6)
+    best_at = f"epoch {current.best_val_epoch}" if current.best_val_epoch else None
+    last_at = f"epoch {current.last_val_epoch}" if current.last_val_epoch else None
+    cols[0].metric("Best val accuracy", _pct(current.best_val_accuracy), best_at, delta_color="off", delta_arrow="off")
+    cols[1].metric("Last val accuracy", _pct(current.last_val_accuracy), last_at, delta_color="off", delta_arrow="off")
+    cols[2].metric("Test accuracy", _pct(current.test_accuracy))
+    cols[3].metric("Drawn-set accuracy", _pct(current.drawn_accuracy))
+    minutes = current.duration / 60 if current.duration is not None else None
+    cols[4].metric("Duration", "—" if minutes is None else f"{minutes:.1f} min")
+    cols[5].metric("Parameters", "—" if current.n_params is None else f"{current.n_params:,}")
+
+
+def live_section(store: RunStore, run: Run) -> None:
+    """Summary figures and training curves; the page runs it as a fragment refreshing every 2 s while live."""
+    current = store.get_run(run.id) if run.status in LIVE else run
+    if run.status in LIVE and current.status not in LIVE:
+        st.rerun()  # it just finished: redraw the whole page with its evaluation and model
+    summary(current)
+    if current.status == "running" and current.epochs:
+        done = min(1.0, current.step / max(1, (current.steps_per_epoch or 1) * current.epochs))
+        st.progress(done, text=f"epoch {current.epoch} of {current.epochs} done · step {current.step:,}")
+    st.markdown("#### Training curves")
+    c1, c2 = st.columns([1, 2])
+    level = c1.segmented_control("Level", ["epoch", "batch"], default="batch" if run.status in LIVE else "epoch",
+                                 key="detail_level", required=True,
+                                 help="batch: running means within each epoch, sampled during training") or "epoch"
+    smoothing = c2.slider("Smoothing", 0.0, 0.95, 0.0, 0.05, key="detail_smoothing",
+                          help="exponential moving average; the raw values stay as a faint line")
+    epochs = store.metric_history(run.id, "epoch")
+    if level == "batch":  # train running means by step, with validation at each epoch's last step
+        history = pd.concat([store.metric_history(run.id, "batch"), epochs[epochs["key"].str.startswith("val_")]])
+    else:
+        history = epochs
+    left, right = st.columns(2)
+    for column, metric in ((left, "loss"), (right, "accuracy")):
+        fig = charts.metric_lines(history, [metric, f"val_{metric}"], smoothing, x="step" if level == "batch" else "epoch",
+                                  title=metric.capitalize())
+        column.plotly_chart(fig, key=f"detail_{metric}_chart")
+    st.plotly_chart(charts.lr_curve(epochs), key="detail_lr_chart")
+
+
+def evaluation(store: RunStore, run: Run) -> None:
+    """The test confusion matrix (click a cell to filter the gallery), per-class report, mistakes."""
+    st.markdown("#### Test evaluation")
+    evaluation = store.evaluation(run.id)
+    if evaluation is None:
+        st.info("The test evaluation appears here when the run completes.")
+    else:
+        st.caption(f"{evaluation.n:,} test digits · accuracy {_pct(evaluation.accuracy)} · loss "
+                   + ("—" if evaluation.loss is None else f"{evaluation.loss:.4f}"))
+        normalise = st.toggle("Row-normalised (share of each true digit)", key="detail_normalise")
+        left, right = st.columns([3, 2])
+        with left:
+            chosen = (st.session_state.get("detail_true"), st.session_state.get("detail_pred"))
+            event = st.plotly_chart(charts.confusion_heatmap(evaluation.confusion, normalise, clickable=True,
+                                                             highlight=chosen),
+                                    key="detail_confusion", on_select="rerun", selection_mode="points")
+        right.dataframe(tables.report_table(evaluation.report), hide_index=True, key="detail_report",
+                        column_config={c: st.column_config.NumberColumn(format="%.1f")
+                                       for c in ("precision %", "recall %", "F1 %")})
+        points = ((event or {}).get("selection") or {}).get("points") or []
+        click = (int(points[-1]["y"]), int(points[-1]["x"])) if points else None
+        if click is None:  # deselected: clicking that cell again must count as a new click
+            st.session_state.pop("detail_last_click", None)
+        elif click != st.session_state.get("detail_last_click"):  # a new click picks the gallery cell
+            st.session_state["detail_last_click"] = click
+            st.session_state["detail_true"], st.session_state["detail_pred"] = click
+            st.rerun()  # redraw the matrix with the cell outlined
+
+        st.markdown("##### Misclassified test digits")
+        st.caption("Click a cell of the matrix, or choose below, to see those mistakes (most confident first).")
+        choices = [None, *range(10)]
+        g1, g2, _ = st.columns([1, 1, 2])
+        true = g1.selectbox("True digit", choices, key="detail_true", format_func=lambda d: "any" if d is None else str(d))
+        pred = g2.selectbox("Predicted", choices, key="detail_pred", format_func=lambda d: "any" if d is None else str(d))
+        wrong = store.misclassified(run.id, true, pred, limit=GALLERY)
+        if true is not None and true == pred:
+            st.info("That cell holds the correctly classified digits; pick a cell off the diagonal.")
+        elif wrong.empty:
+            st.info("No misclassified test digits of that kind.")
+        else:
+            images, why = tables.gallery_digits(state.data_path(), wrong["idx"], wrong["true_label"])
+            if images is None:
+                st.warning(why)
+            else:
+                st.image(charts.digit_tiles(images), width=84,
+                         caption=[f"{t}→{p} · {c:.0%}" for t, p, c in
+                                  zip(wrong["true_label"], wrong["pred_label"], wrong["confidence"])])
+                st.caption(f"Showing {len(wrong)} digits (true → predicted · confidence).")
+
+
+def model(store: RunStore, run: Run, config: TrainConfig | None) -> None:
+    """Layer table, first-layer kernels (conv models), model download, resolved config, Keras script."""
+    st.markdown("#### Model")
+    model_file = store.run_dir(run.id) / "model.keras"
+    if config is not None:
+        st.dataframe(tables.layer_table(config), hide_index=True, key="detail_layers",
+                     column_config={"layer": st.column_config.TextColumn(width="large"),
+                                    "note": st.column_config.TextColumn(width="medium"),
+                                    "parameters": st.column_config.NumberColumn(format="localized")})
+    kernel_box = st.container()  # filled last: loading the model imports TensorFlow
+    if model_file.exists():
+        st.download_button("Download model.keras", lambda: model_file.read_bytes(), file_name=f"{run.id}.keras",
+                           mime="application/octet-stream", key="detail_download_model", icon=":material/download:",
+                           on_click="ignore")
+    else:
+        st.caption("No model file: " + ("it was removed or never saved." if run.status == "completed"
+                                        else f"the run is {run.status}; completed runs save one."))
+    with st.expander("Config (the resolved hyperparameters)"):
+        st.dataframe(tables.config_table(run.config), hide_index=True, key="detail_params")
+    if config is not None:
+        with st.expander("Equivalent standalone Keras script"):
+            script = keras_script(config)
+            st.download_button("Download script", script, file_name=f"digitlab_{run.id}.py", mime="text/x-python",
+                               key="detail_download_script", on_click="ignore")
+            st.code(script, language="python")
+
+    if config is not None and any(layer["type"] == "Conv2D" for layer in config.hidden_layers()):
+        with kernel_box:
+            if run.status != "completed":
+                st.caption("First-layer kernels appear here when the run completes.")
+            else:
+                with st.spinner("Loading the model…"):
+                    kernels, why = tables.first_layer_kernels(store, run.id)
+                if kernels is None:
+                    st.warning(why)
+                else:
+                    st.plotly_chart(charts.kernel_images(kernels), key="detail_kernels")
+                    st.caption(f"The {len(kernels)} kernels of the first Conv2D layer (blue: positive weights, "
+                               "red: negative): the strokes and edges it looks for.")
