@@ -25,7 +25,7 @@ from core.store import RunStore
 from core.train import queue_run
 
 ROOT = Path(__file__).resolve().parents[1]
-E2E_DEADLINE_S = 240  # a hang guard: ~35 CPU-s of work, 1.5-4 min wall on 2 shared cores
+E2E_DEADLINE_S = 420  # a hang guard: ~35 CPU-s of work, 1.5-4 min wall on 2 shared cores (more when busy)
 BATCH_KEYS = {"loss", "accuracy"}
 EPOCH_KEYS = {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"}
 
