@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 
 from core.data import DataError, ingest
-from dashboard import state, widgets
+from dashboard import data_views, state
 from dashboard.charts import digit_tiles
 from dashboard.auth import require_editor
 
@@ -57,15 +57,15 @@ m[2].metric("Image size", "28 × 28", help="Grey levels 0 (background) to 255 (i
 with st.expander("Replace the dataset (e.g. the sample with full MNIST)", expanded=info.offline_sample):
     ingest_form(replace=True)
 
-mtime = widgets.file_mtime(path)
+mtime = data_views.file_mtime(path)
 try:
-    overview = widgets.dataset_overview(str(path), mtime)
+    overview = data_views.dataset_overview(str(path), mtime)
 except DataError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
 
 st.subheader("Labels per split")
-st.plotly_chart(widgets.label_bars(overview["counts"]), key="data_label_bars")
+st.plotly_chart(data_views.label_bars(overview["counts"]), key="data_label_bars")
 
 st.subheader("Sample digits")
 c1, c2, c3 = st.columns([1, 3, 1], vertical_alignment="bottom")
@@ -73,8 +73,8 @@ split = c1.segmented_control("Split", ["train", "test"], key="data_split", defau
 label = c2.pills("Label", ["all", *range(10)], key="data_label", default="all", required=True)
 if c3.button("Shuffle", key="data_shuffle", icon=":material/shuffle:"):
     st.session_state["data_seed"] = st.session_state.get("data_seed", 0) + 1
-images, labels, indices = widgets.sample_digits(str(path), mtime, split, None if label == "all" else label, 40,
-                                                seed=st.session_state.get("data_seed", 0))
+images, labels, indices = data_views.sample_digits(str(path), mtime, split, None if label == "all" else label, 40,
+                                                   seed=st.session_state.get("data_seed", 0))
 if not len(images):
     st.caption(f"No digit labelled {label} in the {split} split.")
 else:

@@ -12,7 +12,7 @@ from core.data import DataError
 from core.store import RunNotFound, StoreError
 from core.sweep import queue_sweep
 from core.train import queue_run
-from dashboard import state, tables, widgets
+from dashboard import live, state, sweeps, tables, train_form
 from dashboard.auth import require_editor
 
 st.title("Train")
@@ -49,13 +49,13 @@ if fork_id := st.query_params.get("fork"):
         st.warning(f"There is no run {fork_id!r} to fork; start from a preset instead.")
     else:
         if st.session_state.get("train_fork_applied") != parent.id:
-            widgets.load_form({**parent.config, "name": f"{parent.name} (fork)"})
+            train_form.load_form({**parent.config, "name": f"{parent.name} (fork)"})
             st.session_state["train_fork_applied"] = parent.id
         st.caption(f"Forked from **{parent.name}** (`{parent.id}`): change what you want to try and launch; "
                    "the new run records it as its parent.")
 parent_id = parent.id if parent else None
 
-values = widgets.config_form(info.n_train)
+values = train_form.config_form(info.n_train)
 
 st.subheader("Launch")
 one_tab, sweep_tab = st.tabs(["One run", "Sweep"])
@@ -65,7 +65,7 @@ with one_tab:
     if st.button("Launch", key="train_launch", type="primary", icon=":material/rocket_launch:"):
         if require_editor("train a model"):
             try:
-                run_id = queue_run(store, widgets.build_config(values, name), state.data_path(), parent_id=parent_id)
+                run_id = queue_run(store, train_form.build_config(values, name), state.data_path(), parent_id=parent_id)
             except (ConfigError, DataError, StoreError) as exc:
                 st.error(str(exc), icon=":material/error:")
             else:
@@ -74,10 +74,10 @@ with one_tab:
 with sweep_tab:
     st.caption("Vary up to three hyperparameters; every combination is trained with the rest of the form "
                "above, queued as one group that you can compare when it finishes.")
-    grid, errors = widgets.sweep_inputs()
+    grid, errors = sweeps.sweep_inputs()
     for error in errors:
         st.error(error, icon=":material/error:")
-    n_runs = widgets.sweep_preview(grid)
+    n_runs = sweeps.sweep_preview(grid)
     group = st.text_input("Group name", key="sweep_group", help="Names the sweep's runs and groups them for Compare.",
                           placeholder="empty: sweep-<date>-<time>")
     if st.button(f"Queue {n_runs} runs" if n_runs else "Queue the sweep", key="sweep_launch", type="primary",
@@ -85,8 +85,8 @@ with sweep_tab:
         if require_editor("queue a sweep"):
             group = group.strip() or time.strftime("sweep-%Y%m%d-%H%M%S")
             try:
-                run_ids = queue_sweep(store, widgets.build_config(values, name), grid, group, state.data_path(),
-                                      parent_id=parent_id)
+                run_ids = queue_sweep(store, train_form.build_config(values, name), grid, group, state.data_path(),
+                                         parent_id=parent_id)
             except (ConfigError, DataError, StoreError) as exc:
                 st.error(str(exc), icon=":material/error:")
             else:
@@ -103,9 +103,9 @@ watchable = runs[runs["status"].isin(["queued", "running"]) | runs["run_id"].isi
 if watchable.empty:
     st.caption("No run is queued or training. Launch one above; its progress appears here.")
 else:
-    picked = widgets.run_picker(watchable, key="train_live_pick", label="Run to watch",
-                                default_id=mine[-1] if mine else None)
-    widgets.live_run(store, picked["run_id"])
+    picked = live.run_picker(watchable, key="train_live_pick", label="Run to watch",
+                             default_id=mine[-1] if mine else None)
+    live.live_run(store, picked["run_id"])
 
 groups = [g for g in runs.sort_values("created_at", ascending=False)["group_name"].dropna().unique()]
 if groups:
@@ -113,4 +113,4 @@ if groups:
     if st.session_state.get("train_sweep_pick") not in groups:
         st.session_state.pop("train_sweep_pick", None)
     chosen = st.selectbox("Group", groups, key="train_sweep_pick")
-    widgets.sweep_panel(store, chosen)
+    sweeps.sweep_panel(store, chosen)

@@ -1,0 +1,264 @@
+"""The live panel of one run on the Train page: a picker of the runs to watch, queue place,
+progress, ETA, curves that update while it trains, Cancel, and its result once it ends.
+
+A panel polls the store with `st.fragment(run_every=LIVE_EVERY)`, never a cache; widgets
+always get explicit keys.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.store import TERMINAL, Run, RunStore
+from dashboard.auth import require_editor
+from dashboard.state import ensure_worker
+from dashboard.tables import page_link, status_badge
+
+LIVE_EVERY = 1.5               # seconds between refreshes of a live panel
+
+
+# ------------------------------------------------------------------------------ the run picker
+
+def run_label(row: pd.Series | Run) -> str:
+    """How a run is named in pickers: name · architecture · id.
+
+    Nothing that changes while a run trains (such as its status) goes in: a selectbox keeps
+    its choice by this text, so a changing label would lose the selection.
+    """
+    get = row.get if isinstance(row, pd.Series) else lambda k: getattr(row, "id" if k == "run_id" else k)
+    return f"{get('name')} · {get('architecture')} · {get('run_id')}"
+
+
+def run_picker(runs_df: pd.DataFrame, key: str, label: str = "Run", default_id: str | None = None) -> pd.Series:
+    """A selectbox over `runs_df` (a `store.list_runs()` frame); returns the chosen row.
+
+    `default_id` is preselected the first time (else the first row). Guard an empty frame
+    with st.info + st.stop() before calling: there is nothing to pick from.
+    """
+    if runs_df.empty:
+        raise ValueError("run_picker needs at least one run; guard with st.info + st.stop() first")
+    ids = list(runs_df["run_id"])
+    if st.session_state.get(key) not in ids:  # the remembered run was deleted or filtered out
+        st.session_state.pop(key, None)
+    labels = {row["run_id"]: run_label(row) for _, row in runs_df.iterrows()}
+    index = ids.index(default_id) if default_id in ids and key not in st.session_state else 0
+    chosen = st.selectbox(label, ids, index=index, format_func=labels.get, key=key)
+    return runs_df.loc[runs_df["run_id"] == chosen].iloc[0]
+
+
+# ------------------------------------------------------------------------------ live progress
+
+def progress_numbers(run: Run) -> dict[str, float | int | None]:
+    """Epoch, batch within the epoch, and the overall fraction done, from the run's counters."""
+    epochs, spe, step = run.epochs or 0, run.steps_per_epoch or 0, run.step or 0
+    if not spe or not epochs:
+        return {"epoch": min(run.epoch + 1, epochs or 1), "batch": 0, "steps": spe, "fraction": 0.0}
+    epoch = min(step // spe + 1, epochs) if step < epochs * spe else epochs
+    batch = step - (epoch - 1) * spe
+    return {"epoch": epoch, "batch": min(batch, spe), "steps": spe, "fraction": min(step / (epochs * spe), 1.0)}
+
+
+def eta_seconds(run: Run, batches: pd.DataFrame) -> float | None:
+    """Seconds of training left, from the batch rate seen in the metric rows (else since start)."""
+    total = (run.epochs or 0) * (run.steps_per_epoch or 0)
+    if not total or not run.step:
+        return None
+    if len(batches) and batches["ts"].nunique() >= 2:
+        first, last = batches.loc[batches["ts"].idxmin()], batches.loc[batches["ts"].idxmax()]
+        rate = (last["step"] - first["step"]) / max(last["ts"] - first["ts"], 1e-6)
+    else:
+        rate = run.step / max(time.time() - (run.started_at or time.time()), 1e-6)
+    return max(total - run.step, 0) / rate if rate > 0 else None
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def window_means(batches: pd.DataFrame, steps_per_epoch: int | None) -> pd.DataFrame:
+    """Turn Keras' running means (reset every epoch) into the mean over each logging window.
+
+    Keras logs, after in-epoch batch s, the mean m(s) of batches 1..s; the batches between two
+    samples s1 < s2 averaged (m2·s2 − m1·s1) / (s2 − s1). Unlike the running mean, this curve
+    does not jump when an epoch starts. Without steps per epoch the rows are returned as they are.
+    """
+    if batches.empty or not steps_per_epoch:
+        return batches
+    out = []
+    for _, rows in batches.sort_values("step").groupby(["key", "epoch"], sort=False):
+        s = (rows["step"] - (rows["epoch"] - 1) * steps_per_epoch).to_numpy(dtype=float)
+        m = rows["value"].to_numpy(dtype=float)
+        prev_s, prev_m = np.concatenate([[0.0], s[:-1]]), np.concatenate([[0.0], m[:-1]])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            window = np.where(s > prev_s, (m * s - prev_m * prev_s) / (s - prev_s), m)
+        out.append(rows.assign(value=window))
+    return pd.concat(out).sort_values(["key", "step"]).reset_index(drop=True)
+
+
+def curves_figure(batches: pd.DataFrame, epochs: pd.DataFrame, metric: str, steps_per_epoch: int | None,
+                  title: str) -> go.Figure:
+    """One metric over training: the mean per logging window as a thin line, epoch train/val as points.
+
+    The x axis is in epochs (batch step / steps per epoch), so both scopes share it: epoch 1
+    spans 0 to 1, its training mean is drawn at 0.5 and its validation value at 1.
+    """
+    spe = steps_per_epoch or 1
+    fig = go.Figure()
+    b = window_means(batches[batches["key"] == metric], steps_per_epoch)
+    if len(b):
+        fig.add_scatter(x=b["step"] / spe, y=b["value"], mode="lines", name=f"{metric} (batches)",
+                        line={"width": 1.5, "color": "#9ab8d8"})
+    # A training value is the mean over its epoch, so it sits mid-epoch; validation is measured at the end.
+    for key, colour, shift, what in ((metric, "#1f77b4", 0.5, "epoch mean"),
+                                     (f"val_{metric}", "#ff7f0e", 0.0, "end of epoch")):
+        e = epochs[epochs["key"] == key]
+        if len(e):
+            fig.add_scatter(x=e["epoch"] - shift, y=e["value"], mode="lines+markers", name=f"{key} ({what})",
+                            line={"color": colour})
+    fig.update_layout(title=title, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis_title="epoch", legend={"orientation": "h", "y": -0.25}, hovermode="x unified")
+    if metric == "accuracy":
+        fig.update_yaxes(tickformat=".0%")
+    return fig
+
+
+def queue_position(store: RunStore, run: Run) -> tuple[int, int]:
+    """(place in the queue, 1-based; runs training now) for a queued run."""
+    queued = store.list_runs(status="queued")
+    ahead = int((queued["created_at"] <= run.created_at).sum()) if not queued.empty else 1
+    return max(ahead, 1), len(store.list_runs(status="running"))
+
+
+def live_run(store: RunStore, run_id: str) -> None:
+    """The panel of one run: queue place, progress, ETA, live curves and Cancel; the result when done.
+
+    It refreshes itself every LIVE_EVERY seconds while the run is queued or running (only this
+    panel reruns) and reruns the page once when the run ends, which stops the polling.
+    """
+    first = store.get_run(run_id)
+    active = first.status not in TERMINAL
+
+    @st.fragment(run_every=LIVE_EVERY if active else None)
+    def panel() -> None:
+        run = store.get_run(run_id)
+        if active and run.status in TERMINAL:
+            st.rerun()  # the whole page: show the result and stop polling
+        title, action = st.columns([4, 1], vertical_alignment="center")
+        title.markdown(f"**{run.name}** {status_badge(run.status)} · `{run.id}` · {run.architecture}"
+                       + (f" · {run.n_params:,} parameters" if run.n_params else ""))
+        if run.status in ("queued", "running"):
+            with action:
+                _cancel_button(store, run)
+        if run.status == "queued":
+            _queued_panel(store, run)
+        elif run.status == "running":
+            _running_panel(store, run)
+        else:
+            _finished_panel(store, run)
+
+    panel()
+
+
+def _queued_panel(store: RunStore, run: Run) -> None:
+    place, running = queue_position(store, run)
+    workers = store.live_workers()
+    ahead = f"{place - 1} queued run{'s' if place != 2 else ''} ahead" if place > 1 else "next in line"
+    st.info(f"Queued: place {place} in the queue ({ahead}; {running} training now). "
+            f"{'A worker is alive and will pick it up.' if not workers.empty else ''}", icon=":material/schedule:")
+    if workers.empty:
+        st.warning("No worker is running, so nothing will train. Start one here, or in a terminal with "
+                   "`python -m core worker`.", icon=":material/warning:")
+        if st.button("Start a worker", key=f"start_worker_{run.id}", icon=":material/play_arrow:"):
+            ensure_worker()
+            st.rerun()
+
+
+def _running_panel(store: RunStore, run: Run) -> None:
+    batches = store.metric_history(run.id, scope="batch", keys=["loss", "accuracy"])
+    epochs = store.metric_history(run.id, scope="epoch")
+    p = progress_numbers(run)
+    st.progress(p["fraction"], text=f"Epoch {p['epoch']} of {run.epochs} · {p['fraction']:.0%} of the training done")
+    st.progress(p["batch"] / p["steps"] if p["steps"] else 0.0,
+                text=f"Batch {p['batch']:,} of {p['steps']:,}" if p["steps"] else "Loading data and building the model…")
+    m = st.columns(4)
+    m[0].metric("Loss (running mean)", _fmt(run.last_loss if not len(batches) else _last(batches, "loss")))
+    m[1].metric("Accuracy (running mean)", _pct(run.last_accuracy if not len(batches) else _last(batches, "accuracy")))
+    m[2].metric("Validation accuracy", _pct(run.last_val_accuracy))
+    m[3].metric("Time left (about)", format_seconds(eta_seconds(run, batches)))
+    if run.heartbeat_at and time.time() - run.heartbeat_at > 30:
+        st.warning(f"No sign of life from the worker for {format_seconds(time.time() - run.heartbeat_at)}; "
+                   "it may have stopped. It is marked interrupted after 60 s.", icon=":material/warning:")
+    _curves(batches, epochs, run.steps_per_epoch, key=run.id)
+
+
+def _finished_panel(store: RunStore, run: Run) -> None:
+    if run.status == "completed":
+        m = st.columns(3)
+        m[0].metric("Test accuracy", _pct(run.test_accuracy))
+        m[1].metric("Best validation accuracy", _pct(run.best_val_accuracy))
+        m[2].metric("Training time", format_seconds(run.duration))
+    elif run.status == "failed":
+        st.error(f"Training failed: {(run.error or 'unknown error').splitlines()[0]}", icon=":material/error:")
+        if run.error and "\n" in run.error:
+            with st.expander("Details"):
+                st.code(run.error)
+    elif run.status == "cancelled":
+        st.warning("Cancelled before the end of training. The metrics logged until then are kept.",
+                   icon=":material/info:")
+    else:
+        st.warning(f"Interrupted: {(run.error or 'the process training it stopped').splitlines()[0]}",
+                   icon=":material/info:")
+    if run.started_at is not None:
+        batches = store.metric_history(run.id, scope="batch", keys=["loss", "accuracy"])
+        epochs = store.metric_history(run.id, scope="epoch")
+        _curves(batches, epochs, run.steps_per_epoch, key=run.id)
+    page_link("run", "Open the run's details: confusion matrix, mistakes, draw test", {"run": run.id},
+              icon=":material/query_stats:")
+
+
+def _cancel_button(store: RunStore, run: Run) -> None:
+    if run.cancel_requested:
+        st.button("Cancelling…", key=f"cancel_{run.id}", disabled=True, width="stretch",
+                  help="Training stops at its next logging window (about a second).")
+        return
+    if st.button("Cancel run", key=f"cancel_{run.id}", icon=":material/stop_circle:", width="stretch",
+                 help="Stop training at the next logging window; the metrics so far are kept."):
+        if require_editor("cancel a run"):
+            store.request_cancel(run.id)
+            st.rerun()  # the page again, showing the run cancelled or stopping
+
+
+def _curves(batches: pd.DataFrame, epochs: pd.DataFrame, steps_per_epoch: int | None, key: str) -> None:
+    if not len(batches) and not len(epochs):
+        st.caption("Curves appear after the first logging window (about a second of training).")
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(curves_figure(batches, epochs, "loss", steps_per_epoch, "Loss"), key=f"loss_{key}")
+    right.plotly_chart(curves_figure(batches, epochs, "accuracy", steps_per_epoch, "Accuracy"), key=f"acc_{key}")
+
+
+def _last(history: pd.DataFrame, key: str) -> float | None:
+    rows = history[history["key"] == key]
+    return None if rows.empty else rows["value"].iloc[-1]
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:.4f}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:.2%}"
