@@ -123,14 +123,18 @@ def require_editor(action: str = "do this") -> bool:
     """
     if can_edit():
         return True
-    if role() is None:
-        st.error(f"Sign in to {action}.")
-    elif config().mode == "open":
-        st.error(f"This app is open on a network without sign-in, so it is read-only: you cannot {action}. "
-                 "Set `[digitlab] password` in .streamlit/secrets.toml to allow editing.")
-    else:
-        st.error(f"Your role is viewer: you cannot {action}. Sign in as an editor to do it.")
+    st.error(denied_message(action))
     return False
+
+
+def denied_message(action: str) -> str:
+    """Why this visitor cannot `action`, and what would allow it."""
+    if role() is None:
+        return f"Sign in to {action}."
+    if config().mode == "open":
+        return (f"This app is open on a network without sign-in, so it is read-only: you cannot {action}. "
+                "Set `[digitlab] password` in .streamlit/secrets.toml to allow editing.")
+    return f"Your role is viewer: you cannot {action}. Sign in as an editor to do it."
 
 
 def role_for_password(typed: str, cfg: AuthConfig) -> str | None:

@@ -25,7 +25,7 @@ from core.inference import EmptyDrawing, InferenceError, Preprocessed, load_imag
     preprocess
 from core.predict import model_for_run
 from core.store import RunStore, StoreError
-from dashboard.auth import can_edit, require_editor
+from dashboard.auth import can_edit, denied_message, require_editor
 from dashboard.charts import confusion_heatmap, probability_bars
 
 CANVAS_KEY = "draw_canvas"        # the canvas's widget key (a suffix is added after each clear)
@@ -350,6 +350,9 @@ def _evaluate(store: RunStore, run_id: str | None, name: str, key: str) -> None:
     Runs before the page is drawn, so every table and chart below shows the new scores; the
     outcome is kept for `evaluate_buttons` to show.
     """
+    if not can_edit():  # it stores an evaluation and the runs' drawn-set accuracy: editors only
+        st.session_state[f"{key}_result"] = [("error", denied_message("evaluate runs on the drawn set"))]
+        return
     messages = []
     try:
         if run_id is not None:

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PASSWORDS = {"password": "editor-secret", "viewer_password": "viewer-secret"}
 # Write actions and the functions that perform them; each call must sit behind require_editor/can_edit.
 WRITE_CALLS = {"queue_run", "queue_sweep", "request_cancel", "update_run", "delete_run", "add_drawing",
-               "delete_drawing", "ingest", "create_run", "set_status", "finish_run", "train"}
+               "delete_drawing", "ingest", "create_run", "set_status", "finish_run", "train",
+               "evaluate_on_drawn", "evaluate_all"}
 
 
 def demo_app():

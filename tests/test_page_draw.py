@@ -205,6 +205,18 @@ def test_drawn_set_tab_lists_drawings_with_filter_and_stale_evaluation_note(popu
     assert any("has changed since (4 drawings now)" in c.value for c in at.caption)
 
 
+def test_a_viewer_cannot_evaluate_runs_on_the_drawn_set(populated_env, monkeypatch):
+    image = np.zeros((28, 28), np.uint8)
+    image[5:23, 12:16] = 255
+    add_drawing(populated_env.store, 1, image)
+    monkeypatch.setattr("dashboard.auth.role", lambda: "viewer")
+    at = open_page()
+    for key in ("draw_eval_one", "draw_eval_all"):
+        at.button(key=key).click().run()
+        assert not at.exception and any("cannot evaluate runs on the drawn set" in e.value for e in at.error)
+    assert populated_env.store.list_runs()["drawn_accuracy"].isna().all(), "a viewer's evaluation was stored"
+
+
 # ------------------------------------------------------------------------------ helpers
 
 def test_fit_box_keeps_aspect_and_enlarges_with_whole_pixels():
