@@ -55,12 +55,13 @@ if tab_confusion.open:
     with tab_confusion:
         compare_views.confusion(store, chosen, labels)
 
-with summary_box:
-    st.subheader("Summary")
-    st.dataframe(tables.summary_table(selected, labels), key="compare_summary")
-    st.subheader("Settings that differ")
+with summary_box:  # side by side while the tables are narrow, so the charts stay in view
+    left, right = st.columns(2, gap="large") if len(chosen) <= 4 else (st.container(), st.container())
+    left.subheader("Summary")
+    left.dataframe(tables.summary_table(selected, labels), key="compare_summary")
+    right.subheader("Settings that differ")
     diff = tables.param_diff({labels[r]: cfg for r, cfg in zip(selected["run_id"], selected["config"])})
     if diff.empty:
-        st.success("These runs have identical settings (a repeat shows how much results vary by chance alone).")
+        right.success("These runs have identical settings (a repeat shows how much results vary by chance alone).")
     else:
-        st.dataframe(diff, key="compare_params")
+        right.dataframe(diff, key="compare_params")
