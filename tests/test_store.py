@@ -1,7 +1,9 @@
 """The run store against real SQLite files: round trips, status rules, NaN, migrations."""
 import math
 import sqlite3
+import time
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -26,6 +28,40 @@ def test_create_and_get_run(rs):
     assert (run.name, run.status, run.architecture, run.n_params) == ("first", "queued", "mlp-128-64", 109386)
     assert run.config["batch_size"] == 32
     assert rs.list_runs()["run_id"].tolist() == [run_id]
+
+
+def test_list_runs_hyperparameters_and_duration_for_queued_running_and_finished_runs(rs):
+    queued = _run(rs, name="queued", dropout=0.25)
+    running = _run(rs, name="running", learning_rate=0.01, train_limit=500)
+    done = _run(rs, name="done", batch_size=64, optimizer="sgd-momentum", augment=True)
+    for run_id in (running, done):
+        rs.claim_run("w", run_id=run_id)
+    rs.finish_run(done, "completed")
+    rs.update_run(done, tags=["best"])
+    with rs.session() as c:  # known start and finish times
+        c.execute(sa.text("UPDATE runs SET started_at=100.0, finished_at=NULL WHERE id=:id"), {"id": running})
+        c.execute(sa.text("UPDATE runs SET started_at=100.0, finished_at=130.5 WHERE id=:id"), {"id": done})
+        c.execute(sa.text("INSERT INTO runs (id, name, architecture, status, config, created_at) "  # an older store's
+                          "VALUES ('old1', 'old', 'cnn-small', 'completed', '{\"epochs\": 3}', 1.0)"))  # sparse config
+    before = time.time()
+    runs = rs.list_runs()
+    after = time.time()
+    assert runs["name"].tolist() == ["done", "running", "queued", "old"]  # newest first
+    by = runs.set_index("name")
+    assert by.loc["done", "duration"] == 30.5
+    assert before - 100 <= by.loc["running", "duration"] <= after - 100  # still counting
+    assert math.isnan(by.loc["queued", "duration"]) and math.isnan(by.loc["old", "duration"])
+    assert runs["duration"].dtype == float
+    assert by.loc["queued", "dropout"] == 0.25 and math.isnan(by.loc["done", "dropout"])
+    assert by.loc["running", "learning_rate"] == 0.01 and by.loc["running", "train_limit"] == 500
+    assert (by.loc["done", "batch_size"], by.loc["done", "optimizer"], by.loc["done", "augment"]) == (64, "sgd-momentum", True)
+    assert by["epochs_planned"].tolist() == [5, 5, 5, 3] and pd.isna(by.loc["old", "optimizer"])
+    assert by.loc["done", "tags"] == ["best"] and by.loc["queued", "tags"] == []
+    assert by.loc["done", "config"] == make_config("mlp-128-64", name="done", batch_size=64, optimizer="sgd-momentum",
+                                                   augment=True).to_dict()
+    assert rs.list_runs(status="queued")["name"].tolist() == ["queued"]
+    assert rs.list_runs(status="queued")["duration"].isna().all()  # nothing started yet
+    assert rs.list_runs(architecture="nope").empty and rs.list_runs(search="runn")["name"].tolist() == ["running"]
 
 
 def test_metric_history_round_trip_keeps_nan_as_missing(rs):
