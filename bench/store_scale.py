@@ -244,27 +244,31 @@ def _page_functions(store, run_id, compare_ids, charts, tables) -> list[tuple[st
         return (charts.metric_lines(epochs, ["accuracy", "val_accuracy"], names=labels),
                 charts.metric_lines(batches, ["loss"], x="step", names=labels))
 
-    def compare_page():
+    def compare_page():  # on load: the tables and the open (first) tab, Histories
         runs = store.list_runs()
         labels = tables.unique_labels(runs)
         selected = runs.set_index("run_id").loc[compare_ids].reset_index()
         tables.summary_table(selected, labels)
         tables.param_diff({labels[r]: cfg for r, cfg in zip(selected["run_id"], selected["config"])})
         history = store.histories(compare_ids, "epoch")
-        charts.metric_lines(history, ["accuracy", "val_accuracy"], names=labels)
-        parallel(runs)
+        return charts.metric_lines(history, ["accuracy", "val_accuracy"], names=labels)
+
+    def compare_confusion_tab():
+        runs = store.list_runs()
+        labels = tables.unique_labels(runs)
         evals = tables.evaluations(store, compare_ids)
-        figs = [charts.confusion_heatmap(ev.confusion, title=labels[r], height=340, show_scale=False)
-                for r, ev in evals.items()]
+        figs = [charts.confusion_grid({labels[r]: ev.confusion for r, ev in evals.items()})]
         if len(evals) >= 2:
             a, b = list(evals)[:2]
             figs.append(charts.difference_heatmap(evals[a].confusion, evals[b].confusion))
+            tables.confusion_changes(evals[a].confusion, evals[b].confusion)
         return figs
 
     fns = [("Runs page data (list_runs, filters, table view)", "Runs", runs_page),
            ("parallel coordinates over all runs (figure)", "Compare", parallel),
            ("Run detail data (run, curves, evaluation)", "Run detail", run_page),
-           ("Compare page data, 10 runs (all its figures)", "Compare", compare_page)]
+           ("Compare page data, 10 runs (tables + Histories tab)", "Compare", compare_page),
+           ("Compare: Confusion matrices tab, 10 runs", "Compare", compare_confusion_tab)]
     for _, _, fn in fns:
         fn()  # fail here (and skip page timings) rather than in the middle of the measurement
     return fns
