@@ -5,9 +5,18 @@ same image.
 """
 from __future__ import annotations
 
+import io
+import json
+import zipfile
+
+import numpy as np
 
 from core.inference import ModelUnavailable, InferenceError, load_image_file, load_model, predict_image
 from core.store import RunStore
+
+# Where Keras 3's .keras format keeps the first Conv2D layer's kernel: its weights file names
+# layers by class, in model order (conv2d, conv2d_1, ...), whatever the layers were called.
+FIRST_CONV_KERNEL = "layers/conv2d/vars/0"
 
 
 def model_for_run(store: RunStore, run_id: str):
@@ -32,3 +41,36 @@ def predict_files(store: RunStore, run_id: str, paths: list[str]) -> tuple[list[
             failures += 1
             results.append({"file": str(path), "error": str(exc)})
     return results, failures
+
+
+def first_conv_kernels(store: RunStore, run_id: str) -> np.ndarray | None:
+    """The first Conv2D layer's kernels as (filters, k, k), averaged over input channels; None
+    when the model has no Conv2D layer.
+
+    Read straight from the .keras file (a zip with config.json and model.weights.h5) with
+    h5py, so showing them never imports TensorFlow. Raises FileNotFoundError for a missing
+    file, InferenceError for a file that is not a readable Keras model, and LookupError when
+    the file is readable but laid out differently (then load the model with Keras instead).
+    """
+    import h5py
+
+    path = store.run_dir(run_id) / "model.keras"  # from the id only, never from stored text
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+            weights = archive.read("model.weights.h5")
+        with h5py.File(io.BytesIO(weights), "r") as h5:
+            layers = config.get("config", {}).get("layers", [])
+            if not any(isinstance(layer, dict) and layer.get("class_name") == "Conv2D" for layer in layers):
+                return None
+            kernel = np.asarray(h5[FIRST_CONV_KERNEL], dtype=float)  # (k, k, in, filters)
+    except FileNotFoundError:
+        raise
+    except KeyError as exc:
+        raise LookupError(f"no {FIRST_CONV_KERNEL} in the model file of run {run_id}") from exc
+    except (zipfile.BadZipFile, OSError, ValueError, AttributeError) as exc:
+        raise InferenceError(f"the model file of run {run_id} is not a readable Keras model "
+                             f"({type(exc).__name__}); train the run again") from exc
+    if kernel.ndim != 4:
+        raise LookupError(f"the first Conv2D kernel of run {run_id} has shape {kernel.shape}, not (k, k, in, filters)")
+    return kernel.mean(axis=2).transpose(2, 0, 1)

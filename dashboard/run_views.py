@@ -143,7 +143,7 @@ def model(store: RunStore, run: Run, config: TrainConfig | None) -> None:
                      column_config={"layer": st.column_config.TextColumn(width="large"),
                                     "note": st.column_config.TextColumn(width="medium"),
                                     "parameters": st.column_config.NumberColumn(format="localized")})
-    kernel_box = st.container()  # filled last: loading the model imports TensorFlow
+    kernel_box = st.container()  # filled last: reading the model file is the slowest part
     if model_file.exists():
         st.download_button("Download model.keras", lambda: model_file.read_bytes(), file_name=f"{run.id}.keras",
                            mime="application/octet-stream", key="detail_download_model", icon=":material/download:",
@@ -165,7 +165,7 @@ def model(store: RunStore, run: Run, config: TrainConfig | None) -> None:
             if run.status != "completed":
                 st.caption("First-layer kernels appear here when the run completes.")
             else:
-                with st.spinner("Loading the model…"):
+                with st.spinner("Reading the kernels…"):
                     kernels, why = tables.first_layer_kernels(store, run.id)
                 if kernels is None:
                     st.warning(why)

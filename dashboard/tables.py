@@ -331,10 +331,14 @@ def page_link(page: str, label: str, query: Mapping[str, str] | None = None, ico
 # -- the model ------------------------------------------------------------------------------------------
 @st.cache_data(max_entries=16, show_spinner=False)
 def _kernels(url: str, run_id: str, mtime: float, _store: RunStore) -> np.ndarray | None:
-    from core.predict import model_for_run  # imports Keras lazily, when a model is loaded
-    from dashboard.charts import conv_kernels
+    from core.predict import first_conv_kernels, model_for_run
 
-    return conv_kernels(model_for_run(_store, run_id))
+    try:
+        return first_conv_kernels(_store, run_id)  # from the file's weights: no TensorFlow import
+    except LookupError:  # a file laid out otherwise (another Keras version): load the model itself
+        from dashboard.charts import conv_kernels
+
+        return conv_kernels(model_for_run(_store, run_id))
 
 
 def first_layer_kernels(store: RunStore, run_id: str) -> tuple[np.ndarray | None, str]:

@@ -1,0 +1,79 @@
+"""core/predict.py: first-layer kernels read from a .keras file without TensorFlow."""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from core.inference import InferenceError
+from core.predict import first_conv_kernels
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def keras():
+    import keras
+
+    return keras
+
+
+def _save(keras, store, run_id: str, layers: list):
+    model = keras.Sequential([keras.Input((28, 28, 1)), *layers])
+    path = store.run_dir(run_id) / "model.keras"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return model, path
+
+
+def test_kernels_match_the_loaded_models_first_conv_layer(store, keras):
+    from dashboard.charts import conv_kernels
+
+    L = keras.layers
+    for _ in range(3):  # layer names get suffixes (conv2d_7, ...): the file names them by class and order
+        L.Conv2D(2, 3)
+    model, _ = _save(keras, store, "0123456789ab", [L.RandomRotation(0.1), L.Conv2D(6, 5, activation="relu"),
+                                                     L.Conv2D(3, 3), L.Flatten(), L.Dense(10)])
+    kernels = first_conv_kernels(store, "0123456789ab")
+    assert kernels.shape == (6, 5, 5)
+    np.testing.assert_allclose(kernels, conv_kernels(model), rtol=1e-6)
+
+
+def test_no_conv_layer_corrupt_missing_and_unknown_layout(store, keras):
+    L = keras.layers
+    _save(keras, store, "mlp000000000", [L.Flatten(), L.Dense(10)])
+    assert first_conv_kernels(store, "mlp000000000") is None
+    _, path = _save(keras, store, "bad000000000", [L.Conv2D(2, 3), L.Flatten(), L.Dense(10)])
+    path.write_bytes(b"not a keras file")
+    with pytest.raises(InferenceError, match="bad000000000 is not a readable Keras model"):
+        first_conv_kernels(store, "bad000000000")
+    with pytest.raises(FileNotFoundError):
+        first_conv_kernels(store, "none00000000")
+    _, path = _save(keras, store, "odd000000000", [L.Conv2D(2, 3), L.Flatten(), L.Dense(10)])
+    with zipfile.ZipFile(path) as z:
+        config = z.read("config.json")
+    with zipfile.ZipFile(path, "w") as z:  # a Conv2D in the config, weights laid out otherwise
+        z.writestr("config.json", config)
+        z.writestr("model.weights.h5", _empty_h5())
+    with pytest.raises(LookupError):
+        first_conv_kernels(store, "odd000000000")
+
+
+def _empty_h5() -> bytes:
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_group("layers")
+    return buf.getvalue()
+
+
+def test_reading_kernels_does_not_import_tensorflow():
+    code = ("import sys, core.predict; from core.store import RunStore; "
+            "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
