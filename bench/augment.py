@@ -165,7 +165,7 @@ def drawn_like(digits: np.ndarray, variant: str, seed: int) -> list[np.ndarray]:
 
 def preprocess_all(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """28×28 model inputs as the Draw page makes them; and which images could be read at all."""
-    from core.inference import EmptyDrawing, preprocess
+    from core.preprocess import EmptyDrawing, preprocess
 
     out, ok = np.zeros((len(images), 28, 28), np.float32), np.ones(len(images), bool)
     for i, image in enumerate(images):
@@ -223,7 +223,7 @@ def real_drawings(url: str | None) -> tuple[np.ndarray, np.ndarray]:
     if not url:
         return np.zeros((0, 28, 28), np.float32), np.zeros(0, np.int64)
     from core.drawings import drawing_original, list_drawings
-    from core.inference import load_image_file, preprocess
+    from core.preprocess import load_image_file, preprocess
     from core.store import RunStore
     store = RunStore(url)
     try:

@@ -29,7 +29,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from core.inference import load_model, predict_image, predict_probabilities, preprocess  # noqa: E402
+from core.inference import load_model, predict_image, predict_probabilities  # noqa: E402
+from core.preprocess import preprocess  # noqa: E402
 
 COLD_LOAD = """
 import json, sys, time

@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from core.store import StoreError
     errors: tuple[type[BaseException], ...] = (UserError, ConfigError, DataError, StoreError, ArchitectureError)
     try:
-        from core.inference import InferenceError
+        from core.preprocess import InferenceError
         errors += (InferenceError,)
     except ImportError:  # pragma: no cover - inference ships with core
         pass

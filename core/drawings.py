@@ -173,7 +173,7 @@ def evaluate_on_drawn(store: RunStore, run_id: str) -> Evaluation:
 
 def evaluate_all(store: RunStore, progress: Callable[[int, int, str], None] | None = None) -> list[RunScore]:
     """Evaluate every completed run on the drawn set; a run whose model is unusable is reported, not fatal."""
-    from core.inference import InferenceError
+    from core.preprocess import InferenceError
 
     if not count_drawings(store):
         raise DrawingError("the drawn set is empty: save a few labelled drawings first")

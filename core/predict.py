@@ -11,7 +11,8 @@ import zipfile
 
 import numpy as np
 
-from core.inference import ModelUnavailable, InferenceError, load_image_file, load_model, predict_image
+from core.inference import ModelUnavailable, load_model, predict_image
+from core.preprocess import InferenceError, load_image_file
 from core.store import RunStore
 
 # Where Keras 3's .keras format keeps the first Conv2D layer's kernel: its weights file names

@@ -21,9 +21,9 @@ from PIL import Image, ImageDraw
 
 from core.drawings import DrawingError, add_drawing, count_drawings, delete_drawing, evaluate_all, \
     evaluate_on_drawn, list_drawings
-from core.inference import EmptyDrawing, InferenceError, Preprocessed, load_image_file, predict_probabilities, \
-    preprocess
+from core.inference import predict_probabilities
 from core.predict import model_for_run
+from core.preprocess import EmptyDrawing, InferenceError, Preprocessed, load_image_file, preprocess
 from core.store import RunStore, StoreError
 from dashboard.auth import can_edit, denied_message, require_editor
 from dashboard.charts import confusion_heatmap, probability_bars

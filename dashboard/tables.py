@@ -343,7 +343,7 @@ def _kernels(url: str, run_id: str, mtime: float, _store: RunStore) -> np.ndarra
 
 def first_layer_kernels(store: RunStore, run_id: str) -> tuple[np.ndarray | None, str]:
     """The run's first Conv2D kernels (filters, k, k), cached per model file; or (None, why not)."""
-    from core.inference import InferenceError
+    from core.preprocess import InferenceError
 
     path = store.run_dir(run_id) / "model.keras"
     try:

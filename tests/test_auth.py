@@ -253,7 +253,7 @@ def test_every_write_action_in_pages_and_dashboard_asks_require_editor():
 def test_streamlit_settings_are_safe_for_a_demo():
     import tomllib
 
-    from core.inference import MAX_BYTES
+    from core.preprocess import MAX_BYTES
 
     settings = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert settings["server"]["address"] == "localhost"

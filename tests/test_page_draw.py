@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import cli
 from core.drawings import add_drawing, drawing_original, list_drawings
-from core.inference import preprocess
+from core.preprocess import preprocess
 from dashboard import draw_ui
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "draw.py")

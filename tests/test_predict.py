@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from core.inference import InferenceError
+from core.preprocess import InferenceError
 from core.predict import first_conv_kernels
 
 REPO = Path(__file__).resolve().parents[1]

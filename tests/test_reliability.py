@@ -215,7 +215,7 @@ def test_a_run_without_a_model_cannot_predict(populated_env, capsys, tmp_path):
 
 
 def test_bad_images_are_one_line_each_and_the_good_one_is_predicted(populated_env, capsys, tmp_path):
-    from core.inference import MAX_BYTES
+    from core.preprocess import MAX_BYTES
 
     files = {"text.png": b"hello, not an image", "empty.png": b"", "half.png": png(np.zeros((28, 28), np.uint8))[:40],
              "huge.png": b"\x89PNG" + b"\0" * (MAX_BYTES + 1), "blank.png": png(np.zeros((56, 56), np.uint8)),
