@@ -8,7 +8,7 @@ then measures each model on:
   drawn-like      MNIST test digits re-drawn as a person draws on the 280×280 canvas: each
                   digit's centre line (thinned at 4× resolution) is stroked with a round brush
                   of constant width, white on black, anti-aliased; placed at a size and
-                  position set by the variant below; then read by `core.inference.preprocess`
+                  position set by the variant below; then read by `core.preprocess.preprocess`
                   exactly as the Draw page reads the canvas
   real drawings   labelled drawings saved on the Draw page (`--drawings-db`), if any, read again
                   from their original PNG by the current `preprocess`

@@ -1,4 +1,4 @@
-"""Digit Lab's engine: data, architectures, config, store, training, worker, inference, CLI.
+"""Digit Lab's engine: data, architectures, config, store, training, worker, preprocessing and inference, CLI.
 
 Importing `core` stays light: it never imports streamlit or plotly, and TensorFlow is
 imported only inside the functions that build, fit or load a model.

@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from core.preprocess import InferenceError
         errors += (InferenceError,)
-    except ImportError:  # pragma: no cover - inference ships with core
+    except ImportError:  # pragma: no cover - preprocess ships with core
         pass
     try:
         args = build_parser().parse_args(argv)
