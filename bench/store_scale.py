@@ -36,7 +36,8 @@ from bench import common  # noqa: E402
 import numpy as np  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from core.store import RunStore, evaluations_t, metrics_t, runs_t  # noqa: E402
+from core.schema import evaluations_t, metrics_t, runs_t  # noqa: E402
+from core.store import RunStore  # noqa: E402
 
 TARGET_MS = 300.0          # each page's queries at 1,000 runs
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")

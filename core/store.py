@@ -27,100 +27,21 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
+from core.schema import (SCHEMA_VERSION, STATUSES, drawings_t, evaluations_t, md, meta_t, metrics_t,
+                         misclassified_t, runs_t, workers_t)
 from core.settings import artifacts_dir, sqlite_file
 
-SCHEMA_VERSION = 1
-STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
+# The tables, schema version and statuses live in core.schema; they are re-exported here so older
+# `from core.store import runs_t` lines keep working.
+__all__ = ["RunStore", "Run", "Evaluation", "StoreError", "RunNotFound", "make_engine",
+           "TERMINAL", "TRANSITIONS", "HEARTBEAT_TIMEOUT", "SCHEMA_VERSION", "STATUSES", "md",
+           "runs_t", "metrics_t", "evaluations_t", "misclassified_t", "drawings_t", "workers_t", "meta_t"]
+
 TERMINAL = ("completed", "failed", "cancelled", "interrupted")
 # Which status may follow which: anything else is a bug, reported as StoreError.
 TRANSITIONS = {"queued": {"running", "cancelled"},
                "running": {"completed", "failed", "cancelled", "interrupted"}}
 HEARTBEAT_TIMEOUT = 60.0  # seconds without a heartbeat before a running run counts as interrupted
-
-md = sa.MetaData()
-runs_t = sa.Table(
-    "runs", md,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("architecture", sa.String(40), nullable=False),
-    sa.Column("status", sa.String(12), nullable=False),
-    sa.Column("group_name", sa.String(200)),            # a sweep's name
-    sa.Column("parent_id", sa.String(32)),              # the run this one was forked from
-    sa.Column("tags", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
-    sa.Column("note", sa.Text, nullable=False, server_default=""),
-    sa.Column("config", sa.JSON, nullable=False),
-    sa.Column("n_params", sa.Integer),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("started_at", sa.Float),
-    sa.Column("finished_at", sa.Float),
-    sa.Column("heartbeat_at", sa.Float),
-    sa.Column("host", sa.String(200)),
-    sa.Column("pid", sa.Integer),
-    sa.Column("worker_id", sa.String(64)),
-    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),          # epochs finished
-    sa.Column("epochs", sa.Integer),                                    # epochs planned
-    sa.Column("step", sa.Integer, nullable=False, server_default="0"),           # batches finished (all epochs)
-    sa.Column("steps_per_epoch", sa.Integer),
-    sa.Column("best_val_accuracy", sa.Float), sa.Column("best_val_epoch", sa.Integer),
-    sa.Column("last_val_accuracy", sa.Float), sa.Column("last_val_epoch", sa.Integer),
-    sa.Column("last_val_loss", sa.Float),
-    sa.Column("last_accuracy", sa.Float), sa.Column("last_loss", sa.Float),
-    sa.Column("test_accuracy", sa.Float), sa.Column("test_loss", sa.Float),
-    sa.Column("drawn_accuracy", sa.Float),
-    sa.Column("model_path", sa.Text),
-    sa.Column("error", sa.Text),
-    sa.CheckConstraint(f"status IN {STATUSES}", name="status_known"),
-)
-sa.Index("ix_runs_status", runs_t.c.status, runs_t.c.created_at)
-metrics_t = sa.Table(
-    "metrics", md,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("scope", sa.String(8), nullable=False),     # "batch" (running means) or "epoch"
-    sa.Column("key", sa.String(64), nullable=False),
-    sa.Column("step", sa.Integer, nullable=False),        # global batch step
-    sa.Column("epoch", sa.Integer),                       # 1-based
-    sa.Column("value", sa.Float),                         # NULL for NaN/inf
-    sa.Column("ts", sa.Float, nullable=False),
-)
-sa.Index("ix_metrics_run", metrics_t.c.run_id, metrics_t.c.scope, metrics_t.c.key, metrics_t.c.step)
-evaluations_t = sa.Table(
-    "evaluations", md,
-    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("split", sa.String(16), primary_key=True),  # "test" or "drawn"
-    sa.Column("accuracy", sa.Float), sa.Column("loss", sa.Float), sa.Column("n", sa.Integer),
-    sa.Column("confusion", sa.JSON, nullable=False),      # 10×10 counts, rows = true label
-    sa.Column("report", sa.JSON, nullable=False),         # per class: precision, recall, f1, support
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-misclassified_t = sa.Table(
-    "misclassified", md,
-    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("idx", sa.Integer, primary_key=True),       # index into the test split
-    sa.Column("true_label", sa.Integer, nullable=False),
-    sa.Column("pred_label", sa.Integer, nullable=False),
-    sa.Column("confidence", sa.Float, nullable=False),
-)
-drawings_t = sa.Table(
-    "drawings", md,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("label", sa.Integer, nullable=False),
-    sa.Column("image", sa.LargeBinary, nullable=False),    # 28×28 uint8, MNIST-like (ink = 255)
-    sa.Column("original", sa.LargeBinary),                 # the drawing or upload as PNG
-    sa.Column("author", sa.String(100), nullable=False, server_default=""),
-    sa.Column("source", sa.String(16), nullable=False, server_default="canvas"),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.CheckConstraint("label BETWEEN 0 AND 9", name="label_digit"),
-)
-workers_t = sa.Table(
-    "workers", md,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("host", sa.String(200), nullable=False), sa.Column("pid", sa.Integer, nullable=False),
-    sa.Column("started_at", sa.Float, nullable=False), sa.Column("heartbeat_at", sa.Float, nullable=False),
-)
-meta_t = sa.Table("meta", md, sa.Column("key", sa.String(64), primary_key=True), sa.Column("value", sa.Text))
-
 
 # The config keys list_runs() shows as columns (column name: config key).
 _HYPERPARAMETERS = {"optimizer": "optimizer", "learning_rate": "learning_rate", "batch_size": "batch_size",

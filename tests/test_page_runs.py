@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from core.config import make_config
-from core.store import runs_t
+from core.schema import runs_t
 from dashboard import tables
 from tests.conftest import GROUP
 

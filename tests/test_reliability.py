@@ -24,7 +24,8 @@ from PIL import Image
 
 from core import cli
 from core.settings import sqlite_file
-from core.store import SCHEMA_VERSION, RunNotFound, RunStore, StoreError
+from core.schema import SCHEMA_VERSION
+from core.store import RunNotFound, RunStore, StoreError
 from tests.idx_helpers import idx_bytes, write_mnist_dir, write_mnist_npz
 
 ROOT = Path(__file__).resolve().parents[1]
