@@ -1,7 +1,7 @@
 """The team-drawn test set: labelled drawings kept in the store, and runs evaluated on them.
 
 A drawing is stored twice: as the MNIST-like 28×28 image a model sees (uint8, ink = 255,
-the output of `core.inference.preprocess`) and as the original PNG (the canvas or the
+the output of `core.preprocess.preprocess`) and as the original PNG (the canvas or the
 upload), with its label, an optional author and when it was saved. `evaluate_on_drawn`
 scores a completed run on every stored 28×28 image with the same `predict_probabilities`
 the Draw page and `python -m core predict` use, and records the result as the run's

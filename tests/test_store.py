@@ -31,7 +31,7 @@ def test_create_and_get_run(rs):
 
 
 def test_list_runs_hyperparameters_and_duration_for_queued_running_and_finished_runs(rs):
-    queued = _run(rs, name="queued", dropout=0.25)
+    _run(rs, name="queued", dropout=0.25)
     running = _run(rs, name="running", learning_rate=0.01, train_limit=500)
     done = _run(rs, name="done", batch_size=64, optimizer="sgd-momentum", augment=True)
     for run_id in (running, done):
