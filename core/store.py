@@ -27,15 +27,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
-from core.schema import (SCHEMA_VERSION, STATUSES, drawings_t, evaluations_t, md, meta_t, metrics_t,
-                         misclassified_t, runs_t, workers_t)
+from core.schema import SCHEMA_VERSION, evaluations_t, md, meta_t, metrics_t, misclassified_t, runs_t, workers_t
 from core.settings import artifacts_dir, sqlite_file
-
-# The tables, schema version and statuses live in core.schema; they are re-exported here so older
-# `from core.store import runs_t` lines keep working.
-__all__ = ["RunStore", "Run", "Evaluation", "StoreError", "RunNotFound", "make_engine",
-           "TERMINAL", "TRANSITIONS", "HEARTBEAT_TIMEOUT", "SCHEMA_VERSION", "STATUSES", "md",
-           "runs_t", "metrics_t", "evaluations_t", "misclassified_t", "drawings_t", "workers_t", "meta_t"]
 
 TERMINAL = ("completed", "failed", "cancelled", "interrupted")
 # Which status may follow which: anything else is a bug, reported as StoreError.
