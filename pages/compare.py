@@ -38,12 +38,20 @@ if len(chosen) < 2:
 
 selected = runs.set_index("run_id").loc[chosen].reset_index()
 
-summary_box = st.container()  # on screen above the tabs; filled after the open tab, see below
+# side by side while the tables are narrow, so the charts stay in view
+left, right = st.columns(2, gap="large") if len(chosen) <= 4 else (st.container(), st.container())
+left.subheader("Summary")
+left.dataframe(tables.summary_table(selected, labels), key="compare_summary")
+right.subheader("Settings that differ")
+diff = tables.param_diff({labels[r]: cfg for r, cfg in zip(selected["run_id"], selected["config"])})
+if diff.empty:
+    right.success("These runs have identical settings (a repeat shows how much results vary by chance alone).")
+else:
+    right.dataframe(diff, key="compare_params")
+
 # Only the open tab runs and is drawn (lazy tabs), so the page comes up quickly with 10 runs;
 # the open tab is in the link (`&view=…`), so a shared link opens the same view.
 tab_history, tab_params, tab_confusion = st.tabs(VIEWS, key="view", bind="query-params")
-# The open tab is sent first: the browser starts loading Plotly's bundle (4.7 MB) for its chart
-# while the tables above are still on their way.
 if tab_history.open:
     with tab_history:
         st.fragment(compare_views.histories, run_every=2 if selected["status"].isin(LIVE).any() else None)(
@@ -54,14 +62,3 @@ if tab_params.open:
 if tab_confusion.open:
     with tab_confusion:
         compare_views.confusion(store, chosen, labels)
-
-with summary_box:  # side by side while the tables are narrow, so the charts stay in view
-    left, right = st.columns(2, gap="large") if len(chosen) <= 4 else (st.container(), st.container())
-    left.subheader("Summary")
-    left.dataframe(tables.summary_table(selected, labels), key="compare_summary")
-    right.subheader("Settings that differ")
-    diff = tables.param_diff({labels[r]: cfg for r, cfg in zip(selected["run_id"], selected["config"])})
-    if diff.empty:
-        right.success("These runs have identical settings (a repeat shows how much results vary by chance alone).")
-    else:
-        right.dataframe(diff, key="compare_params")
