@@ -9,7 +9,6 @@ the Draw page and `python -m core predict` use, and records the result as the ru
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -134,31 +133,13 @@ def drawn_arrays(store: RunStore) -> tuple[np.ndarray, np.ndarray]:
     return x, np.array([r.label for r in rows], dtype=np.int64)
 
 
-def score(probs: np.ndarray, y: np.ndarray) -> dict:
-    """Accuracy, log loss, 10×10 confusion (rows = true digit) and per-class report of predictions."""
-    pred = probs.argmax(axis=1)
-    confusion = np.zeros((10, 10), dtype=int)
-    np.add.at(confusion, (y, pred), 1)
-    report = {}
-    for c in range(10):
-        tp, predicted, support = confusion[c, c], confusion[:, c].sum(), confusion[c, :].sum()
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        report[str(c)] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
-                          "support": int(support)}
-    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
-    return {"accuracy": float((pred == y).mean()), "loss": loss if math.isfinite(loss) else None,
-            "n": int(len(y)), "confusion": confusion.tolist(), "report": report}
-
-
 def evaluate_on_drawn(store: RunStore, run_id: str) -> Evaluation:
     """Score a completed run on every drawing; saved as its "drawn" evaluation and drawn_accuracy.
 
     Raises DrawingError when there are no drawings yet, ModelUnavailable when the run has no
     usable model, RunNotFound for an unknown run.
     """
-    from core.inference import predict_probabilities
+    from core.inference import predict_probabilities, score
     from core.predict import model_for_run
 
     x, y = drawn_arrays(store)

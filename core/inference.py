@@ -7,6 +7,7 @@ imported only inside `load_model`: importing this module is cheap.
 """
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -111,6 +112,25 @@ def predict_probabilities(model: Any, images: np.ndarray) -> np.ndarray:
     if probs.size and (probs.min() < 0 or not np.allclose(probs.sum(axis=1), 1, atol=1e-3)):
         probs = np.exp(probs - probs.max(axis=1, keepdims=True))
     return probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
+
+
+def score(probs: np.ndarray, y: np.ndarray) -> dict:
+    """Accuracy, log loss, 10×10 confusion (rows = true digit) and per-class report of predictions:
+    how a run is scored on the test split (core.train) and on the drawn set (core.drawings)."""
+    pred = probs.argmax(axis=1)
+    confusion = np.zeros((10, 10), dtype=int)
+    np.add.at(confusion, (y, pred), 1)
+    report = {}
+    for c in range(10):
+        tp, predicted, support = confusion[c, c], confusion[:, c].sum(), confusion[c, :].sum()
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        report[str(c)] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
+                          "support": int(support)}
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
+    return {"accuracy": float((pred == y).mean()), "loss": loss if math.isfinite(loss) else None,
+            "n": int(len(y)), "confusion": confusion.tolist(), "report": report}
 
 
 def predict_image(model: Any, image: np.ndarray | Image.Image) -> tuple[Prediction, Preprocessed]:

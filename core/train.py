@@ -19,6 +19,7 @@ import numpy as np
 from core.architectures import count_params
 from core.config import TrainConfig
 from core.data import DataError, DatasetInfo, dataset_info, load_dataset
+from core.inference import score
 from core.store import Run, RunNotFound, RunStore, StoreError
 
 MAX_MISCLASSIFIED = 2000  # most confident mistakes kept for the gallery
@@ -105,8 +106,6 @@ def _schedule_callbacks(config: TrainConfig, has_val: bool) -> list:
 
 def evaluate(model, x: np.ndarray, y: np.ndarray) -> dict:
     """Accuracy, loss, confusion matrix, per-class report and the misclassified examples."""
-    from core.drawings import score
-
     probs = model.predict(x, batch_size=1000, verbose=0)
     pred, conf = probs.argmax(axis=1), probs.max(axis=1)
     wrong = np.flatnonzero(pred != y)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from core.data import load_dataset
 from core.drawings import (DrawingError, add_drawing, count_drawings, delete_drawing, drawing_original,
-                           drawn_arrays, evaluate_all, evaluate_on_drawn, list_drawings, score)
+                           drawn_arrays, evaluate_all, evaluate_on_drawn, list_drawings)
 from core.inference import ModelUnavailable, predict_probabilities
 from core.predict import model_for_run
 
@@ -73,16 +73,6 @@ def test_list_of_an_empty_set_has_the_columns(store):
     assert df.empty and {"id", "label", "image", "author", "created_at"} <= set(df.columns)
     x, y = drawn_arrays(store)
     assert x.shape == (0, 28, 28) and y.shape == (0,)
-
-
-def test_score_counts_confusion_and_per_class_report():
-    probs = np.eye(10)[[3, 3, 5, 1]]  # predicted 3, 3, 5, 1
-    result = score(probs, np.array([3, 5, 5, 1]))
-    assert result["accuracy"] == 0.75 and result["n"] == 4
-    confusion = np.array(result["confusion"])
-    assert confusion.sum() == 4 and confusion[5, 3] == 1 and confusion[3, 3] == 1
-    assert result["report"]["3"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3), "support": 1}
-    assert result["report"]["5"]["recall"] == 0.5 and result["report"]["0"]["support"] == 0
 
 
 def _add_test_digits(store, data_path, n: int = 20) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from core.inference import (  # noqa: E402
-    InferenceError, ModelUnavailable, Prediction, load_model, predict_image, predict_probabilities,
+    InferenceError, ModelUnavailable, Prediction, load_model, predict_image, predict_probabilities, score,
 )
 from core.preprocess import EmptyDrawing, Preprocessed  # noqa: E402
 from tests.test_preprocess import drawing, rgba  # noqa: E402
@@ -101,3 +101,13 @@ def test_predict_image_returns_the_most_likely_digit(tmp_path, keras):
     assert prediction.confidence == pytest.approx(max(prediction.probabilities))
     with pytest.raises(EmptyDrawing):
         predict_image(load_model(path), np.zeros((280, 280, 4), np.uint8))
+
+
+def test_score_counts_confusion_and_per_class_report():
+    probs = np.eye(10)[[3, 3, 5, 1]]  # predicted 3, 3, 5, 1
+    result = score(probs, np.array([3, 5, 5, 1]))
+    assert result["accuracy"] == 0.75 and result["n"] == 4
+    confusion = np.array(result["confusion"])
+    assert confusion.sum() == 4 and confusion[5, 3] == 1 and confusion[3, 3] == 1
+    assert result["report"]["3"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3), "support": 1}
+    assert result["report"]["5"]["recall"] == 0.5 and result["report"]["0"]["support"] == 0
