@@ -110,13 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from core.architectures import ArchitectureError
     from core.config import ConfigError
     from core.data import DataError
+    from core.preprocess import InferenceError
     from core.store import StoreError
-    errors: tuple[type[BaseException], ...] = (UserError, ConfigError, DataError, StoreError, ArchitectureError)
-    try:
-        from core.preprocess import InferenceError
-        errors += (InferenceError,)
-    except ImportError:  # pragma: no cover - preprocess ships with core
-        pass
+    errors = (UserError, ConfigError, DataError, StoreError, ArchitectureError, InferenceError)
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args) or 0

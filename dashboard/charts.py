@@ -143,6 +143,21 @@ def _matrix_axes(fig: go.Figure, height: int) -> None:
     fig.update_layout(height=height, margin=_MARGIN, clickmode="event+select", dragmode=False)
 
 
+def _matrix_cells(matrix: Sequence[Sequence[float]], normalise: bool,
+                  name: str = "") -> tuple[np.ndarray, list[list[str]], list[list[str]]]:
+    """A confusion matrix's cell values (counts or row shares), cell labels and hover texts
+    (headed by the run's `name` when one is given)."""
+    counts = np.asarray(matrix, dtype=float)
+    if counts.shape != (10, 10):
+        raise ValueError(f"a confusion matrix is 10×10, got shape {counts.shape}" + (f" for {name}" if name else ""))
+    hover_prefix = f"{name}<br>" if name else ""
+    shares = _normalised(counts)
+    text = [[f"{shares[t, p]:.0%}" if normalise else f"{int(counts[t, p])}" for p in DIGITS] for t in DIGITS]
+    hover = [[f"{hover_prefix}true {t}, predicted {p}: {int(counts[t, p])} digits ({shares[t, p]:.1%} of the {t}s)"
+              for p in DIGITS] for t in DIGITS]
+    return (shares if normalise else counts), text, hover
+
+
 def confusion_heatmap(matrix: Sequence[Sequence[float]], normalise: bool = False, title: str = "",
                       clickable: bool = False, height: int = 440, show_scale: bool = True,
                       highlight: tuple[int | None, int | None] = (None, None)) -> go.Figure:
@@ -152,14 +167,7 @@ def confusion_heatmap(matrix: Sequence[Sequence[float]], normalise: bool = False
     reports the clicked cell as a point (x = predicted, y = true). `highlight` = (true,
     predicted) outlines that cell, or a whole row or column when the other is None.
     """
-    counts = np.asarray(matrix, dtype=float)
-    if counts.shape != (10, 10):
-        raise ValueError(f"a confusion matrix is 10×10, got shape {counts.shape}")
-    shares = _normalised(counts)
-    z = shares if normalise else counts
-    text = [[f"{shares[t, p]:.0%}" if normalise else f"{int(counts[t, p])}" for p in DIGITS] for t in DIGITS]
-    hover = [[f"true {t}, predicted {p}: {int(counts[t, p])} digits ({shares[t, p]:.1%} of the {t}s)"
-              for p in DIGITS] for t in DIGITS]
+    z, text, hover = _matrix_cells(matrix, normalise)
     fig = go.Figure(go.Heatmap(z=z, x=DIGITS, y=DIGITS, text=text, texttemplate="%{text}", colorscale="Blues",
                                customdata=hover, hovertemplate="%{customdata}<extra></extra>",
                                showscale=show_scale, zmin=0, zmax=1 if normalise else None,
@@ -196,17 +204,9 @@ def confusion_grid(matrices: Mapping[str, Sequence[Sequence[float]]], normalise:
     cell_height = cell_height or (340 if cols <= 3 else 250)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_short(n) for n in names],
                         horizontal_spacing=0.03, vertical_spacing=0.12 / rows)
-    counts = {n: np.asarray(m, dtype=float) for n, m in matrices.items()}
-    for n, m in counts.items():
-        if m.shape != (10, 10):
-            raise ValueError(f"a confusion matrix is 10×10, got shape {m.shape} for {n}")
-    top = 1.0 if normalise else max(float(m.max()) for m in counts.values()) or 1.0
-    for i, (name, m) in enumerate(counts.items()):
-        shares = _normalised(m)
-        z = shares if normalise else m
-        text = [[f"{shares[t, p]:.0%}" if normalise else f"{int(m[t, p])}" for p in DIGITS] for t in DIGITS]
-        hover = [[f"{name}<br>true {t}, predicted {p}: {int(m[t, p])} digits ({shares[t, p]:.1%} of the {t}s)"
-                  for p in DIGITS] for t in DIGITS]
+    cells = {n: _matrix_cells(m, normalise, n) for n, m in matrices.items()}
+    top = 1.0 if normalise else max(float(z.max()) for z, _, _ in cells.values()) or 1.0
+    for i, (z, text, hover) in enumerate(cells.values()):
         fig.add_trace(go.Heatmap(z=z, x=DIGITS, y=DIGITS, text=text, texttemplate="%{text}",
                                  textfont=dict(size=9), colorscale="Blues", zmin=0, zmax=top, showscale=False,
                                  customdata=hover, hovertemplate="%{customdata}<extra></extra>"),
