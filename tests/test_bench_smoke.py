@@ -72,7 +72,8 @@ def test_dashboard_smoke(tmp_path, populated_data):
     out, doc = run_bench("dashboard.py", tmp_path, "--data", str(populated_data), timeout=180)
     pages = doc["figures"]["pages"]
     assert set(pages) == {"Runs", "Compare"}
-    assert all(p["s"]["median"] > 0 for p in pages.values())
+    assert all(p["s"]["median"] > 0 and p["warm_s"]["n"] == 1 for p in pages.values())
+    assert "returning visitor" in out
     assert set(pages["Compare"]["tabs_s"]) == {"Hyperparameters", "Confusion matrices"}
     assert all(t["median"] > 0 for t in pages["Compare"]["tabs_s"].values())
     assert "Compare → Confusion matrices" in out
