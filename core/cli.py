@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from core.config import ConfigError
     from core.data import DataError
     from core.preprocess import InferenceError
-    from core.store import StoreError
+    from core.schema import StoreError
     errors = (UserError, ConfigError, DataError, StoreError, ArchitectureError, InferenceError)
     try:
         args = build_parser().parse_args(argv)

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from core.schema import drawings_t
-from core.store import Evaluation, RunStore
+from core.schema import Evaluation, drawings_t
+from core.store import RunStore
 
 SOURCES = ("canvas", "upload")      # where a drawing came from
 MAX_AUTHOR = 100                    # characters kept of an author's name (the column's size)

@@ -1,147 +1,32 @@
 """The run store: SQLAlchemy Core over SQLite (or any SQL database), with a small verb API.
 
-Only `make_engine()` calls `create_engine`. Every transaction goes through `session()`;
-writers take SQLite's write lock up front (BEGIN IMMEDIATE) so readers and writers never
-deadlock, and a busy database is retried with backoff instead of surfacing "database is
-locked". Every status change goes through `set_status()`. Methods return dataclasses or
-DataFrames, never rows bound to a connection.
+Connection setup, transactions with busy retries, one-line errors and migration live in
+core/db.py; tables, the returned dataclasses and the errors in core/schema.py. Every status
+change goes through `set_status()`. Methods return dataclasses or DataFrames, never rows
+bound to a connection.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
-import random
 import shutil
 import socket
 import time
 import uuid
-from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, ContextManager, Iterable, TypeVar
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
 
-from core.schema import SCHEMA_VERSION, evaluations_t, md, meta_t, metrics_t, misclassified_t, runs_t, workers_t
+from core import db
+from core.schema import (TERMINAL, TRANSITIONS, Evaluation, Run, RunNotFound, StoreError, clean, evaluations_t, meta_t,
+                         metrics_t, misclassified_t, runs_frame, runs_t, workers_t)
 from core.settings import artifacts_dir, sqlite_file
 
-TERMINAL = ("completed", "failed", "cancelled", "interrupted")
-# Which status may follow which: anything else is a bug, reported as StoreError.
-TRANSITIONS = {"queued": {"running", "cancelled"},
-               "running": {"completed", "failed", "cancelled", "interrupted"}}
+T = TypeVar("T")
 HEARTBEAT_TIMEOUT = 60.0  # seconds without a heartbeat before a running run counts as interrupted
-
-# The config keys list_runs() shows as columns (column name: config key).
-_HYPERPARAMETERS = {"optimizer": "optimizer", "learning_rate": "learning_rate", "batch_size": "batch_size",
-                    "epochs_planned": "epochs", "dropout": "dropout", "activation": "activation",
-                    "validation_split": "validation_split", "seed": "seed", "lr_schedule": "lr_schedule",
-                    "train_limit": "train_limit", "augment": "augment"}
-
-
-class StoreError(RuntimeError):
-    """The store cannot do what was asked (unwritable, full, corrupt); one clear line."""
-
-
-class RunNotFound(StoreError):
-    """No run with that id."""
-
-
-@dataclass(frozen=True)
-class Run:
-    id: str; name: str; architecture: str; status: str; config: dict
-    group_name: str | None = None; parent_id: str | None = None; tags: list = field(default_factory=list)
-    note: str = ""; n_params: int | None = None
-    created_at: float = 0.0; started_at: float | None = None; finished_at: float | None = None
-    heartbeat_at: float | None = None; host: str | None = None; pid: int | None = None
-    worker_id: str | None = None; cancel_requested: bool = False
-    epoch: int = 0; epochs: int | None = None; step: int = 0; steps_per_epoch: int | None = None
-    best_val_accuracy: float | None = None; best_val_epoch: int | None = None
-    last_val_accuracy: float | None = None; last_val_epoch: int | None = None; last_val_loss: float | None = None
-    last_accuracy: float | None = None; last_loss: float | None = None
-    test_accuracy: float | None = None; test_loss: float | None = None; drawn_accuracy: float | None = None
-    model_path: str | None = None; error: str | None = None
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to finish (or to now while running)."""
-        if self.started_at is None:
-            return None
-        return (self.finished_at or time.time()) - self.started_at
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    run_id: str; split: str; accuracy: float | None; loss: float | None; n: int
-    confusion: list[list[int]]; report: dict[str, dict[str, float]]; created_at: float
-
-
-def _clean(value: Any) -> float | None:
-    """NaN and infinities become NULL (a gap in charts), everything else a float."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def make_engine(url: str) -> sa.Engine:
-    """The one place an engine is made: SQLite gets WAL, a busy timeout and foreign keys."""
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
-    db_file = sqlite_file(url)
-    if db_file is not None:
-        _check_writable(db_file)
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see "begin" below)
-        cur = dbapi_conn.cursor()
-        if db_file is not None:
-            cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn):
-        write = conn.get_execution_options().get("digitlab_write", True)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-    return engine
-
-
-def _check_writable(db_file: Path) -> None:
-    """Refuse, in one line, a SQLite store Digit Lab could not write: before anything is written.
-
-    SQLite needs the file and its folder writable (WAL keeps -wal and -shm files beside it).
-    """
-    try:
-        db_file.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create the folder for the run store {db_file}: {exc.strerror}; "
-                         f"choose another place with --db or DIGITLAB_DB") from None
-    if db_file.is_dir():
-        raise StoreError(f"the run store {db_file} is a folder, not a file: point --db at a file such as runs.db")
-    if db_file.exists() and not os.access(db_file, os.R_OK | os.W_OK):
-        raise StoreError(f"the run store {db_file} is read-only: make it writable or choose another with --db")
-    if not os.access(db_file.parent, os.W_OK | os.X_OK):
-        raise StoreError(f"the folder of the run store {db_file} is not writable (SQLite keeps its journal "
-                         f"there): make it writable or choose another place with --db")
-
-
-_FRIENDLY = {
-    "readonly": "the run store {where} is read-only: make it writable or choose another with --db",
-    "disk is full": "the disk holding the run store {where} is full: free some space; nothing was written",
-    "unable to open": "cannot open the run store {where}: check the path exists and is writable, or use --db",
-    "malformed": "the run store {where} is corrupted: restore a backup or point --db at a new file",
-    "not a database": "{where} is not a SQLite database: point --db at a Digit Lab store",
-}
 
 
 class RunStore:
@@ -149,79 +34,22 @@ class RunStore:
 
     def __init__(self, url: str):
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = db.make_engine(url)
         self.artifacts = artifacts_dir(url)
-        where = str(sqlite_file(url) or url)
-        self._where = where
-        self._migrate()
+        self._where = str(sqlite_file(url) or url)
+        db.migrate(self.engine, self._where)
 
     def close(self) -> None:
         self.engine.dispose()
 
     # -- transactions -------------------------------------------------------------------
-    @contextmanager
-    def session(self, write: bool = True) -> Iterator[sa.Connection]:
+    def session(self, write: bool = True) -> ContextManager[sa.Connection]:
         """One transaction: commit on success, roll back on error, always close."""
-        try:
-            with self.engine.connect() as conn:
-                conn = conn.execution_options(digitlab_write=write)
-                with conn.begin():
-                    yield conn
-        except sa.exc.DatabaseError as exc:
-            friendly = self._friendly(exc)
-            if friendly is exc:
-                raise
-            raise friendly from None
+        return db.session(self.engine, self._where, write)
 
-    def _friendly(self, exc: sa.exc.DatabaseError) -> Exception:
-        """A StoreError with one clear line for a full disk, a read-only or corrupt file; else `exc`."""
-        text = str(exc.orig).lower()
-        for needle, message in _FRIENDLY.items():
-            if needle in text:
-                return StoreError(message.format(where=self._where))
-        return exc
-
-    def _tx(self, fn, write: bool = True, attempts: int = 12):
-        """Run fn(conn) in a transaction, retrying with backoff while SQLite says busy/locked.
-
-        Each attempt already waits up to busy_timeout (30 s) for the lock, so "database is
-        locked" only reaches a caller after minutes of a lock held elsewhere.
-        """
-        delay = 0.05
-        for attempt in range(attempts):
-            try:
-                with self.session(write) as conn:
-                    return fn(conn)
-            except OperationalError as exc:
-                if attempt == attempts - 1 or not _is_busy(exc):
-                    raise
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 2.0)
-
-    def _migrate(self) -> None:
-        """Create missing tables and columns, then record the schema version; never drop data."""
-        def migrate(conn):
-            md.create_all(conn)
-            inspector = sa.inspect(conn)
-            for table in md.sorted_tables:
-                have = {c["name"] for c in inspector.get_columns(table.name)}
-                for col in table.columns:
-                    if col.name not in have:  # a store from an older version: add the column
-                        ddl = str(sa.schema.CreateColumn(col).compile(dialect=conn.dialect))
-                        if col.server_default is None:  # NOT NULL needs a default on existing rows
-                            ddl = ddl.replace(" NOT NULL", "")
-                        # DDL cannot bind identifiers: table and column names come from `md` only.
-                        conn.exec_driver_sql(f"ALTER TABLE {_quote(conn, table.name)} ADD COLUMN {ddl}")
-            found = conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == "schema_version")).scalar()
-            if found is not None and int(found) > SCHEMA_VERSION:
-                raise StoreError(f"the run store {self._where} has schema version {found}, newer than this "
-                                 f"Digit Lab ({SCHEMA_VERSION}): upgrade Digit Lab")
-            conn.execute(sa.delete(meta_t).where(meta_t.c.key == "schema_version"))
-            conn.execute(sa.insert(meta_t).values(key="schema_version", value=str(SCHEMA_VERSION)))
-        try:
-            self._tx(migrate)
-        except sa.exc.DatabaseError as exc:
-            raise StoreError(f"cannot use the run store {self._where}: {str(exc.orig).splitlines()[0]}") from None
+    def _tx(self, fn: Callable[[sa.Connection], T], write: bool = True, attempts: int = 12) -> T:
+        """Run fn(conn) in a transaction, retrying while SQLite says busy/locked (core.db.retry)."""
+        return db.retry(self.engine, self._where, fn, write, attempts)
 
     def schema_version(self) -> int:
         return int(self._tx(lambda c: c.execute(
@@ -268,20 +96,7 @@ class RunStore:
         if search:
             q = q.where(runs_t.c.name.contains(search, autoescape=True))
         rows = self._tx(lambda c: c.execute(q).all(), write=False)
-        if not rows:  # object columns with no rows (empty lists would make them float)
-            data: dict[str, Any] = {n: pd.Series(dtype=object) for n in names}
-        else:
-            data = {n: list(values) for n, values in zip(names, zip(*rows))}
-            data["tags"], data["config"] = _json_values(data["tags"]), _json_values(data["config"])
-        configs = [cfg if isinstance(cfg, dict) else {} for cfg in data["config"]]
-        for key, src in _HYPERPARAMETERS.items():
-            data[key] = [cfg.get(src) for cfg in configs]
-        started = np.array(data["started_at"], dtype=float)  # None → NaN
-        finished = np.array(data["finished_at"], dtype=float)
-        duration = np.where(np.isnan(finished), time.time(), finished) - started  # NaN until started
-        # all None (an object column) while no run has started, else floats with NaN for the unstarted
-        data["duration"] = [None] * len(rows) if np.isnan(duration).all() else duration
-        return pd.DataFrame(data).rename(columns={"id": "run_id"})
+        return runs_frame(names, rows)
 
     def set_status(self, run_id: str, status: str, conn: sa.Connection | None = None, **values: Any) -> None:
         """The only way a run's status changes; checks the transition is allowed."""
@@ -323,7 +138,7 @@ class RunStore:
                 return True
             self._insert_metrics(c, rows)
             c.execute(sa.update(runs_t).where(runs_t.c.id == run_id)
-                      .values(heartbeat_at=time.time(), **{k: _clean(v) if isinstance(v, float) else v
+                      .values(heartbeat_at=time.time(), **{k: clean(v) if isinstance(v, float) else v
                                                            for k, v in progress.items()}))
             return bool(found.cancel_requested)
         return self._tx(write)
@@ -340,7 +155,7 @@ class RunStore:
             now = time.time()
             conn.execute(sa.insert(metrics_t), [
                 dict(run_id=r, scope=s, key=k, step=int(st), epoch=None if e is None else int(e),
-                     value=_clean(v), ts=now) for r, s, k, st, e, v in rows])
+                     value=clean(v), ts=now) for r, s, k, st, e, v in rows])
 
     def finish_run(self, run_id: str, status: str, error: str | None = None, **summary: Any) -> None:
         """Mark a running run completed, failed, cancelled or interrupted, with its summary."""
@@ -446,8 +261,8 @@ class RunStore:
         """Store (replace) a run's evaluation on a split, and for 'test' its misclassified examples."""
         def write(c):
             c.execute(sa.delete(evaluations_t).where(evaluations_t.c.run_id == run_id, evaluations_t.c.split == split))
-            c.execute(sa.insert(evaluations_t).values(run_id=run_id, split=split, accuracy=_clean(accuracy),
-                                                      loss=_clean(loss), n=n, confusion=confusion, report=report,
+            c.execute(sa.insert(evaluations_t).values(run_id=run_id, split=split, accuracy=clean(accuracy),
+                                                      loss=clean(loss), n=n, confusion=confusion, report=report,
                                                       created_at=time.time()))
             if misclassified is not None:
                 c.execute(sa.delete(misclassified_t).where(misclassified_t.c.run_id == run_id))
@@ -508,27 +323,6 @@ class RunStore:
         host = socket.gethostname()
         alive = [dict(r) for r in rows if r["host"] != host or _pid_alive(r["pid"])]
         return pd.DataFrame(alive, columns=[c.name for c in workers_t.c])
-
-
-def _json_values(texts: list[str | None]) -> list[Any]:
-    """Decode a column of JSON texts (SQL NULL → None) in one json.loads: ~40% faster than one call per value."""
-    try:
-        values = json.loads("[" + ",".join("null" if t is None else t for t in texts) + "]")
-    except ValueError:
-        values = None
-    if values is None or len(values) != len(texts):  # a malformed text: decode one by one, failing on it
-        values = [None if t is None else json.loads(t) for t in texts]
-    return values
-
-
-def _is_busy(exc: OperationalError) -> bool:
-    """SQLite's "database is locked" / "database table is locked" / SQLITE_BUSY: worth a retry."""
-    text = str(exc.orig).lower()
-    return "locked" in text or "busy" in text
-
-
-def _quote(conn: sa.Connection, name: str) -> str:
-    return conn.dialect.identifier_preparer.quote(name)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -17,7 +17,8 @@ import pandas as pd
 from core.architectures import ACTIVATIONS, ARCHITECTURES
 from core.config import LR_SCHEDULES, OPTIMIZERS, ConfigError, TrainConfig
 from core.data import dataset_info
-from core.store import TERMINAL, RunStore
+from core.schema import TERMINAL
+from core.store import RunStore
 
 MAX_FIELDS = 3   # hyperparameters varied at once
 MAX_RUNS = 48    # combinations in one sweep (each is a full training run)

@@ -20,7 +20,8 @@ from core.architectures import count_params
 from core.config import TrainConfig
 from core.data import DataError, DatasetInfo, dataset_info, load_dataset
 from core.inference import score
-from core.store import Run, RunNotFound, RunStore, StoreError
+from core.schema import Run, RunNotFound, StoreError
+from core.store import RunStore
 
 MAX_MISCLASSIFIED = 2000  # most confident mistakes kept for the gallery
 HEARTBEAT_SECONDS = 5.0

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 from core.settings import REPO_ROOT
-from core.store import RunStore, StoreError
+from core.schema import StoreError
+from core.store import RunStore
 
 WORKER_BEAT = 5.0  # seconds between a worker's heartbeats while idle or training
 

@@ -24,7 +24,8 @@ from core.drawings import DrawingError, add_drawing, count_drawings, delete_draw
 from core.inference import predict_probabilities
 from core.predict import model_for_run
 from core.preprocess import EmptyDrawing, InferenceError, Preprocessed, load_image_file, preprocess
-from core.store import RunStore, StoreError
+from core.schema import StoreError
+from core.store import RunStore
 from dashboard.auth import can_edit, denied_message, require_editor
 from dashboard.charts import confusion_heatmap, probability_bars
 

@@ -14,7 +14,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.store import TERMINAL, Run, RunStore
+from core.schema import TERMINAL, Run
+from core.store import RunStore
 from dashboard.auth import require_editor
 from dashboard.state import ensure_worker
 from dashboard.tables import page_link, status_badge

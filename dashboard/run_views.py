@@ -7,7 +7,8 @@ import streamlit as st
 
 from core.config import TrainConfig
 from core.scripts import keras_script
-from core.store import Run, RunStore
+from core.schema import Run
+from core.store import RunStore
 from dashboard import charts, state, tables
 
 LIVE = ("queued", "running")

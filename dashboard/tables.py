@@ -19,7 +19,8 @@ import streamlit as st
 from core.architectures import describe
 from core.config import TrainConfig
 from core.data import DataError, load_dataset
-from core.store import Evaluation, RunStore, StoreError
+from core.schema import Evaluation, StoreError
+from core.store import RunStore
 
 # Hyperparameters shown as table columns and offered to the parallel-coordinates plot.
 HYPERPARAMETERS = ("architecture", "optimizer", "learning_rate", "batch_size", "epochs_planned", "dropout",

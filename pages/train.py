@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.config import HELP, ConfigError
 from core.data import DataError
-from core.store import RunNotFound, StoreError
+from core.schema import RunNotFound, StoreError
 from core.sweep import queue_sweep
 from core.train import queue_run
 from dashboard import live, state, sweeps, tables, train_form

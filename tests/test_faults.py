@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from core import cli
 from core.callbacks import batch_interval
 from core.config import make_config
-from core.schema import runs_t
-from core.store import RunStore, StoreError
+from core.schema import StoreError, runs_t
+from core.store import RunStore
 from core.train import execute, queue_run
 from tests.test_concurrency import BATCH_KEYS, EPOCH_KEYS, finish, integrity, metric_rows, spawn  # noqa: F401
 

@@ -237,7 +237,7 @@ def test_window_means_undo_keras_running_means():
     import pandas as pd
 
     from dashboard.live import progress_numbers, window_means
-    from core.store import Run
+    from core.schema import Run
 
     # batch losses 4, 2 | 3, 1 in epoch 1 and 1, 1 | 2, 2 in epoch 2 (4 steps per epoch, sampled every 2)
     running = [(2, 1, 3.0), (4, 1, 2.5), (6, 2, 1.0), (8, 2, 1.5)]

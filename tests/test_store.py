@@ -8,7 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from core.config import make_config
-from core.store import RunNotFound, RunStore, StoreError
+from core.schema import RunNotFound, StoreError
+from core.store import RunStore
 
 
 @pytest.fixture
