@@ -1,7 +1,7 @@
 """Runs: every run in one table: filter, sort, select; tag, note, delete, export, compare, fork."""
 import streamlit as st
 
-from core.store import StoreError
+from core.schema import StoreError
 from dashboard import auth, state, tables
 
 st.title("Runs")
