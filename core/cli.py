@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from typing import Any, Sequence
 
 from core import settings
@@ -107,6 +108,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stop = _catch_worker_stop(argv)  # before the slow imports below
+    try:
+        return _run(argv, stop)
+    finally:
+        if stop is not None:
+            stop.uninstall()
+
+
+def _catch_worker_stop(argv: list[str]):
+    """For `worker` in the main thread, catch SIGTERM/SIGINT now: the imports that follow take a second
+    or more, and a supervisor's stop that arrives during them must still end the worker cleanly."""
+    if argv[:1] != ["worker"] or threading.current_thread() is not threading.main_thread():
+        return None
+    from core.worker import StopRequest  # light: the store and TensorFlow are imported later
+    return StopRequest().install()
+
+
+def _run(argv: list[str], stop) -> int:
     from core.architectures import ArchitectureError
     from core.config import ConfigError
     from core.data import DataError
@@ -115,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors = (UserError, ConfigError, DataError, StoreError, ArchitectureError, InferenceError)
     try:
         args = build_parser().parse_args(argv)
+        args.stop = stop  # the worker's StopRequest; None for every other command
         return COMMANDS[args.command](args) or 0
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
@@ -208,10 +229,12 @@ def _progress_bar(event: dict) -> None:
 
 
 def cmd_worker(args) -> int:
-    from core.worker import run_worker
+    from core.worker import StopRequest, run_worker
+    stop = StopRequest() if args.stop is None else args.stop
     n = run_worker(_store(args), settings.data_path(args.data), once=args.once, max_runs=args.max_runs,
-                   poll=args.poll, idle_exit=args.idle_exit)
-    print(f"worker finished {n} run(s)")
+                   poll=args.poll, idle_exit=args.idle_exit, stop=stop)
+    if not stop.early:  # stopped while starting: run_worker's one line says it all
+        print(f"worker finished {n} run(s)")
     return 0
 
 

@@ -2,8 +2,12 @@
 
 `python -m core worker` runs one; the dashboard starts a local one when none is alive.
 SIGTERM (or SIGINT) stops the current run at its next logging window, marks it cancelled and
-exits; a worker killed outright leaves a stale heartbeat, and the next worker or dashboard
-start marks that run `interrupted` with its metrics kept.
+exits; one that arrives while the worker is still starting exits before it claims any run. A
+worker killed outright leaves a stale heartbeat, and the next worker or dashboard start marks
+that run `interrupted` with its metrics kept.
+
+Importing this module stays light (no SQLAlchemy, pandas or TensorFlow), so the CLI can catch
+the stop signals with `StopRequest` before its slow imports.
 """
 from __future__ import annotations
 
@@ -14,62 +18,111 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from core.settings import REPO_ROOT
-from core.schema import StoreError
-from core.store import RunStore
+
+if TYPE_CHECKING:
+    from core.store import RunStore
 
 WORKER_BEAT = 5.0  # seconds between a worker's heartbeats while idle or training
 
 
+class StopRequest:
+    """SIGTERM and SIGINT turned into a flag that the worker polls, so a stop always ends cleanly.
+
+    `python -m core worker` installs one before its slow imports, so that a supervisor's SIGTERM
+    right after the start is caught too; `run_worker` makes and installs its own when given none.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal_name = ""  # "SIGTERM" or "SIGINT", once one arrived
+        self.log: Callable[[str], None] | None = None  # set while the worker loop runs: a signal says so at once
+        self.announced = False  # the handler said it (the worker loop was running)
+        self.early = False  # the worker stopped while starting, before claiming any run
+        self._previous: dict = {}
+
+    @property
+    def installed(self) -> bool:
+        return bool(self._previous)
+
+    def install(self) -> StopRequest:
+        """Catch SIGTERM and SIGINT from now on; only the main thread may call it."""
+        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in self.SIGNALS}
+        return self
+
+    def uninstall(self) -> None:
+        """Put back the handlers that were there before `install`."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        self._previous = {}
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self.event.set()
+        if self.log is not None:
+            self.announced = True
+            self.log(f"worker: {self.signal_name} received, stopping the current run")
+
+
 def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | None = None,
                poll: float = 1.0, idle_exit: float | None = None,
-               log: Callable[[str], None] = lambda line: print(line, flush=True)) -> int:
+               log: Callable[[str], None] = lambda line: print(line, flush=True),
+               stop: StopRequest | None = None) -> int:
     """Train queued runs until stopped; returns how many runs it finished.
 
     once: stop when the queue is empty. max_runs: stop after that many runs.
     idle_exit: stop after that many seconds without work (the dashboard's own worker).
+    stop: a StopRequest already catching the signals (the CLI's); else one is made here and, in
+    the main thread, installed for the duration of the call. A stop that arrived before the worker
+    registered ends it at once with one line and `stop.early` set: no run is claimed.
     """
+    from core.schema import StoreError
     from core.train import execute
 
-    stop = threading.Event()
-
-    def on_signal(signum, _frame):
-        log(f"worker: {signal.Signals(signum).name} received, stopping the current run")
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-    worker_id = store.register_worker()
-    beat_stop = threading.Event()
-
-    def beat():
-        while not beat_stop.wait(WORKER_BEAT):
-            try:
-                store.worker_heartbeat(worker_id)
-            except Exception:
-                pass
-    threading.Thread(target=beat, daemon=True).start()
-    # TensorFlow takes seconds to import: do it while idle, so a run claimed later starts training
-    # at once and its duration and live panel do not include the import.
-    threading.Thread(target=_import_keras, daemon=True).start()
-    done, idle_since = 0, time.monotonic()
-    log(f"worker {worker_id}: waiting for queued runs in {store.url}")
+    stop = StopRequest() if stop is None else stop
+    own_signals = not stop.installed and threading.current_thread() is threading.main_thread()
+    if own_signals:
+        stop.install()
+    worker_id, beat_stop, done = None, threading.Event(), 0
     try:
-        while not stop.is_set() and (max_runs is None or done < max_runs):
+        if not stop.event.is_set():
+            worker_id = store.register_worker()
+        stop.log = log  # from here on the handler announces a stop itself
+        if stop.event.is_set() and not stop.announced:  # it came while starting: claim nothing, say so once
+            stop.early = True
+            log(f"worker: {stop.signal_name} received before claiming any run; exiting")
+            return 0
+
+        def beat():
+            while not beat_stop.wait(WORKER_BEAT):
+                try:
+                    store.worker_heartbeat(worker_id)
+                except Exception:
+                    pass
+        threading.Thread(target=beat, daemon=True).start()
+        # TensorFlow takes seconds to import: do it while idle, so a run claimed later starts training
+        # at once and its duration and live panel do not include the import.
+        threading.Thread(target=_import_keras, daemon=True).start()
+        idle_since = time.monotonic()
+        log(f"worker {worker_id}: waiting for queued runs in {store.url}")
+        while not stop.event.is_set() and (max_runs is None or done < max_runs):
             for run_id in store.recover_stale():
                 log(f"worker: run {run_id} was left running by a dead process; marked interrupted")
+            if stop.event.is_set():  # no claim once stopped
+                break
             run = store.claim_run(worker_id)
             if run is None:
                 if once or (idle_exit is not None and time.monotonic() - idle_since > idle_exit):
                     break
-                stop.wait(poll)
+                stop.event.wait(poll)
                 continue
             log(f"worker: training run {run.id} ({run.name}, {run.architecture})")
             try:
-                finished = execute(store, run, data_path, should_stop=stop.is_set)
+                finished = execute(store, run, data_path, should_stop=stop.event.is_set)
             except StoreError:  # the store cannot be written: stop; the CLI prints why in one line
                 log(f"worker: run {run.id} stopped because the store cannot be written; the next worker or "
                     f"dashboard start marks it interrupted, keeping its metrics up to the last write")
@@ -80,11 +133,15 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
             done += 1
             idle_since = time.monotonic()
     finally:
+        stop.log = None
         beat_stop.set()
-        try:
-            store.remove_worker(worker_id)
-        except Exception:
-            pass
+        if worker_id is not None:
+            try:
+                store.remove_worker(worker_id)
+            except Exception:
+                pass
+        if own_signals:
+            stop.uninstall()
     return done
 
 

@@ -132,6 +132,29 @@ def test_an_idle_worker_exits_at_once_on_sigterm(store, tiny_data, spawn):
     assert store.live_workers().empty, "a stopped worker must unregister"
 
 
+@pytest.mark.parametrize("sig, delay", [(signal.SIGTERM, 0.2), (signal.SIGTERM, 1.0), (signal.SIGINT, 0.2)])
+def test_a_worker_stopped_while_starting_exits_cleanly_and_claims_nothing(store, tiny_data, spawn, sig, delay):
+    """A supervisor's stop during the worker's first second or so (its imports) is caught like a later one.
+
+    The run must stay queued, not be cancelled: this worker never started it, and the next worker should.
+    The test holds the store's write lock until the signal is sent, so that even a machine fast enough to
+    finish the imports in time cannot claim the run before the signal arrives.
+    """
+    run_id = queue_run(store, make_config("mlp-128-64", **TINY), tiny_data)
+    with store.session():  # BEGIN IMMEDIATE: the worker cannot register or claim until we let go
+        proc = worker(spawn, store, tiny_data)
+        time.sleep(delay)
+        proc.send_signal(sig)
+    (rc, out, err), = finish([proc], time.monotonic() + 60, store)
+    assert rc == 0, (rc, out, err)  # the exit status of a worker stopped while idle, not -15 (killed)
+    assert out.splitlines() == [f"worker: {sig.name} received before claiming any run; exiting"], out
+    assert not err.strip(), err
+    assert store.get_run(run_id).status == "queued" and store.get_run(run_id).worker_id is None
+    assert store.list_runs(status="running").empty
+    assert store.live_workers().empty, "a stopped worker must not stay registered"
+    assert integrity(store) == "ok"
+
+
 @pytest.mark.parametrize("then_delete", [False, True])
 def test_a_run_ended_elsewhere_stops_training_and_gets_no_more_rows(store, tiny_data, then_delete):
     """Another process marked the run interrupted (and maybe deleted it) while it trained here."""
