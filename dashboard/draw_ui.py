@@ -1,39 +1,24 @@
-"""Pieces of the Draw page: the preprocessing strip, predictions of several runs side by side,
-saving a labelled drawing, the drawn-set grid and evaluating runs on it.
+"""The Draw page's input side: the canvas key, reading an upload, preprocessing with a gentle
+message, and the strip of images showing each preprocessing step.
 
 The canvas itself (`streamlit_drawable_canvas.st_canvas`) is created in pages/draw.py: the
-package registers its component when imported, so it is imported only there. Everything
-here takes plain arrays, so the image helpers at the top are testable without Streamlit
-running. Models come from `core.predict.model_for_run`, as `python -m core predict` loads
-them, so the page and the CLI give the same answer for the same image.
+package registers its component when imported, so it is imported only there. The image helpers
+at the top take plain arrays, so they are testable without Streamlit running. Predictions live
+in dashboard/draw_predictions.py, the team's drawn set in dashboard/drawn_set.py.
 """
 from __future__ import annotations
 
 import io
-import time
-from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from core.drawings import DrawingError, add_drawing, count_drawings, delete_drawing, evaluate_all, \
-    evaluate_on_drawn, list_drawings
-from core.inference import predict_probabilities
-from core.predict import model_for_run
 from core.preprocess import EmptyDrawing, InferenceError, Preprocessed, load_image_file, preprocess
-from core.schema import StoreError
-from core.store import RunStore
-from dashboard.auth import can_edit, denied_message, require_editor
-from dashboard.charts import confusion_heatmap, probability_bars
 
 CANVAS_KEY = "draw_canvas"        # the canvas's widget key (a suffix is added after each clear)
 CANVAS_SIDE = 280                 # canvas pixels: ten times MNIST's 28
 STEP_SIDE = 112                   # each preprocessing step is shown in a box this wide
-GRID_COLUMNS = 8
-GRID_LIMIT = 160                  # drawings shown in the grid at once (newest first)
 ORIGINAL_SIDE = 560               # an uploaded original is kept at most this large
 FRAME = (38, 39, 48)              # the padding around a step that is not square
 BOX_COLOUR = (255, 140, 0)        # the ink's bounding box on the input step
@@ -100,89 +85,6 @@ def png_bytes(image: np.ndarray, max_side: int = ORIGINAL_SIDE) -> bytes:
     return buf.getvalue()
 
 
-def ago(ts: float, now: float | None = None) -> str:
-    """'just now', '5 min ago', '3 h ago', '2 d ago'."""
-    seconds = max(0.0, (now or time.time()) - ts)
-    if seconds < 60:
-        return "just now"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)} {unit} ago"
-    return "just now"
-
-
-# ------------------------------------------------------------------------------ runs and models
-
-def completed_runs(store: RunStore) -> pd.DataFrame:
-    """Completed runs, best test accuracy first (runs without one last)."""
-    runs = store.list_runs(status="completed")
-    return runs.sort_values("test_accuracy", ascending=False, na_position="last", kind="stable")
-
-
-def run_caption(row: pd.Series) -> str:
-    """'name · 98.9% test' (· drawn 90.0%)."""
-    text = f"{row['name']} · {row['run_id']}"
-    if pd.notna(row.get("test_accuracy")):
-        text += f" · test {row['test_accuracy']:.1%}"
-    if pd.notna(row.get("drawn_accuracy")):
-        text += f" · drawn {row['drawn_accuracy']:.1%}"
-    return text
-
-
-def _model_mtime(store: RunStore, run_id: str) -> int:
-    try:
-        return (store.run_dir(run_id) / "model.keras").stat().st_mtime_ns
-    except OSError:
-        return 0
-
-
-@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
-def _cached_model(_store: RunStore, url: str, run_id: str, mtime_ns: int):
-    """The run's model, cached per store, run id and model file version (errors are not cached)."""
-    return model_for_run(_store, run_id)
-
-
-@dataclass(frozen=True)
-class RunPrediction:
-    run_id: str
-    name: str
-    probabilities: list[float] | None = None
-    error: str | None = None
-
-    @property
-    def label(self) -> int | None:
-        return None if self.probabilities is None else int(np.argmax(self.probabilities))
-
-    @property
-    def confidence(self) -> float | None:
-        return None if self.probabilities is None else float(max(self.probabilities))
-
-
-def predict_runs(store: RunStore, runs: pd.DataFrame, run_ids: list[str], image28: np.ndarray) -> list[RunPrediction]:
-    """Each chosen run's probabilities for one 28×28 image; a run whose model fails gets an error instead."""
-    names = dict(zip(runs["run_id"], runs["name"]))
-    out = []
-    for run_id in run_ids:
-        try:
-            model = _cached_model(store, store.url, run_id, _model_mtime(store, run_id))
-            probs = predict_probabilities(model, image28[None])[0]
-            out.append(RunPrediction(run_id, names.get(run_id, run_id), [float(p) for p in probs]))
-        except (InferenceError, StoreError) as exc:
-            out.append(RunPrediction(run_id, names.get(run_id, run_id), error=str(exc)))
-    return out
-
-
-def majority(predictions: list[RunPrediction]) -> tuple[int | None, bool]:
-    """The label most runs give (ties: the first run's) and whether every run agrees."""
-    labels = [p.label for p in predictions if p.label is not None]
-    if not labels:
-        return None, True
-    counts = Counter(labels)
-    top = max(counts.values())
-    label = next(lb for lb in labels if counts[lb] == top)
-    return label, len(counts) == 1
-
-
 # ------------------------------------------------------------------------------ canvas and upload
 
 def canvas_key() -> str:
@@ -233,178 +135,3 @@ def show_steps(pre: Preprocessed) -> None:
         col.image(image, caption=caption, width=STEP_SIDE)
     for hint in pre.hints:
         st.warning(hint, icon=":material/lightbulb:")
-
-
-def show_predictions(predictions: list[RunPrediction]) -> None:
-    """One card per run (prediction, confidence, bars), side by side; disagreements stand out."""
-    label, agree = majority(predictions)
-    ok = [p for p in predictions if p.label is not None]
-    if len(ok) > 1 and agree:
-        st.success(f"All {len(ok)} runs read **{label}**.", icon=":material/check_circle:")
-    elif len(ok) > 1:
-        votes = Counter(p.label for p in ok)
-        st.warning("The runs disagree: " + ", ".join(f"**{lb}** ({n} run{'s' if n > 1 else ''})"
-                                                     for lb, n in votes.most_common()),
-                   icon=":material/call_split:")
-    per_row = min(len(predictions), 3)
-    for start in range(0, len(predictions), per_row):
-        for col, p in zip(st.columns(per_row), predictions[start:start + per_row]):
-            with col.container(border=True):
-                _prediction_card(p, odd=len(ok) > 1 and p.label is not None and p.label != label)
-
-
-def _prediction_card(p: RunPrediction, odd: bool) -> None:
-    st.markdown(f"**{p.name}**  \n`{p.run_id}`")
-    if p.error:
-        st.warning(f"No prediction from this run: {p.error}", icon=":material/warning:")
-        return
-    badge = " :orange-badge[disagrees]" if odd else ""
-    sure = "" if p.confidence >= 0.5 else " · :orange[unsure]"
-    st.markdown(f"### reads :{'orange' if odd else 'blue'}[{p.label}]{badge}")
-    st.caption(f"confidence {p.confidence:.1%}{sure}")
-    st.plotly_chart(probability_bars(p.probabilities, highlight=p.label, height=220),
-                    key=f"draw_bars_{p.run_id}", config={"displayModeBar": False})
-
-
-def flash() -> None:
-    """The message a save left for this rerun (shown once)."""
-    message = st.session_state.pop("draw_flash", None)
-    if message:
-        kind, text = message
-        getattr(st, kind)(text)
-
-
-def _save(store: RunStore, image28: np.ndarray, original: bytes | None, source: str) -> None:
-    """Form callback: save the drawing shown when the form was submitted, then reset the form."""
-    if not can_edit():  # enforced in the action, not only by hiding the button
-        st.session_state["draw_flash"] = ("error", "Your role is viewer: you cannot save drawings. "
-                                                   "Ask an editor, or sign in as one.")
-        return
-    label, author = st.session_state.get("draw_label"), st.session_state.get("draw_author", "")
-    if label is None:
-        st.session_state["draw_flash"] = ("warning", "Pick the digit you drew before saving.")
-        return
-    try:
-        drawing_id = add_drawing(store, label, to_uint8(image28), original, author, source)
-    except (DrawingError, StoreError) as exc:
-        st.session_state["draw_flash"] = ("error", f"Not saved: {exc}")
-        return
-    total = count_drawings(store)
-    st.session_state["draw_flash"] = ("success", f"Saved drawing #{drawing_id} as **{label}**: the drawn set "
-                                                 f"now holds {total} drawing{'s' if total != 1 else ''}.")
-    st.session_state["draw_label"] = None
-    st.session_state["draw_saved"] = True
-    if source == "canvas":
-        clear_canvas()
-
-
-def save_form(store: RunStore, pre: Preprocessed, original: bytes | None, source: str) -> None:
-    """"Save with label": the 28×28 image and the original go into the team's drawn set."""
-    with st.form("draw_save_form", border=True):
-        st.markdown("**Add it to the team's drawn test set**")
-        left, right = st.columns([1, 2])
-        left.selectbox("Label: the digit you drew", list(range(10)), index=None, placeholder="0-9",
-                       key="draw_label")
-        right.text_input("Your name (optional)", max_chars=100, key="draw_author")
-        st.form_submit_button("Save with label", icon=":material/save:", on_click=_save,
-                              args=(store, pre.image, original, source))
-
-
-# ------------------------------------------------------------------------------ the drawn set
-
-def drawn_grid(store: RunStore, label: int | None) -> None:
-    """The saved drawings (newest first) as 28×28 tiles with label, author and a delete button."""
-    df = list_drawings(store, label)
-    if df.empty:
-        st.info("No drawings yet" + (f" labelled {label}" if label is not None else "") +
-                ": draw a digit on the Draw tab and save it with its label.")
-        return
-    if len(df) > GRID_LIMIT:
-        st.caption(f"Showing the newest {GRID_LIMIT} of {len(df)}.")
-        df = df.head(GRID_LIMIT)
-    now = time.time()
-    rows = [df.iloc[i:i + GRID_COLUMNS] for i in range(0, len(df), GRID_COLUMNS)]
-    for chunk in rows:
-        for col, (_, d) in zip(st.columns(GRID_COLUMNS), chunk.iterrows()):
-            with col:
-                st.image(fit_box(d["image"], 84), width=84)
-                st.caption(f"**{d['label']}** · {d['author'] or 'anonymous'} · {ago(d['created_at'], now)}")
-                if st.button("Delete", key=f"draw_del_{d['id']}", icon=":material/delete:",
-                             help=f"Delete drawing #{d['id']} from the drawn set"):
-                    if require_editor("delete drawings"):
-                        try:
-                            delete_drawing(store, int(d["id"]))
-                        except DrawingError as exc:
-                            st.warning(str(exc))
-                        st.rerun()
-
-
-def label_counts(store: RunStore) -> pd.Series:
-    """How many drawings each digit has (0-9, zeros included)."""
-    df = list_drawings(store)
-    return df["label"].value_counts().reindex(range(10), fill_value=0).rename("drawings")
-
-
-def _evaluate(store: RunStore, run_id: str | None, name: str, key: str) -> None:
-    """Button callback: evaluate one run (or, with run_id None, every completed run) on the drawn set.
-
-    Runs before the page is drawn, so every table and chart below shows the new scores; the
-    outcome is kept for `evaluate_buttons` to show.
-    """
-    if not can_edit():  # it stores an evaluation and the runs' drawn-set accuracy: editors only
-        st.session_state[f"{key}_result"] = [("error", denied_message("evaluate runs on the drawn set"))]
-        return
-    messages = []
-    try:
-        if run_id is not None:
-            with st.spinner(f"Evaluating {name} on the drawn set…"):
-                ev = evaluate_on_drawn(store, run_id)
-            messages.append(("success", f"{name}: **{ev.accuracy:.1%}** of {ev.n} drawings read correctly."))
-        else:
-            with st.spinner("Evaluating every completed run on the drawn set…"):
-                scores = evaluate_all(store)
-            done = [s for s in scores if s.error is None]
-            messages.append(("success", f"Evaluated {len(done)} run{'s' if len(done) != 1 else ''} on "
-                                        f"{count_drawings(store)} drawings."))
-            messages += [("warning", f"{s.name}: {s.error}") for s in scores if s.error]
-    except (DrawingError, InferenceError, StoreError) as exc:
-        messages.append(("error", str(exc)))
-    st.session_state[f"{key}_result"] = messages
-
-
-def evaluate_buttons(store: RunStore, runs: pd.DataFrame, run_id: str, key: str) -> None:
-    """'Evaluate <run> on the drawn set' and 'Evaluate all completed runs', with their outcome."""
-    name = runs.loc[runs["run_id"] == run_id, "name"].iloc[0] if run_id in set(runs["run_id"]) else run_id
-    left, right = st.columns(2)
-    left.button(f"Evaluate {name} on the drawn set", key=f"{key}_one", icon=":material/fact_check:",
-                on_click=_evaluate, args=(store, run_id, name, key))
-    right.button("Evaluate all completed runs", key=f"{key}_all", icon=":material/checklist:",
-                 on_click=_evaluate, args=(store, None, "", key))
-    for kind, text in st.session_state.pop(f"{key}_result", []):
-        getattr(st, kind)(text)
-
-
-def evaluation_panel(store: RunStore, runs: pd.DataFrame, run_id: str) -> None:
-    """A run's stored drawn-set evaluation (accuracy next to test accuracy, confusion matrix)."""
-    ev = store.evaluation(run_id, "drawn")
-    if ev is None:
-        st.info("This run has not been evaluated on the drawn set yet.")
-        return
-    row = runs.loc[runs["run_id"] == run_id].iloc[0]
-    total = count_drawings(store)
-    a, b, c = st.columns(3)
-    a.metric("Drawn-set accuracy", f"{ev.accuracy:.1%}")
-    b.metric("MNIST test accuracy", "–" if pd.isna(row["test_accuracy"]) else f"{row['test_accuracy']:.1%}")
-    c.metric("Drawings evaluated", ev.n)
-    if total != ev.n:
-        st.caption(f"The drawn set has changed since ({total} drawings now): evaluate again to update.")
-    st.plotly_chart(confusion_heatmap(ev.confusion, title="Drawn set: true digit × prediction", height=420),
-                    key=f"draw_confusion_{run_id}")
-
-
-def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
-    """Completed runs with their test and drawn-set accuracy, for a table."""
-    cols = {"name": "run", "run_id": "id", "architecture": "architecture", "augment": "augment",
-            "test_accuracy": "test accuracy", "drawn_accuracy": "drawn-set accuracy"}
-    return runs[list(cols)].rename(columns=cols)
-

@@ -2,30 +2,31 @@
 grow the team's drawn test set."""
 import streamlit as st
 
-from dashboard import draw_ui as ui
+from core.drawings import count_drawings
+from dashboard import draw_predictions, draw_ui as ui, drawn_set
 from dashboard.state import get_store
 
 st.title("Draw")
 st.caption("Draw a digit and watch one or more trained runs read it. Save drawings with their label to "
            "build the team's own test set, then score any run on it.")
 store = get_store()
-runs = ui.completed_runs(store)
-captions = {row["run_id"]: ui.run_caption(row) for _, row in runs.iterrows()}
+runs = draw_predictions.completed_runs(store)
+captions = {row["run_id"]: draw_predictions.run_caption(row) for _, row in runs.iterrows()}
 draw_tab, set_tab = st.tabs(["Draw", "Drawn set"])
 
 with set_tab:
-    total = ui.count_drawings(store)
+    total = count_drawings(store)
     st.markdown(f"**{total} drawing{'s' if total != 1 else ''}** saved by the team")
     if total:
-        st.bar_chart(ui.label_counts(store), height=140, x_label="digit", y_label="drawings")
+        st.bar_chart(drawn_set.label_counts(store), height=140, x_label="digit", y_label="drawings")
     only = st.selectbox("Show", ["all digits", *range(10)], key="draw_grid_label")
-    ui.drawn_grid(store, None if only == "all digits" else only)
+    drawn_set.drawn_grid(store, None if only == "all digits" else only)
     if total and not runs.empty:
         st.subheader("Score runs on the drawn set")
         picked = st.selectbox("Run", list(runs["run_id"]), key="draw_eval_run", format_func=captions.get)
-        ui.evaluate_buttons(store, runs, picked, key="draw_eval")
-        ui.evaluation_panel(store, runs, picked)  # the buttons' callbacks ran first: `runs` is up to date
-        st.dataframe(ui.leaderboard(runs), hide_index=True,
+        drawn_set.evaluate_buttons(store, runs, picked, key="draw_eval")
+        drawn_set.evaluation_panel(store, runs, picked)  # the buttons' callbacks ran first: `runs` is up to date
+        st.dataframe(drawn_set.leaderboard(runs), hide_index=True,
                      column_config={c: st.column_config.NumberColumn(format="percent")
                                     for c in ("test accuracy", "drawn-set accuracy")})
 
@@ -60,9 +61,9 @@ with draw_tab:
             image, original = ui.read_upload(upload)
 
     with side:  # messages live beside the canvas, never above it: the canvas must not move between strokes
-        ui.flash()
+        drawn_set.flash()
         if st.session_state.get("draw_saved"):
-            ui.evaluate_buttons(store, runs, chosen[0] if chosen else ids[0], key="draw_after_save")
+            drawn_set.evaluate_buttons(store, runs, chosen[0] if chosen else ids[0], key="draw_after_save")
         pre = ui.preprocess_or_explain(image, source)
         if pre is None:
             st.stop()
@@ -70,5 +71,5 @@ with draw_tab:
         if not chosen:
             st.info("Choose at least one run above to read the drawing.")
             st.stop()
-        ui.show_predictions(ui.predict_runs(store, runs, chosen, pre.image))
-        ui.save_form(store, pre, original, source)
+        draw_predictions.show_predictions(draw_predictions.predict_runs(store, runs, chosen, pre.image))
+        drawn_set.save_form(store, pre, original, source)

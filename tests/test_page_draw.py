@@ -1,5 +1,5 @@
 """pages/draw.py through AppTest, with a drawing injected as the canvas's value; and the image
-helpers of dashboard/draw_ui.py.
+helpers of dashboard/draw_ui.py, draw_predictions.py and drawn_set.py.
 
 The canvas (a v2 component) returns {"drawing": {"raw": <fabric JSON>, "data": <PNG data URL>},
 "backgroundFit": ...}; AppTest cannot draw, so tests set that value in session state before
@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 from core import cli
 from core.drawings import add_drawing, drawing_original, list_drawings
 from core.preprocess import preprocess
-from dashboard import draw_ui
+from dashboard import draw_predictions, draw_ui, drawn_set
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "draw.py")
 SAVE = "FormSubmitter:draw_save_form-Save with label"
@@ -244,14 +244,14 @@ def test_step_images_outline_the_ink_on_the_input():
     ([7, 7, 7], (7, True)), ([7, 1, 7], (7, False)), ([1, 7], (1, False)), ([None, 3], (3, True)), ([], (None, True)),
 ])
 def test_majority_and_agreement(labels, expected):
-    preds = [draw_ui.RunPrediction(str(i), "r", None if lb is None else list(np.eye(10)[lb]), None)
+    preds = [draw_predictions.RunPrediction(str(i), "r", None if lb is None else list(np.eye(10)[lb]), None)
              for i, lb in enumerate(labels)]
-    assert draw_ui.majority(preds) == expected
+    assert draw_predictions.majority(preds) == expected
 
 
 def test_png_bytes_shrinks_large_originals_and_ago_reads_well():
     png = draw_ui.png_bytes(np.zeros((2000, 1000, 3), np.uint8))
     assert Image.open(io.BytesIO(png)).size == (280, 560)
-    assert draw_ui.ago(100.0, now=130.0) == "just now"
-    assert draw_ui.ago(0.0, now=7200.0) == "2 h ago"
-    assert draw_ui.ago(0.0, now=300.0) == "5 min ago"
+    assert drawn_set.ago(100.0, now=130.0) == "just now"
+    assert drawn_set.ago(0.0, now=7200.0) == "2 h ago"
+    assert drawn_set.ago(0.0, now=300.0) == "5 min ago"
