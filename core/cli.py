@@ -159,7 +159,7 @@ def _store(args):
 
 
 def cmd_ingest(args) -> int:
-    from core.data import ingest
+    from core.ingest import ingest
     out = args.out or settings.data_path(args.data)
     tty = sys.stderr.isatty()
 

@@ -2,7 +2,8 @@
 import numpy as np
 import streamlit as st
 
-from core.data import DataError, ingest
+from core.data import DataError
+from core.ingest import ingest
 from dashboard import data_views, state
 from dashboard.charts import digit_tiles
 from dashboard.auth import require_editor
@@ -13,7 +14,7 @@ SOURCE_HELP = ("A folder with the four MNIST IDX files (train-images-idx3-ubyte[
 
 
 def ingest_form(replace: bool) -> None:
-    """Source path, Ingest button and a progress bar fed by core.data.ingest's progress callback."""
+    """Source path, Ingest button and a progress bar fed by core.ingest.ingest's progress callback."""
     src = st.text_input("Source", key="data_src", help=SOURCE_HELP,
                         placeholder="empty: download MNIST, else the offline 5,000-digit sample")
     overwrite = st.checkbox("Rewrite even if nothing changed", key="data_overwrite") if replace else False

@@ -36,7 +36,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from core.data import ingest  # noqa: E402
+from core.ingest import ingest  # noqa: E402
 from core.settings import sqlite_file  # noqa: E402
 from core.store import RunStore  # noqa: E402
 from tests.idx_helpers import write_mnist_dir  # noqa: E402

@@ -106,7 +106,7 @@ def test_every_preset_is_in_the_readme():
 
 
 def test_importing_core_does_not_import_streamlit_or_tensorflow():
-    code = ("import core, core.store, core.config, core.architectures, core.data, core.cli, core.train, "
+    code = ("import core, core.store, core.config, core.architectures, core.data, core.ingest, core.cli, core.train, "
             "core.worker, core.inference, core.predict, sys; "
             "print(sorted(m for m in ('streamlit', 'plotly', 'tensorflow', 'keras') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

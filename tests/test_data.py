@@ -1,4 +1,4 @@
-"""core/data.py: IDX/npz/download/offline-sample ingestion into HDF5 and loading it back."""
+"""core/ingest.py and core/data.py: IDX/npz/download/offline-sample ingestion into HDF5 and loading it back."""
 from __future__ import annotations
 
 import gzip
@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from core import data
-from core.data import DataError, dataset_info, ingest, load_dataset, parse_idx
+from core.data import DataError, dataset_info, load_dataset
+from core.ingest import ingest, parse_idx
 from tests.idx_helpers import digits, idx_bytes, idx_name, write_idx, write_mnist_dir, write_mnist_npz
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,7 +222,7 @@ def test_failure_while_writing_leaves_no_file(tmp_path, monkeypatch):
     def fail(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(data.os, "replace", fail)
+    monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(DataError, match="No space left on device"):
         ingest(tmp_path / "src", out_dir / "mnist.h5")
     assert_nothing_written(out_dir)
@@ -406,7 +406,8 @@ def test_real_mnist(tmp_path):
     assert ingest(REAL_MNIST, out).skipped
 
 
-def test_importing_core_data_stays_light():
-    code = ("import sys, core.data; heavy = [m for m in ('keras', 'tensorflow', 'streamlit', 'plotly', 'mlxtend')"
-            " if m in sys.modules]; assert not heavy, heavy")
+def test_importing_core_data_and_ingest_stays_light():
+    code = ("import sys, core.data, core.ingest; "
+            "heavy = [m for m in ('keras', 'tensorflow', 'streamlit', 'plotly', 'mlxtend') if m in sys.modules]; "
+            "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})

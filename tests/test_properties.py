@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from core import cli
 from core.architectures import ACTIVATIONS, ARCHITECTURES, CUSTOM, LAYER_TYPES
 from core.config import LR_SCHEDULES, OPTIMIZERS, ConfigError, TrainConfig, make_config
-from core.data import DataError, ingest, parse_idx
+from core.data import DataError
+from core.ingest import ingest, parse_idx
 from core.settings import sqlite_file
 from tests.idx_helpers import idx_bytes, idx_name, write_mnist_dir
 

@@ -10,7 +10,7 @@ import pytest
 
 from core.architectures import PRESETS, build_model, count_params
 from core.config import LR_SCHEDULES, OPTIMIZERS, make_config
-from core.data import ingest
+from core.ingest import ingest
 from core.scripts import keras_script
 from core.train import load_splits
 from tests.idx_helpers import write_mnist_npz

@@ -4,7 +4,7 @@ import pytest
 
 from core.callbacks import StoreLogger, batch_interval
 from core.config import make_config
-from core.data import ingest
+from core.ingest import ingest
 from core.store import RunStore
 from core.train import execute, queue_run, train
 from tests.idx_helpers import write_mnist_dir
