@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
-from core.schema import SCHEMA_VERSION, StoreError, md, meta_t
+from core.schema import SCHEMA_VERSION, STATUSES, StoreError, md, meta_t, runs_t
 from core.settings import sqlite_file
 
 T = TypeVar("T")
@@ -150,8 +150,58 @@ def migrate(engine: sa.Engine, where: str) -> None:
         conn.execute(sa.insert(meta_t).values(key="schema_version", value=str(SCHEMA_VERSION)))
     try:
         retry(engine, where, upgrade)
+        _widen_status_check(engine)
     except sa.exc.DatabaseError as exc:
         raise StoreError(f"cannot use the run store {where}: {str(exc.orig).splitlines()[0]}") from None
+
+
+def _widen_status_check(engine: sa.Engine) -> None:
+    """An older store's `status_known` check lacks a newer status (`pruned`): rebuild it with today's list.
+
+    PostgreSQL swaps the constraint. SQLite cannot alter a CHECK, so `runs` is rebuilt the way
+    SQLite documents (new table, copy, drop, rename) in one transaction with foreign keys off,
+    so that dropping the old table cascades to no metric, evaluation or artifact.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            found = conn.exec_driver_sql("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                                         "WHERE conname = 'status_known'").scalar()
+            if found is not None and all(f"'{s}'" in found for s in STATUSES):
+                return
+            check = ", ".join(f"'{s}'" for s in STATUSES)  # literals from the schema's own tuple
+            conn.exec_driver_sql("ALTER TABLE runs DROP CONSTRAINT IF EXISTS status_known")
+            conn.exec_driver_sql(f"ALTER TABLE runs ADD CONSTRAINT status_known CHECK (status IN ({check}))")
+        return
+    if engine.dialect.name != "sqlite":
+        return
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        sql = cur.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone()[0]
+        if all(f"'{s}'" in sql for s in STATUSES):
+            return
+        cur.execute("PRAGMA foreign_keys=OFF")  # only takes effect outside a transaction
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            have = [r[1] for r in cur.execute("PRAGMA table_info(runs)").fetchall()]
+            columns = ", ".join(f'"{c.name}"' for c in runs_t.columns if c.name in have)  # schema's own names
+            ddl = str(sa.schema.CreateTable(runs_t).compile(dialect=engine.dialect)).strip()
+            cur.execute(ddl.replace("CREATE TABLE runs", "CREATE TABLE runs_rebuilt", 1))
+            cur.execute(f"INSERT INTO runs_rebuilt ({columns}) SELECT {columns} FROM runs")
+            cur.execute("DROP TABLE runs")
+            cur.execute("ALTER TABLE runs_rebuilt RENAME TO runs")
+            for index in runs_t.indexes:
+                cur.execute(str(sa.schema.CreateIndex(index).compile(dialect=engine.dialect)))
+            if cur.execute("PRAGMA foreign_key_check").fetchall():
+                raise StoreError("rebuilding the runs table would break references; nothing was changed")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.execute("PRAGMA foreign_keys=ON")
+    finally:
+        raw.close()
 
 
 def _quote(conn: sa.Connection, name: str) -> str:

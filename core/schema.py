@@ -3,16 +3,24 @@ run statuses; and what the store API returns (dataclasses, the runs DataFrame) a
 
 Tables (SQLAlchemy Core, one `MetaData`, `md`):
 - `runs`: one row per training run: its name, architecture, status (queued → running →
-  completed / failed / cancelled / interrupted), the resolved config as JSON, tags and note,
+  completed / pruned / failed / cancelled / interrupted), the resolved config as JSON, tags and note,
   the sweep it belongs to and the run it was forked from, who runs it (host, pid, worker,
   heartbeat), its progress (epoch, step) and summary (best/last validation, test and
-  drawn accuracy), the model file and the error that stopped it.
+  drawn accuracy), the model file and the error that stopped it, the dataset that trained it
+  (source, split sizes, hash) and, for a study's run, its Optuna trial number.
 - `metrics`: logged values, one row per (run, scope, key, step): "batch" rows are running
   means sampled every N steps, "epoch" rows the epoch logs; NaN and infinities are NULL.
 - `evaluations`: one row per (run, split): accuracy, loss, the 10×10 confusion matrix and a
   per-class report, on the test split or on the saved drawings.
 - `misclassified`: the test digits a run got wrong, with the predicted label and its confidence.
 - `drawings`: digits drawn or uploaded on the Draw page, as 28×28 MNIST-like images with their label.
+- `artifacts` + `artifact_chunks`: files kept with a run in the store itself (its `model.keras`,
+  an embedding index, …) so any machine with the store URL can load them: one `artifacts` row per
+  (run, name) with its size and SHA-256, the bytes in ordered chunks of at most CHUNK_BYTES.
+  Deleting a run deletes them (ON DELETE CASCADE). `DIGITLAB_ARTIFACTS` is only a local cache.
+- `studies`: a named search (Optuna: random / tpe / grid) over a space of config fields: its
+  base config, space, objective and direction, pruner, budget and whether it was stopped. Its
+  runs are ordinary runs whose `group_name` is the study's name.
 - `workers`: the registered worker processes (host, pid) and their heartbeat; dead ones are removed.
 - `meta`: key/value facts about the store itself; `schema_version` for now.
 
@@ -31,13 +39,16 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1  # recorded in meta; a store with a higher one is refused
+SCHEMA_VERSION = 2  # recorded in meta; a store with a higher one is refused (2: pruned, artifacts, studies)
 # A run's status, checked by the database; RunStore.set_status() keeps to TRANSITIONS.
-STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
-TERMINAL = ("completed", "failed", "cancelled", "interrupted")
+# `pruned`: a study's pruner stopped it after an epoch; it keeps its metrics, model and test evaluation.
+STATUSES = ("queued", "running", "completed", "pruned", "failed", "cancelled", "interrupted")
+TERMINAL = ("completed", "pruned", "failed", "cancelled", "interrupted")
+FINISHED = ("completed", "pruned")  # ended with a model and a test evaluation
 # Which status may follow which: anything else is a bug, reported as StoreError.
 TRANSITIONS = {"queued": {"running", "cancelled"},
-               "running": {"completed", "failed", "cancelled", "interrupted"}}
+               "running": {"completed", "pruned", "failed", "cancelled", "interrupted"}}
+CHUNK_BYTES = 4 * 1024 * 1024  # an artifact's bytes are stored in chunks of at most this size
 
 md = sa.MetaData()
 runs_t = sa.Table(
@@ -72,6 +83,8 @@ runs_t = sa.Table(
     sa.Column("drawn_accuracy", sa.Float),
     sa.Column("model_path", sa.Text),
     sa.Column("error", sa.Text),
+    sa.Column("dataset", sa.JSON),                      # {source, n_train, n_test, sha256} of the data that trained it
+    sa.Column("trial", sa.Integer),                     # a study run's Optuna trial number
     sa.CheckConstraint(f"status IN {STATUSES}", name="status_known"),
 )
 sa.Index("ix_runs_status", runs_t.c.status, runs_t.c.created_at)
@@ -115,6 +128,38 @@ drawings_t = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.CheckConstraint("label BETWEEN 0 AND 9", name="label_digit"),
 )
+artifacts_t = sa.Table(
+    "artifacts", md,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(100), primary_key=True),  # e.g. "model.keras"
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("chunks", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+artifact_chunks_t = sa.Table(
+    "artifact_chunks", md,
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("chunk", sa.Integer, primary_key=True),      # 0, 1, … in order
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.ForeignKeyConstraint(["run_id", "name"], ["artifacts.run_id", "artifacts.name"], ondelete="CASCADE"),
+)
+studies_t = sa.Table(
+    "studies", md,
+    sa.Column("name", sa.String(200), primary_key=True),   # = runs.group_name of its runs
+    sa.Column("search", sa.String(16), nullable=False),    # random | tpe | grid
+    sa.Column("objective", sa.String(32), nullable=False), # val_accuracy | val_loss
+    sa.Column("direction", sa.String(8), nullable=False),  # maximize | minimize
+    sa.Column("pruner", sa.String(16), nullable=False, server_default="none"),  # none | median | hyperband
+    sa.Column("warmup_epochs", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("budget", sa.Integer, nullable=False),       # runs in all (1-200)
+    sa.Column("space", sa.JSON, nullable=False),           # field → distribution spec
+    sa.Column("base_config", sa.JSON, nullable=False),     # TrainConfig.to_dict() the proposals start from
+    sa.Column("seed", sa.Integer),                         # the sampler's seed
+    sa.Column("stopped", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
 workers_t = sa.Table(
     "workers", md,
     sa.Column("id", sa.String(64), primary_key=True),
@@ -148,6 +193,7 @@ class Run:
     last_accuracy: float | None = None; last_loss: float | None = None
     test_accuracy: float | None = None; test_loss: float | None = None; drawn_accuracy: float | None = None
     model_path: str | None = None; error: str | None = None
+    dataset: dict | None = None; trial: int | None = None
 
     @property
     def duration(self) -> float | None:
@@ -155,6 +201,12 @@ class Run:
         if self.started_at is None:
             return None
         return (self.finished_at or time.time()) - self.started_at
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file kept with a run in the store (`artifacts` row): its bytes live in `artifact_chunks`."""
+    run_id: str; name: str; size: int; sha256: str; chunks: int; created_at: float
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ bound to a connection.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,8 +22,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from core import db
-from core.schema import (TERMINAL, TRANSITIONS, Evaluation, Run, RunNotFound, StoreError, clean, evaluations_t, meta_t,
-                         metrics_t, misclassified_t, runs_frame, runs_t, workers_t)
+from core.schema import (CHUNK_BYTES, FINISHED, TERMINAL, TRANSITIONS, Artifact, Evaluation, Run, RunNotFound, StoreError,
+                         artifact_chunks_t, artifacts_t, clean, evaluations_t, meta_t, metrics_t, misclassified_t,
+                         runs_frame, runs_t, workers_t)
 from core.settings import artifacts_dir, sqlite_file
 
 T = TypeVar("T")
@@ -272,17 +274,23 @@ class RunStore:
                         for i, t, p, q in misclassified])
         return write(conn) if conn is not None else self._tx(write)
 
-    def complete_run(self, run_id: str, evaluation: dict, **summary: Any) -> None:
-        """Save the test evaluation and mark the run completed in one transaction: both or neither.
+    def complete_run(self, run_id: str, evaluation: dict, status: str = "completed", **summary: Any) -> None:
+        """Save the test evaluation and mark the run completed (or `pruned`) in one transaction: both or neither.
 
         `evaluation` has accuracy, loss, n, confusion, report and misclassified (core.train.evaluate).
         """
+        if status not in FINISHED:
+            raise StoreError(f"complete_run ends a run as one of {', '.join(FINISHED)}, not {status!r}")
         keys = ("accuracy", "loss", "n", "confusion", "report", "misclassified")
 
         def write(c):
             self.save_evaluation(run_id, "test", *(evaluation.get(k) for k in keys), conn=c)
-            self.set_status(run_id, "completed", conn=c, **summary)
+            self.set_status(run_id, status, conn=c, **summary)
         self._tx(write)
+
+    def set_dataset(self, run_id: str, dataset: dict) -> None:
+        """Record which dataset trains the run (source, split sizes, hash): shown beside its results."""
+        self._tx(lambda c: c.execute(sa.update(runs_t).where(runs_t.c.id == run_id).values(dataset=dataset)))
 
     def evaluation(self, run_id: str, split: str = "test") -> Evaluation | None:
         row = self._tx(lambda c: c.execute(sa.select(evaluations_t).where(
@@ -300,6 +308,91 @@ class RunStore:
             q = q.where(t.pred_label == pred_label)
         rows = self._tx(lambda c: c.execute(q.order_by(t.confidence.desc()).limit(limit)).all(), write=False)
         return pd.DataFrame(rows, columns=["idx", "true_label", "pred_label", "confidence"])
+
+    # -- artifacts: files kept in the store, cached locally -------------------------------------
+    def put_artifact(self, run_id: str, name: str, data: bytes | Path,
+                     conn: sa.Connection | None = None) -> Artifact:
+        """Keep `data` (bytes, or a file's contents) as the run's artifact `name`, replacing any before.
+
+        One transaction: readers see the old file or the new one whole, never a mix of chunks.
+        """
+        _check_artifact_name(name)
+        payload = Path(data).read_bytes() if isinstance(data, (str, Path)) else bytes(data)
+        digest = hashlib.sha256(payload).hexdigest()
+        chunks = [payload[i:i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)] or [b""]
+        record = Artifact(run_id=run_id, name=name, size=len(payload), sha256=digest, chunks=len(chunks),
+                          created_at=time.time())
+
+        def write(c):
+            if c.execute(sa.select(runs_t.c.id).where(runs_t.c.id == run_id)).scalar() is None:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            c.execute(sa.delete(artifact_chunks_t).where(artifact_chunks_t.c.run_id == run_id,
+                                                         artifact_chunks_t.c.name == name))
+            c.execute(sa.delete(artifacts_t).where(artifacts_t.c.run_id == run_id, artifacts_t.c.name == name))
+            c.execute(sa.insert(artifacts_t).values(**record.__dict__))
+            for i, chunk in enumerate(chunks):  # one row per chunk keeps each statement's parameters small
+                c.execute(sa.insert(artifact_chunks_t).values(run_id=run_id, name=name, chunk=i, data=chunk))
+        write(conn) if conn is not None else self._tx(write)
+        return record
+
+    def list_artifacts(self, run_id: str) -> list[Artifact]:
+        """The files kept with a run, by name."""
+        rows = self._tx(lambda c: c.execute(sa.select(artifacts_t).where(artifacts_t.c.run_id == run_id)
+                                            .order_by(artifacts_t.c.name)).mappings().all(), write=False)
+        return [Artifact(**dict(r)) for r in rows]
+
+    def artifact(self, run_id: str, name: str) -> Artifact | None:
+        found = [a for a in self.list_artifacts(run_id) if a.name == name]
+        return found[0] if found else None
+
+    def get_artifact(self, run_id: str, name: str) -> bytes:
+        """The artifact's bytes, checked against its SHA-256; StoreError if the run has none by that name."""
+        def read(c):
+            info = c.execute(sa.select(artifacts_t).where(artifacts_t.c.run_id == run_id,
+                                                          artifacts_t.c.name == name)).mappings().first()
+            if info is None:
+                return None, b""
+            parts = c.execute(sa.select(artifact_chunks_t.c.data).where(
+                artifact_chunks_t.c.run_id == run_id, artifact_chunks_t.c.name == name)
+                .order_by(artifact_chunks_t.c.chunk)).scalars().all()
+            return dict(info), b"".join(bytes(p) for p in parts)
+        info, payload = self._tx(read, write=False)
+        if info is None:
+            raise StoreError(f"run {run_id} has no {name} in the store")
+        if hashlib.sha256(payload).hexdigest() != info["sha256"] or len(payload) != info["size"]:
+            raise StoreError(f"run {run_id}'s {name} in the store is damaged (its hash does not match)")
+        return payload
+
+    def artifact_file(self, run_id: str, name: str) -> Path:
+        """A local file with the artifact's bytes: artifacts/<run id>/<name>, a cache checked by hash.
+
+        Filled from the store on first use (or when the cached file differs); written aside and
+        renamed, so a reader never sees half a file.
+        """
+        _check_artifact_name(name)
+        info = self.artifact(run_id, name)
+        path = self.run_dir(run_id) / name
+        if info is None:
+            raise StoreError(f"run {run_id} has no {name} in the store")
+        if path.is_file() and path.stat().st_size == info.size and _sha256_file(path) == info.sha256:
+            return path
+        payload = self.get_artifact(run_id, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            partial.write_bytes(payload)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+        return path
+
+    def delete_artifact(self, run_id: str, name: str) -> None:
+        def delete(c):
+            c.execute(sa.delete(artifact_chunks_t).where(artifact_chunks_t.c.run_id == run_id,
+                                                         artifact_chunks_t.c.name == name))
+            c.execute(sa.delete(artifacts_t).where(artifacts_t.c.run_id == run_id, artifacts_t.c.name == name))
+        self._tx(delete)
+        (self.run_dir(run_id) / name).unlink(missing_ok=True)
 
     # -- workers ------------------------------------------------------------------------------------
     def register_worker(self) -> str:
@@ -323,6 +416,21 @@ class RunStore:
         host = socket.gethostname()
         alive = [dict(r) for r in rows if r["host"] != host or _pid_alive(r["pid"])]
         return pd.DataFrame(alive, columns=[c.name for c in workers_t.c])
+
+
+def _check_artifact_name(name: str) -> None:
+    """An artifact name is a plain file name (it becomes a cache path): no folders, no dots first."""
+    if not (isinstance(name, str) and 0 < len(name) <= 100 and name.isascii() and not name.startswith(".")
+            and all(ch.isalnum() or ch in "._-" for ch in name)):
+        raise StoreError(f"{name!r} is not a valid artifact name: use letters, digits, '.', '_' or '-'")
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _pid_alive(pid: int) -> bool:

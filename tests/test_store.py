@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from core.config import make_config
-from core.schema import RunNotFound, StoreError
+from core.schema import SCHEMA_VERSION, RunNotFound, StoreError
 from core.store import RunStore
 
 
@@ -142,9 +142,64 @@ def test_older_store_is_migrated_not_wiped(tmp_path):
     store = RunStore(f"sqlite:///{path}")
     run = store.get_run("abc123")
     assert run.name == "old run" and run.tags == [] and run.note == "" and run.drawn_accuracy is None
-    assert store.schema_version() == 1
+    assert store.schema_version() == SCHEMA_VERSION
     store.update_run("abc123", note="still here")
     assert store.get_run("abc123").note == "still here"
+
+
+def test_wave1_store_gains_pruned_status_and_keeps_every_row(tmp_path):
+    """A schema-1 store's CHECK knows no `pruned`: the rebuild of `runs` keeps runs, metrics and evaluations."""
+    path = tmp_path / "wave1.db"
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA foreign_keys=ON")
+    con.execute("CREATE TABLE runs (id VARCHAR(32) PRIMARY KEY, name VARCHAR(200) NOT NULL, architecture "
+                "VARCHAR(40) NOT NULL, status VARCHAR(12) NOT NULL, config JSON NOT NULL, created_at FLOAT NOT NULL, "
+                "CONSTRAINT status_known CHECK (status IN ('queued', 'running', 'completed', 'failed', "
+                "'cancelled', 'interrupted')))")
+    con.execute("CREATE TABLE metrics (id INTEGER PRIMARY KEY, run_id VARCHAR(32) NOT NULL REFERENCES runs (id) "
+                "ON DELETE CASCADE, scope VARCHAR(8) NOT NULL, key VARCHAR(64) NOT NULL, step INTEGER NOT NULL, "
+                "epoch INTEGER, value FLOAT, ts FLOAT NOT NULL)")
+    con.execute("INSERT INTO runs VALUES ('old1', 'old run', 'cnn-small', 'completed', '{\"epochs\": 3}', 1.0)")
+    con.executemany("INSERT INTO metrics (run_id, scope, key, step, epoch, value, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [("old1", "epoch", "loss", s, s, 1.0 / s, 1.0) for s in (1, 2, 3)])
+    con.commit()
+    con.close()
+    store = RunStore(f"sqlite:///{path}")
+    assert store.get_run("old1").status == "completed"
+    assert store.metric_history("old1")["value"].tolist() == [1.0, 0.5, pytest.approx(1 / 3)]
+    new = store.create_run({"architecture": "mlp-128-64", "epochs": 1})
+    store.claim_run("w", new)
+    store.finish_run(new, "pruned")
+    assert store.get_run(new).status == "pruned"
+    store.close()
+    store = RunStore(f"sqlite:///{path}")  # opening again changes nothing
+    assert len(store.metric_history("old1")) == 3 and store.schema_version() == SCHEMA_VERSION
+    store.delete_run("old1")  # the rebuilt table still cascades to its metrics
+    assert store.metric_history("old1").empty
+
+
+def test_artifacts_round_trip_in_chunks_cache_by_hash_and_go_with_their_run(store, monkeypatch):
+    import core.schema
+    import core.store
+    monkeypatch.setattr(core.store, "CHUNK_BYTES", 1000)
+    run_id = store.create_run({"architecture": "mlp-128-64", "epochs": 1})
+    payload = bytes(range(256)) * 20  # 5,120 bytes → 6 chunks
+    info = store.put_artifact(run_id, "model.keras", payload)
+    assert info.size == len(payload) and info.chunks == 6 and core.schema.CHUNK_BYTES > 1000
+    assert store.get_artifact(run_id, "model.keras") == payload
+    cached = store.artifact_file(run_id, "model.keras")
+    assert cached.read_bytes() == payload
+    cached.write_bytes(b"tampered")  # a damaged cache is filled again from the store
+    assert store.artifact_file(run_id, "model.keras").read_bytes() == payload
+    store.put_artifact(run_id, "model.keras", b"v2")  # replaced whole
+    assert store.get_artifact(run_id, "model.keras") == b"v2" and len(store.list_artifacts(run_id)) == 1
+    with pytest.raises(StoreError, match="not a valid artifact name"):
+        store.put_artifact(run_id, "../escape", b"x")
+    with pytest.raises(StoreError, match="has no embedding.npz"):
+        store.get_artifact(run_id, "embedding.npz")
+    store.delete_run(run_id)
+    with store.session() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM artifact_chunks")).scalar() == 0
 
 
 def test_unwritable_location_is_one_clear_error(tmp_path):
