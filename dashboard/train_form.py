@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.architectures import (ACTIVATIONS, ARCHITECTURES, CUSTOM, CUSTOM_HELP, LAYER_TYPES, LIMITS,
                                 PRESETS, ArchitectureError, LayerRow, describe, resolve_layers)
-from core.config import HELP, LR_SCHEDULES, OPTIMIZERS, TrainConfig, preset_defaults
+from core.config import HELP, LR_SCHEDULES, OPTIMIZERS, ConfigError, TrainConfig, preset_defaults
 
 FORM = "train"                 # session-state prefix of the config form
 DEFAULT_ARCHITECTURE = "mlp-128-64"  # fast on a laptop CPU: a first run finishes in seconds
@@ -24,6 +24,13 @@ FLOAT_FIELDS = ("learning_rate", "validation_split")
 INT_FIELDS = ("batch_size", "epochs", "seed", "early_stopping")
 HYPERPARAMETERS = ("optimizer", "learning_rate", "batch_size", "epochs", "dropout", "activation",
                    "validation_split", "seed", "early_stopping", "lr_schedule", "train_limit", "augment")
+# Each field's widget label: the form's messages name a field as the user sees it.
+LABELS = {"optimizer": "Optimizer", "learning_rate": "Learning rate", "lr_schedule": "Learning-rate schedule",
+          "batch_size": "Batch size", "epochs": "Epochs",
+          "early_stopping": "Early-stopping patience (epochs, 0 = off)", "validation_split": "Validation split",
+          "train_limit": "Train on at most (digits)", "activation": "Hidden activation", "dropout": "Dropout rate",
+          "seed": "Random seed", "augment": "Augment (rotate, shift, zoom)", "architecture": "Architecture",
+          "layers": "Hidden layers", "name": "Run name"}
 
 
 # ------------------------------------------------------------------------------ the config form
@@ -88,8 +95,10 @@ def _on_architecture_change() -> None:
 def config_form(n_train: int | None) -> dict[str, Any]:
     """The architecture (with its summary, and the layer builder for 'custom') and every hyperparameter.
 
-    Returns the form's values as TrainConfig fields (name excluded). Help text on every
-    widget comes from core.config.HELP.
+    Returns the form's values as TrainConfig fields (name excluded), exactly as the widgets
+    show them: number inputs have no bounds of their own (a bounded input keeps its last
+    valid value while it shows a rejected one), so a bad value reaches `field_errors`, whose
+    message is shown beside its field. Help text on every widget comes from core.config.HELP.
     """
     init_form()
     st.subheader("Model")
@@ -101,48 +110,105 @@ def config_form(n_train: int | None) -> dict[str, Any]:
         st.caption(PRESETS[architecture]["help"] if architecture in PRESETS else CUSTOM_HELP)
     summary = right.container()
     layers = layer_builder() if architecture == CUSTOM else []
+    layers_slot = st.empty()
     st.subheader("Hyperparameters")
-    values = hyperparameter_inputs(n_train)
+    values, slots = hyperparameter_inputs(n_train)
     values.update(architecture=architecture, layers=tuple(layers))
-    with summary:
-        model_summary(values)
+    errors = field_errors(values, n_train)
+    with summary:  # a bad dropout or activation is named beside its field, not again in the summary
+        built = model_summary({**values, **{f: None for f in ("dropout", "activation") if f in errors}})
+    for field, message in errors.items():
+        if field in slots:
+            slots[field].error(message, icon=":material/error:")
+        elif field != "layers" or built:  # a stack that cannot be built is already explained in the summary
+            layers_slot.error(message, icon=":material/error:")
     return values
 
 
-def hyperparameter_inputs(n_train: int | None) -> dict[str, Any]:
-    """Three columns of hyperparameter widgets; returns their values by field name."""
+def field_errors(values: dict[str, Any], n_train: int | None) -> dict[str, str]:
+    """What is wrong with the form's values, by field, in the words of the field's label.
+
+    Each field is checked on its own against the architecture's defaults (so every bad field
+    is named at once, not only the first), then the whole config for what depends on several
+    fields (the batch size against the digits left after the train limit and validation split).
+    Empty means the form can be launched.
+    """
+    try:
+        config = build_config(values)
+    except TypeError as exc:  # a value of a type TrainConfig cannot hold
+        return {"": str(exc)}
+    base = replace(TrainConfig(architecture=config.architecture, layers=config.layers),
+                   **preset_defaults(config.architecture))
+    errors: dict[str, str] = {}
+    for field in HYPERPARAMETERS:
+        problem = _problem(replace(base, **{field: getattr(config, field)}), n_train)
+        if problem and problem[0] == field:
+            errors[field] = problem[1]
+    if not errors and (problem := _problem(config, n_train)):
+        errors[problem[0]] = problem[1]
+    return errors
+
+
+def _problem(config: TrainConfig, n_train: int | None) -> tuple[str, str] | None:
+    """(field, message with the field's label) of the first thing `validate` refuses, else None."""
+    try:
+        config.validate(n_train)
+    except ConfigError as exc:
+        return field_message(str(exc))
+    return None
+
+
+def field_message(message: str) -> tuple[str, str]:
+    """A ConfigError's message ("learning_rate must be …, got 0.0") as (field, "Learning rate must be …").
+
+    The value received is left out: the field beside the message shows it.
+    """
+    field, _, rest = message.partition(" ")
+    field = field.rstrip(":")
+    if field not in LABELS:
+        return "", message
+    rest = rest.rsplit(", got ", 1)[0] if ", got " in rest else rest
+    return field, f"{LABELS[field]}{':' if message.startswith(field + ':') else ''} {rest}".replace(
+        "must be a number ", "must be ")
+
+
+def hyperparameter_inputs(n_train: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Three columns of hyperparameter widgets; returns their values and a message slot under
+    each, by field name. Number inputs are unbounded on purpose: see `config_form`."""
     c1, c2, c3 = st.columns(3)
     v: dict[str, Any] = {}
+    slots: dict[str, Any] = {}
     batch_options = sorted(set(BATCH_SIZES) | {int(st.session_state.get(_key("batch_size")) or 32)})
+    label = LABELS.get
+
+    def add(field: str, value: Any) -> None:
+        v[field], slots[field] = value, st.empty()
+
     with c1:
-        v["optimizer"] = st.selectbox("Optimizer", OPTIMIZERS, key=_key("optimizer"), help=HELP["optimizer"])
-        v["learning_rate"] = st.number_input("Learning rate", min_value=0.0, max_value=10.0, step=1e-4,
-                                             format="%g", key=_key("learning_rate"), help=HELP["learning_rate"])
-        v["lr_schedule"] = st.selectbox("Learning-rate schedule", LR_SCHEDULES, key=_key("lr_schedule"),
-                                        help=HELP["lr_schedule"])
-        v["batch_size"] = st.select_slider("Batch size", batch_options, key=_key("batch_size"),
-                                           help=HELP["batch_size"])
+        add("optimizer", st.selectbox(label("optimizer"), OPTIMIZERS, key=_key("optimizer"), help=HELP["optimizer"]))
+        add("learning_rate", st.number_input(label("learning_rate"), step=1e-4, format="%g", key=_key("learning_rate"),
+                                             help=HELP["learning_rate"]))
+        add("lr_schedule", st.selectbox(label("lr_schedule"), LR_SCHEDULES, key=_key("lr_schedule"),
+                                        help=HELP["lr_schedule"]))
+        add("batch_size", st.select_slider(label("batch_size"), batch_options, key=_key("batch_size"),
+                                           help=HELP["batch_size"]))
     with c2:
-        v["epochs"] = st.number_input("Epochs", min_value=1, max_value=1000, step=1, key=_key("epochs"),
-                                      help=HELP["epochs"])
-        v["early_stopping"] = st.number_input("Early-stopping patience (epochs, 0 = off)", min_value=0,
-                                              max_value=1000, step=1, key=_key("early_stopping"),
-                                              help=HELP["early_stopping"])
-        v["validation_split"] = st.slider("Validation split", 0.0, 0.5, step=0.05, key=_key("validation_split"),
-                                          help=HELP["validation_split"])
-        v["train_limit"] = st.number_input(
-            "Train on at most (digits)", min_value=10, step=1000, key=_key("train_limit"), help=HELP["train_limit"],
-            placeholder=f"all {n_train:,} training digits" if n_train else "all training digits")
+        add("epochs", st.number_input(label("epochs"), step=1, key=_key("epochs"), help=HELP["epochs"]))
+        add("early_stopping", st.number_input(label("early_stopping"), step=1, key=_key("early_stopping"),
+                                              help=HELP["early_stopping"]))
+        add("validation_split", st.slider(label("validation_split"), 0.0, 0.5, step=0.05,
+                                          key=_key("validation_split"), help=HELP["validation_split"]))
+        add("train_limit", st.number_input(
+            label("train_limit"), step=1000, key=_key("train_limit"), help=HELP["train_limit"],
+            placeholder=f"all {n_train:,} training digits" if n_train else "all training digits"))
     with c3:
-        v["activation"] = st.selectbox("Hidden activation", ACTIVATIONS, key=_key("activation"),
-                                       help=HELP["activation"])
-        v["dropout"] = st.number_input("Dropout rate", min_value=0.0, max_value=0.95, step=0.05, format="%.2f",
-                                       key=_key("dropout"), help=HELP["dropout"],
-                                       placeholder="empty: keep the architecture's rates")
-        v["seed"] = st.number_input("Random seed", min_value=0, max_value=2**31 - 1, step=1, key=_key("seed"),
-                                    help=HELP["seed"])
-        v["augment"] = st.toggle("Augment (rotate, shift, zoom)", key=_key("augment"), help=HELP["augment"])
-    return v
+        add("activation", st.selectbox(label("activation"), ACTIVATIONS, key=_key("activation"),
+                                       help=HELP["activation"]))
+        add("dropout", st.number_input(label("dropout"), step=0.05, format="%.2f", key=_key("dropout"),
+                                       help=HELP["dropout"], placeholder="empty: keep the architecture's rates"))
+        add("seed", st.number_input(label("seed"), step=1, key=_key("seed"), help=HELP["seed"]))
+        add("augment", st.toggle(label("augment"), key=_key("augment"), help=HELP["augment"]))
+    return v, slots
 
 
 def build_config(values: dict[str, Any], name: str = "") -> TrainConfig:
@@ -153,20 +219,22 @@ def build_config(values: dict[str, Any], name: str = "") -> TrainConfig:
     return TrainConfig(**data, name=(name or "").strip())
 
 
-def model_summary(values: dict[str, Any]) -> None:
-    """The model.summary()-style table of the stack the form describes, or why it cannot be built."""
+def model_summary(values: dict[str, Any]) -> bool:
+    """The model.summary()-style table of the stack the form describes, or why it cannot be built
+    (then False)."""
     try:
         stack = resolve_layers(values["architecture"], list(values["layers"]), values.get("dropout"),
                                values["activation"] if values.get("activation") != "relu" else None)
         rows = describe(stack)
     except ArchitectureError as exc:
         st.error(str(exc), icon=":material/error:")
-        return
+        return False
     total = sum(r.params for r in rows)
     st.markdown(f"**Summary** · {total:,} parameters")
     st.dataframe(summary_frame(rows), hide_index=True, width="stretch",
                  height=min(38 + 35 * len(rows), 600),
                  column_config={"Params": st.column_config.NumberColumn(format="localized")})
+    return True
 
 
 def summary_frame(rows: list[LayerRow]) -> pd.DataFrame:
@@ -276,8 +344,9 @@ def _layer_row(i: int, row: dict, n: int):
 
 
 def _int_input(label: str, limit: str) -> Callable[[str], int]:
+    """An integer input without bounds (see `config_form`); the summary names a value outside LIMITS."""
     lo, hi = LIMITS[limit]
-    return lambda key: st.number_input(label, min_value=lo, max_value=hi, step=1, key=key)
+    return lambda key: st.number_input(label, step=1, key=key, help=f"{lo} to {hi}")
 
 
 _LAYER_PARAMS: dict[str, tuple[tuple[str, Callable[[str], Any]], ...]] = {
@@ -289,7 +358,7 @@ _LAYER_PARAMS: dict[str, tuple[tuple[str, Callable[[str], Any]], ...]] = {
                ("padding", lambda key: st.selectbox("padding", ("valid", "same"), key=key,
                                                     help="valid: the image shrinks by kernel − 1; same: it keeps its size"))),
     "MaxPooling2D": (("pool", _int_input("pool size", "pool")),),
-    "Dropout": (("rate", lambda key: st.number_input("rate", min_value=0.0, max_value=0.95, step=0.05,
-                                                     format="%.2f", key=key)),),
+    "Dropout": (("rate", lambda key: st.number_input("rate", step=0.05, format="%.2f", key=key,
+                                                     help="0 to less than 1")),),
     "Activation": (("activation", lambda key: st.selectbox("activation", ACTIVATIONS, key=key)),),
 }

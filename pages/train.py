@@ -56,13 +56,18 @@ if fork_id := st.query_params.get("fork"):
 parent_id = parent.id if parent else None
 
 values = train_form.config_form(info.n_train)
+form_errors = train_form.field_errors(values, info.n_train)  # shown beside their fields; they block launching
 
 st.subheader("Launch")
 one_tab, sweep_tab = st.tabs(["One run", "Sweep"])
 with one_tab:
     name = st.text_input("Run name", key="train_name", help=HELP["name"],
                          placeholder="empty: named after the architecture")
-    if st.button("Launch", key="train_launch", type="primary", icon=":material/rocket_launch:"):
+    if form_errors:
+        st.caption(f"Fix the field{'s' if len(form_errors) > 1 else ''} marked in red above to launch: "
+                   + "; ".join(form_errors.values()))
+    if st.button("Launch", key="train_launch", type="primary", icon=":material/rocket_launch:",
+                 disabled=bool(form_errors)) and not form_errors:
         if require_editor("train a model"):
             try:
                 run_id = queue_run(store, train_form.build_config(values, name), state.data_path(), parent_id=parent_id)
@@ -81,7 +86,7 @@ with sweep_tab:
     group = st.text_input("Group name", key="sweep_group", help="Names the sweep's runs and groups them for Compare.",
                           placeholder="empty: sweep-<date>-<time>")
     if st.button(f"Queue {n_runs} runs" if n_runs else "Queue the sweep", key="sweep_launch", type="primary",
-                 disabled=not n_runs or bool(errors), icon=":material/grid_view:"):
+                 disabled=not n_runs or bool(errors) or bool(form_errors), icon=":material/grid_view:"):
         if require_editor("queue a sweep"):
             group = group.strip() or time.strftime("sweep-%Y%m%d-%H%M%S")
             try:

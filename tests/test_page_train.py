@@ -87,17 +87,75 @@ def test_launch_queues_a_run_with_the_forms_config(app_env):
     assert "No worker is running" in texts(at)  # DIGITLAB_NO_WORKER: none was started
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda at: at.select_slider(key="train_batch_size").set_value(512), "batch_size must be an integer"),
-    (lambda at: at.number_input(key="train_learning_rate").set_value(0.0), "learning_rate must be a number > 0"),
-])
-def test_invalid_config_shows_one_error_and_queues_nothing(app_env, setup, message):
+BAD_FIELDS = [  # (widget kind, field, a bad value, the message shown beside the field)
+    ("number_input", "learning_rate", 0.0, "Learning rate must be > 0 and ≤ 10"),
+    ("number_input", "learning_rate", 20.0, "Learning rate must be > 0 and ≤ 10"),
+    ("number_input", "epochs", 0, "Epochs must be an integer ≥ 1 and at most 1,000"),
+    ("number_input", "early_stopping", -1, "Early-stopping patience (epochs, 0 = off) must be an integer ≥ 0 and at most 1,000"),
+    ("number_input", "train_limit", 3, "Train on at most (digits) must be an integer ≥ 10 and at most 200"),
+    ("number_input", "train_limit", 5000, "Train on at most (digits) must be an integer ≥ 10 and at most 200"),
+    ("number_input", "dropout", 1.0, "Dropout rate must be in [0, 1) or empty"),
+    ("number_input", "seed", -1, "Random seed must be an integer ≥ 0 and at most 2,147,483,647"),
+    ("select_slider", "batch_size", 512, "Batch size must be an integer ≥ 1 and at most the 180 training digits"),
+]
+
+
+GOOD = {"learning_rate": 1e-3, "epochs": 2, "early_stopping": 0, "train_limit": 100, "dropout": 0.2, "seed": 1,
+        "batch_size": 32}
+
+
+@pytest.mark.parametrize("kind, field, bad, message", BAD_FIELDS)
+def test_a_bad_field_is_named_beside_it_and_blocks_launch(app_env, kind, field, bad, message):
+    """What the form shows is what would be trained: a value the config refuses is kept as typed
+    (not silently replaced by the last valid one), named by its label beside the field, and
+    nothing can be queued until it is fixed."""
     at = open_page()
-    setup(at)
-    at.button(key="train_launch").click().run()
+    getattr(at, kind)(key=f"train_{field}").set_value(bad).run()
     assert not at.exception
-    assert len(at.error) == 1 and message in at.error[0].value
+    assert getattr(at, kind)(key=f"train_{field}").value == bad  # kept, not clamped
+    assert [e.value for e in at.error] == [message]
+    column = next(c for c in at.columns if any(w.key == f"train_{field}" for w in getattr(c, kind)))
+    assert [e.value for e in column.error] == [message]  # beside the field, not at the bottom
+    assert at.button(key="train_launch").disabled  # a browser cannot click it (AppTest refuses too)
     assert app_env.store.list_runs().empty
+    getattr(at, kind)(key=f"train_{field}").set_value(GOOD[field]).run()
+    assert not at.error and not at.button(key="train_launch").disabled
+    at.button(key="train_launch").click().run()
+    assert len(app_env.store.list_runs()) == 1
+
+
+def test_epochs_and_train_limit_as_typed_are_what_is_queued(app_env):
+    """The reported case: Epochs 0 and a train limit of 3 queued epochs=5 and no limit."""
+    at = open_page()
+    at.number_input(key="train_epochs").set_value(0)
+    at.number_input(key="train_train_limit").set_value(3).run()
+    assert sorted(e.value for e in at.error) == [
+        "Epochs must be an integer ≥ 1 and at most 1,000",
+        "Train on at most (digits) must be an integer ≥ 10 and at most 200"]
+    assert at.button(key="train_launch").disabled and app_env.store.list_runs().empty
+    at.number_input(key="train_epochs").set_value(1)
+    at.number_input(key="train_train_limit").set_value(100).run()
+    at.button(key="train_launch").click().run()
+    run = app_env.store.get_run(app_env.store.list_runs()["run_id"][0])
+    assert run.config["epochs"] == 1 and run.config["train_limit"] == 100
+
+
+def test_a_bad_field_blocks_the_sweep_too(app_env):
+    at = open_page()
+    at.number_input(key="train_epochs").set_value(0)
+    at.selectbox(key="sweep_field_0").select("learning_rate").run()
+    at.text_input(key="sweep_values_0_learning_rate").input("1e-2, 1e-3").run()
+    assert at.button(key="sweep_launch").disabled and app_env.store.list_runs().empty
+
+
+def test_a_bad_layer_value_is_named_and_blocks_launch(app_env):
+    at = open_page()
+    at.selectbox(key="train_architecture").select("custom").run()
+    dense = next(layer for layer in at.session_state["train_layers"] if layer["type"] == "Dense")
+    at.number_input(key=f"train_layer{dense['_id']}_units").set_value(0).run()
+    assert not at.exception
+    assert "units must be an integer from 1 to 4096, got 0" in at.error[0].value
+    assert at.button(key="train_launch").disabled and app_env.store.list_runs().empty
 
 
 def test_layer_builder_starts_from_the_preset_and_reports_bad_stacks(app_env):
@@ -129,9 +187,8 @@ def test_custom_stack_without_layers_is_refused(app_env):
     at.selectbox(key="train_architecture").select("custom").run()
     for layer in list(at.session_state["train_layers"]):
         at.button(key=f"train_remove{layer['_id']}").click().run()
-    at.button(key="train_launch").click().run()
-    assert "a custom architecture needs at least one layer" in at.error[0].value
-    assert app_env.store.list_runs().empty
+    assert [e.value for e in at.error] == ["Hidden layers: a custom architecture needs at least one layer"]
+    assert at.button(key="train_launch").disabled and app_env.store.list_runs().empty
 
 
 def test_sweep_of_two_by_two_queues_four_runs_in_one_group(app_env):
