@@ -5,6 +5,11 @@ epoch logs (plus learning rate and epoch seconds) at each epoch end. Rows are bu
 written in one transaction at most every `flush_seconds` and at every epoch end, together
 with the run's progress and heartbeat; that same write reads the cancel flag, so Cancel
 stops training within one logging window.
+
+A study run under a pruner also gets `prune_check(epoch, logs) -> bool` (built by
+core.study.prune_check): it is asked once per epoch end, after that epoch's rows are written,
+never per batch. When it says stop, training stops after that epoch and `pruned` is set, so
+core.train evaluates and saves the model as of that epoch and ends the run `pruned`.
 """
 from __future__ import annotations
 
@@ -37,12 +42,14 @@ class StoreLogger(keras.callbacks.Callback):
     """Buffer epoch logs and running batch means; commit them with progress in batched writes."""
 
     def __init__(self, store, run_id: str, steps_per_epoch: int, every: int | None = None,
-                 flush_seconds: float | None = None, should_stop: Callable[[], bool] | None = None):
+                 flush_seconds: float | None = None, should_stop: Callable[[], bool] | None = None,
+                 prune_check: Callable[[int, dict], bool] | None = None):
         super().__init__()
         self.store, self.run_id, self.steps_per_epoch = store, run_id, steps_per_epoch
         self.every = every or batch_interval(steps_per_epoch)
         self.flush_seconds = default_flush_seconds() if flush_seconds is None else flush_seconds
-        self.should_stop = should_stop
+        self.should_stop, self.prune_check = should_stop, prune_check
+        self.pruned = False  # the study's pruner stopped training after an epoch
         self.rows: list[tuple] = []
         self.step, self.epoch = 0, 0
         self.cancelled = False
@@ -67,6 +74,17 @@ class StoreLogger(keras.callbacks.Callback):
         self._add("epoch", logs)
         self._summarise(logs)
         self.flush()
+        if self.prune_check is not None and not self.cancelled and self._should_prune(logs):
+            self.pruned = True
+            if self.model is not None:
+                self.model.stop_training = True
+
+    def _should_prune(self, logs: dict) -> bool:
+        """Ask the study's pruner; a pruner that cannot answer (store busy, a bug) lets training go on."""
+        try:
+            return bool(self.prune_check(self.epoch, logs))
+        except Exception:
+            return False
 
     def _add(self, scope: str, logs) -> None:
         self.rows += [(self.run_id, scope, key, self.step, self.epoch, float(value))

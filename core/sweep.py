@@ -1,4 +1,4 @@
-"""Sweeps: every combination of a few hyperparameter values, queued as one named group.
+"""Sweeps: every combination of a few hyperparameter values, queued as one named group (a grid study).
 
 `expand_grid()` turns a base config and ``{field: [values]}`` into validated configs;
 `queue_sweep()` checks all of them against the dataset before it writes a single run, so a
@@ -41,8 +41,9 @@ class GroupProgress:
     queued: int
     running: int
     completed: int
-    ended: int                 # completed, failed, cancelled or interrupted
+    ended: int                 # completed, pruned, failed, cancelled or interrupted
     run_ids: tuple[str, ...]   # oldest first, the order they were queued
+    pruned: int = 0            # stopped early by a study's pruner (they keep a model and a test score)
 
     @property
     def fraction(self) -> float:
@@ -83,7 +84,8 @@ def parse_values(field: str, text: str) -> list[Any]:
     return values
 
 
-def expand_grid(base_config: TrainConfig, grid: dict[str, list]) -> list[TrainConfig]:
+def expand_grid(base_config: TrainConfig, grid: dict[str, list], max_fields: int = MAX_FIELDS,
+                max_runs: int = MAX_RUNS) -> list[TrainConfig]:
     """Every combination of `grid`'s values applied to `base_config`, each validated.
 
     Runs are named after the base name and the values they vary, e.g.
@@ -91,7 +93,7 @@ def expand_grid(base_config: TrainConfig, grid: dict[str, list]) -> list[TrainCo
     cannot be swept, an empty or repeated value, too many fields or combinations, or the
     first combination that is not a valid config.
     """
-    _check_grid(grid)
+    _check_grid(grid, max_fields, max_runs)
     fields = list(grid)
     configs = []
     for combo in itertools.product(*(grid[f] for f in fields)):
@@ -115,8 +117,10 @@ def queue_sweep(store: RunStore, base_config: TrainConfig, grid: dict[str, list]
 
     Nothing is written unless every combination is valid. Returns the run ids in grid order.
     Raises ConfigError (bad value, empty or already used group name) or DataError (no dataset).
+    The sweep is recorded as a study with search "grid" (core.study), so its study view, pruning
+    and parameter importance work like any study's; its runs carry their grid position as `trial`.
     """
-    from core.train import queue_run
+    from core.study import create_study
 
     group_name = (group_name or "").strip()
     if not group_name or len(group_name) > 200:
@@ -131,7 +135,8 @@ def queue_sweep(store: RunStore, base_config: TrainConfig, grid: dict[str, list]
             config.validate(n_train)
         except ConfigError as exc:
             raise ConfigError(f"{config.name}: {exc}") from None
-    return [queue_run(store, config, data_path, group=group_name, parent_id=parent_id) for config in configs]
+    space = {field: {"type": "categorical", "choices": list(values)} for field, values in grid.items()}
+    return create_study(store, base, space, group_name, data_path, search="grid", parent_id=parent_id)
 
 
 def group_progress(runs: pd.DataFrame) -> GroupProgress:
@@ -141,7 +146,7 @@ def group_progress(runs: pd.DataFrame) -> GroupProgress:
     return GroupProgress(total=len(runs), queued=int((status == "queued").sum()),
                          running=int((status == "running").sum()),
                          completed=int((status == "completed").sum()),
-                         ended=int(status.isin(TERMINAL).sum()),
+                         ended=int(status.isin(TERMINAL).sum()), pruned=int((status == "pruned").sum()),
                          run_ids=tuple(ordered["run_id"]) if not runs.empty else ())
 
 
@@ -151,11 +156,11 @@ def _kind(field: str) -> str:
     return SWEEPABLE[field]
 
 
-def _check_grid(grid: dict[str, list]) -> None:
+def _check_grid(grid: dict[str, list], max_fields: int, max_runs: int) -> None:
     if not grid:
         raise ConfigError("a sweep needs at least one hyperparameter with values")
-    if len(grid) > MAX_FIELDS:
-        raise ConfigError(f"a sweep varies at most {MAX_FIELDS} hyperparameters, got {len(grid)}: {', '.join(grid)}")
+    if len(grid) > max_fields:
+        raise ConfigError(f"a sweep varies at most {max_fields} hyperparameters, got {len(grid)}: {', '.join(grid)}")
     total = 1
     for field, values in grid.items():
         _kind(field)
@@ -168,8 +173,8 @@ def _check_grid(grid: dict[str, list]) -> None:
                 raise ConfigError(f"{field}: the value {_show(value)} is listed twice")
             seen.add(value)
         total *= len(values)
-    if total > MAX_RUNS:
-        raise ConfigError(f"this sweep makes {total} runs; at most {MAX_RUNS} are allowed, so use fewer values")
+    if total > max_runs:
+        raise ConfigError(f"this sweep makes {total} runs; at most {max_runs} are allowed, so use fewer values")
 
 
 def _show(value: Any) -> str:
