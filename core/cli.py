@@ -25,6 +25,8 @@ COMMAND_HELP = {
     "delete": "Delete a run with its metrics, evaluations and model file.",
     "export": "Export the runs table as CSV or JSON.",
     "predict": "Predict the digit in PNG/JPEG images with a completed run's model.",
+    "sweep": "Queue a study: Optuna proposes configs (random, tpe) or a grid lays them out; workers train them.",
+    "study": "Show a study: runs per status, the best run and its parameters, parameter importance.",
 }
 
 
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, dest="run_id", metavar="RUN_ID", help="a completed run")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files, any size, either polarity")
     p.add_argument("--json", action="store_true", help="print one JSON array, an object per image")
+    _study_arguments(cmd)
     return parser
 
 
@@ -333,5 +336,93 @@ def _emit(as_json: bool, data: dict, text: str) -> None:
     print(json.dumps(data) if as_json else text)
 
 
-COMMANDS = {"ingest": cmd_ingest, "train": cmd_train, "worker": cmd_worker, "runs": cmd_runs, "show": cmd_show,
+# -- studies (core/study.py) -------------------------------------------------------------------
+NOT_BASE_OPTIONS = ("help", "db", "data", "name", "group", "queue", "json")  # train options that are not config
+
+
+def _study_arguments(cmd: dict[str, argparse.ArgumentParser]) -> None:
+    """`sweep` takes every config option of `train` (the same argparse actions) as its base config."""
+    from core.study import MAX_BUDGET, OBJECTIVES, PRUNERS, SEARCHES
+    p = cmd["sweep"]
+    shared = [a for a in cmd["train"]._actions if a.option_strings and a.dest not in NOT_BASE_OPTIONS]
+    for action in shared:  # shared, not copied: a new train option is a sweep option too
+        p._add_action(action)
+    p.set_defaults(base_options=[a.dest for a in shared])
+    p.add_argument("--search", default="tpe", help=f"{', '.join(SEARCHES)} (default tpe)")
+    p.add_argument("--param", action="append", default=[], metavar="FIELD=SPEC",
+                   help="a field and its range: learning_rate=1e-4:1e-1:log, dropout=0.0:0.5, batch_size=16:256:int, "
+                        "optimizer=adam,sgd (a grid takes comma lists only); repeat for each field")
+    p.add_argument("--trials", type=int, metavar="N", help=f"the budget: runs in all, 1-{MAX_BUDGET} "
+                                                           "(a grid: its size unless smaller)")
+    p.add_argument("--pruner", default="none", help=f"{', '.join(PRUNERS)} (default none): stop poor runs early")
+    p.add_argument("--warmup", type=int, default=1, metavar="EPOCHS",
+                   help="epochs every run trains before the pruner may stop it (default 1)")
+    p.add_argument("--objective", default="val_accuracy",
+                   help=f"{' or '.join(OBJECTIVES)} (maximised / minimised; default val_accuracy)")
+    p.add_argument("--name", help="the study's name (its runs' group); default: study-<date>-<time>")
+    p.add_argument("--json", action="store_true", help="print one JSON object (last line of stdout)")
+    p = cmd["study"]
+    p.add_argument("group", metavar="GROUP", help="the study's name")
+    p.add_argument("--stop", action="store_true", help="queue no more runs and cancel the queued ones")
+    p.add_argument("--extend", type=int, metavar="N", help="add N runs to the budget and queue them")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def cmd_sweep(args) -> int:
+    import time
+
+    from core.config import make_config
+    from core.study import create_study, parse_space
+    overrides = {dest: getattr(args, dest) for dest in args.base_options}
+    arch = overrides.pop("architecture")
+    if overrides.get("layers"):
+        try:
+            overrides["layers"] = json.loads(overrides["layers"])
+        except json.JSONDecodeError as exc:
+            raise UserError(f"--layers is not valid JSON ({exc.msg} at character {exc.pos})") from None
+    space = parse_space(args.param, args.search)
+    name = (args.name or "").strip() or time.strftime("study-%Y%m%d-%H%M%S")
+    base = make_config(arch, **overrides, name=name)
+    store = _store(args)
+    run_ids = create_study(store, base, space, name, settings.data_path(args.data), search=args.search,
+                           budget=args.trials, objective=args.objective, pruner=args.pruner,
+                           warmup_epochs=args.warmup)
+    from core.study import get_study
+    study = get_study(store, name)
+    _emit(args.json, {"group": name, "queued": len(run_ids), "run_ids": run_ids, "search": study.search,
+                      "budget": study.budget, "pruner": study.pruner, "objective": study.objective},
+          f"study {name}: queued {len(run_ids)} of {study.budget} runs ({study.search}, pruner {study.pruner}); "
+          f"`python -m core worker` trains them, `python -m core study {name}` shows it")
+    return 0
+
+
+def cmd_study(args) -> int:
+    from core.study import extend_study, stop_study, summary
+    store = _store(args)
+    notes = []
+    if args.stop:
+        notes.append(f"stopped: {stop_study(store, args.group)} queued run(s) cancelled")
+    if args.extend is not None:
+        notes.append(f"extended: {len(extend_study(store, args.group, args.extend))} run(s) queued")
+    data = summary(store, args.group)
+    if args.json:
+        print(json.dumps(data, default=str))
+        return 0
+    for note in notes:
+        print(note)
+    counts = ", ".join(f"{v} {k}" for k, v in data["counts"].items() if v)
+    print(f"study {data['group']}: {data['search']}, {data['objective']} ({data['direction']}), pruner "
+          f"{data['pruner']}, budget {data['budget']}{' (stopped)' if data['stopped'] else ''}")
+    print(f"runs: {counts or 'none yet'}")
+    if data["best_run_id"]:
+        params = ", ".join(f"{k}={v}" for k, v in data["best_params"].items())
+        print(f"best: run {data['best_run_id']} {data['objective']} {data['best_value']:.4f} ({params})")
+    if data["importance"]:
+        print("importance: " + ", ".join(f"{k} {v:.0%}" for k, v in data["importance"].items()))
+    else:
+        print(f"importance: {data['importance_note']}")
+    return 0
+
+
+COMMANDS = {"sweep": cmd_sweep, "study": cmd_study, "ingest": cmd_ingest, "train": cmd_train, "worker": cmd_worker, "runs": cmd_runs, "show": cmd_show,
             "cancel": cmd_cancel, "delete": cmd_delete, "export": cmd_export, "predict": cmd_predict}

@@ -171,7 +171,8 @@ def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool
         model = build_model(config.hidden_layers(), augment=config.augment)
         model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        logger = StoreLogger(store, run.id, steps_per_epoch=steps, should_stop=should_stop)
+        logger = StoreLogger(store, run.id, steps_per_epoch=steps, should_stop=should_stop,
+                             prune_check=_study_prune_check(store, run))
         callbacks = [logger, *_schedule_callbacks(config, splits.x_val is not None)]
         if progress:
             callbacks.append(_Progress(progress, config.epochs, steps))
@@ -184,7 +185,7 @@ def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool
                 store.finish_run(run.id, "cancelled", error="cancelled on request")
             return _final(store, run)
         result = evaluate(model, splits.x_test, splits.y_test)
-        _complete(store, run.id, model, result)
+        _complete(store, run.id, model, result, status="pruned" if logger.pruned else "completed")
     except KeyboardInterrupt:
         _finish_after_error(store, run.id, logger, "cancelled", "cancelled by Ctrl-C")
         raise
@@ -206,15 +207,23 @@ def _final(store: RunStore, run: Run) -> Run:
         return replace(run, error="the run was deleted while it trained")
 
 
-def _complete(store: RunStore, run_id: str, model, result: dict) -> None:
-    """Save the model, then the evaluation and `completed` in one transaction.
+def _study_prune_check(store: RunStore, run: Run):
+    """The study's pruning decision for a study run (core.study), None for any other run."""
+    if run.trial is None:
+        return None
+    from core.study import prune_check
+    return prune_check(store, run)
+
+
+def _complete(store: RunStore, run_id: str, model, result: dict, status: str = "completed") -> None:
+    """Save the model, then the evaluation and `completed` (or `pruned`) in one transaction.
 
     A run is never `completed` without its model file, and a model file never outlives a
     failed attempt to complete its run.
     """
     model_path = save_model(store, run_id, model)
     try:
-        store.complete_run(run_id, result, test_accuracy=result["accuracy"], test_loss=result["loss"],
+        store.complete_run(run_id, result, status=status, test_accuracy=result["accuracy"], test_loss=result["loss"],
                            model_path=str(model_path))
     except BaseException:
         model_path.unlink(missing_ok=True)

@@ -115,6 +115,8 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
             if stop.event.is_set():  # no claim once stopped
                 break
             run = store.claim_run(worker_id)
+            if run is None and _study_hook("top_up_all", store):  # a study with budget left queued its next runs
+                continue
             if run is None:
                 if once or (idle_exit is not None and time.monotonic() - idle_since > idle_exit):
                     break
@@ -131,6 +133,7 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
                 + (f", test accuracy {finished.test_accuracy:.4f}" if finished.test_accuracy is not None else "")
                 + (f": {finished.error.splitlines()[0]}" if finished.error and finished.status == "failed" else ""))
             done += 1
+            _study_hook("after_run", store, finished)  # tell the study: it queues what comes next
             idle_since = time.monotonic()
     finally:
         stop.log = None
@@ -143,6 +146,16 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
         if own_signals:
             stop.uninstall()
     return done
+
+
+def _study_hook(name: str, *args):
+    """Call core.study's `name` (top_up_all / after_run); a study that cannot top up never stops the worker."""
+    try:
+        from core import study
+        return getattr(study, name)(*args)
+    except Exception as exc:  # the runs already queued still train; say why nothing more was queued
+        print(f"worker: study {name} failed: {type(exc).__name__}: {exc}", flush=True)
+        return None
 
 
 def _import_keras() -> None:
