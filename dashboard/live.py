@@ -6,7 +6,6 @@ always get explicit keys.
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -18,7 +17,7 @@ from core.schema import TERMINAL, Run
 from core.store import RunStore
 from dashboard.auth import require_editor
 from dashboard.state import ensure_worker
-from dashboard.tables import page_link, status_badge
+from dashboard.tables import duration_text, page_link, status_badge
 
 LIVE_EVERY = 1.5               # seconds between refreshes of a live panel
 
@@ -64,30 +63,52 @@ def progress_numbers(run: Run) -> dict[str, float | int | None]:
     return {"epoch": epoch, "batch": min(batch, spe), "steps": spe, "fraction": min(step / (epochs * spe), 1.0)}
 
 
-def eta_seconds(run: Run, batches: pd.DataFrame) -> float | None:
-    """Seconds of training left, from the batch rate seen in the metric rows (else since start)."""
-    total = (run.epochs or 0) * (run.steps_per_epoch or 0)
-    if not total or not run.step:
+ETA_MIN_SAMPLES = 3      # commits of progress seen before a time left is given ("estimating…" until then)
+ETA_WINDOW = 6           # the most recent commits the step rate is measured over
+
+
+def step_samples(*histories: pd.DataFrame) -> list[tuple[float, int]]:
+    """(time, step) of each commit of a run's metric rows, in time order.
+
+    Rows of one commit share their `ts`; the highest step among them is how far training had got.
+    """
+    frames = [h[["ts", "step"]] for h in histories if len(h)]
+    if not frames:
+        return []
+    latest = pd.concat(frames).dropna().groupby("ts")["step"].max().sort_index()
+    return [(float(ts), int(step)) for ts, step in latest.items()]
+
+
+def eta_from_samples(samples: list[tuple[float, int]], total_steps: int, now: float | None = None,
+                     window: int = ETA_WINDOW, min_samples: int = ETA_MIN_SAMPLES) -> float | None:
+    """Seconds of training left from recorded (time, step) samples, or None while estimating.
+
+    The rate is measured over the last `window` samples only, never from the start: the first
+    commit comes after loading the data, building the model and tracing its graph, which
+    would make an early estimate many times too long. Until `min_samples` commits have been
+    seen there is no estimate. Time passed since the last sample counts as done (clamped at 0).
+    """
+    if not total_steps or len(samples) < min_samples:
         return None
-    if len(batches) and batches["ts"].nunique() >= 2:
-        first, last = batches.loc[batches["ts"].idxmin()], batches.loc[batches["ts"].idxmax()]
-        rate = (last["step"] - first["step"]) / max(last["ts"] - first["ts"], 1e-6)
-    else:
-        rate = run.step / max(time.time() - (run.started_at or time.time()), 1e-6)
-    return max(total - run.step, 0) / rate if rate > 0 else None
+    recent = samples[-window:]
+    (t0, s0), (t1, s1) = recent[0], recent[-1]
+    if s1 <= s0 or t1 <= t0:
+        return None
+    left = max(total_steps - s1, 0) * (t1 - t0) / (s1 - s0)
+    since = max((now if now is not None else t1) - t1, 0.0)
+    return max(left - since, 0.0)
+
+
+def eta_seconds(run: Run, batches: pd.DataFrame, epochs: pd.DataFrame | None = None,
+                now: float | None = None) -> float | None:
+    """Seconds of training left for a running run from its metric rows (None: still estimating)."""
+    total = (run.epochs or 0) * (run.steps_per_epoch or 0)
+    histories = (batches,) if epochs is None else (batches, epochs)
+    return eta_from_samples(step_samples(*histories), total, now=time.time() if now is None else now)
 
 
 def format_seconds(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    return duration_text(seconds)
 
 
 def window_means(batches: pd.DataFrame, steps_per_epoch: int | None) -> pd.DataFrame:
@@ -199,7 +220,9 @@ def _running_panel(store: RunStore, run: Run) -> None:
     m[0].metric("Loss (running mean)", _fmt(run.last_loss if not len(batches) else _last(batches, "loss")))
     m[1].metric("Accuracy (running mean)", _pct(run.last_accuracy if not len(batches) else _last(batches, "accuracy")))
     m[2].metric("Validation accuracy", _pct(run.last_val_accuracy))
-    m[3].metric("Time left (about)", format_seconds(eta_seconds(run, batches)))
+    left = eta_seconds(run, batches, epochs)
+    m[3].metric("Time left (about)", "estimating…" if left is None else format_seconds(left),
+                help="From the speed of the last few logging windows; the first ones include building the model.")
     if run.heartbeat_at and time.time() - run.heartbeat_at > 30:
         st.warning(f"No sign of life from the worker for {format_seconds(time.time() - run.heartbeat_at)}; "
                    "it may have stopped. It is marked interrupted after 60 s.", icon=":material/warning:")

@@ -51,6 +51,20 @@ def _tags_text(tags: pd.Series) -> pd.Series:
     return tags.map(lambda t: ", ".join(t) if isinstance(t, list) else "")
 
 
+def duration_text(seconds: float | None) -> str:
+    """A duration as every page shows it: "3 s", "1 min 12 s", "2 h 05 min"; "—" when unknown."""
+    if seconds is None or pd.isna(seconds) or not np.isfinite(seconds):
+        return "—"
+    seconds = int(round(float(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
 def status_badge(status: str) -> str:
     """Markdown for a coloured status badge."""
     return f":{STATUS_COLOURS.get(status, 'gray')}-badge[{status}]"
@@ -331,7 +345,7 @@ def page_link(page: str, label: str, query: Mapping[str, str] | None = None, ico
 
 # -- the model ------------------------------------------------------------------------------------------
 @st.cache_data(max_entries=16, show_spinner=False)
-def _kernels(url: str, run_id: str, mtime: float, _store: RunStore) -> np.ndarray | None:
+def _kernels(url: str, run_id: str, version: str, _store: RunStore) -> np.ndarray | None:
     from core.predict import first_conv_kernels, model_for_run
 
     try:
@@ -346,11 +360,13 @@ def first_layer_kernels(store: RunStore, run_id: str) -> tuple[np.ndarray | None
     """The run's first Conv2D kernels (filters, k, k), cached per model file; or (None, why not)."""
     from core.preprocess import InferenceError
 
-    path = store.run_dir(run_id) / "model.keras"
+    version = store.model_version(run_id)  # its hash in the store: the same on every machine
     try:
-        kernels = _kernels(store.url, run_id, path.stat().st_mtime, store)
+        if not version:
+            raise FileNotFoundError
+        kernels = _kernels(store.url, run_id, version, store)
     except FileNotFoundError:
-        return None, f"The model file of run {run_id} is missing ({path}), so its kernels cannot be shown."
+        return None, f"The model file of run {run_id} is missing from the store, so its kernels cannot be shown."
     except (InferenceError, StoreError) as exc:
         return None, f"The kernels cannot be shown: {exc}"
     if kernels is None:
