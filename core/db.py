@@ -1,9 +1,13 @@
-"""The run store's connection layer: engine setup, transactions, busy retries, one-line errors, migration.
+"""The run store's connection layer: engine setup, transactions, retries, one-line errors, migration.
 
-Only `make_engine()` calls `create_engine`. Every transaction goes through `session()`; writers
-take SQLite's write lock up front (BEGIN IMMEDIATE) so readers and writers never deadlock, and
-`retry()` retries a busy database with backoff instead of surfacing "database is locked".
-`where` is how messages name the store: its SQLite file, else its URL.
+Only `make_engine()` calls `create_engine`. Every transaction goes through `session()`. On SQLite,
+writers take the write lock up front (BEGIN IMMEDIATE) so readers and writers never deadlock. On
+PostgreSQL (READ COMMITTED) the store's check-then-write verbs lock the rows they check
+(`SELECT … FOR UPDATE`), and `server_now()` reads the server's clock, so every host's heartbeats
+are compared on one clock. `retry()` retries what is worth retrying with backoff: SQLite's
+"database is locked", PostgreSQL's serialization failures and deadlocks, and, once a store has
+opened, a dropped connection (a restarting server) for up to RECONNECT_SECONDS.
+`where` is how messages name the store: its SQLite file, else its URL without the password.
 """
 from __future__ import annotations
 
@@ -16,12 +20,14 @@ from typing import Callable, Iterator, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from core.schema import SCHEMA_VERSION, STATUSES, StoreError, md, meta_t, runs_t
 from core.settings import sqlite_file
 
 T = TypeVar("T")
+RECONNECT_SECONDS = float(os.environ.get("DIGITLAB_RECONNECT_SECONDS", "60"))  # how long to wait for a lost server
 
 _FRIENDLY = {
     "readonly": "the run store {where} is read-only: make it writable or choose another with --db",
@@ -32,10 +38,39 @@ _FRIENDLY = {
 }
 
 
+def normalize_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3, the driver Digit Lab ships (not psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def where(url: str) -> str:
+    """How messages name a store: its SQLite file, else its URL with the password hidden."""
+    db_file = sqlite_file(url)
+    if db_file is not None:
+        return str(db_file)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
 def make_engine(url: str) -> sa.Engine:
-    """The one place an engine is made: SQLite gets WAL, a busy timeout and foreign keys."""
+    """The one place an engine is made: SQLite gets WAL, a busy timeout and foreign keys;
+    PostgreSQL a pre-pinged pool (a connection the server dropped is replaced, not used)."""
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
+        try:
+            parsed = make_url(url)
+        except sa.exc.ArgumentError:
+            raise StoreError(f"{url!r} is not a store URL: use sqlite:///runs.db or "
+                             f"postgresql+psycopg://USER@HOST/DATABASE") from None
+        args = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
+        try:
+            return sa.create_engine(url, pool_pre_ping=True, connect_args=args)
+        except (ImportError, sa.exc.NoSuchModuleError) as exc:
+            raise StoreError(_missing_driver(parsed, exc)) from None
     db_file = sqlite_file(url)
     if db_file is not None:
         _check_writable(db_file)
@@ -58,6 +93,13 @@ def make_engine(url: str) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _missing_driver(url: sa.URL, exc: Exception) -> str:
+    if url.get_backend_name() == "postgresql":
+        return ("the PostgreSQL driver is not installed: `.venv/bin/pip install 'psycopg[binary]==3.3.9'` "
+                "(requirements.txt has it), and use a postgresql+psycopg://USER@HOST/DATABASE URL")
+    return f"no database driver for {url.drivername}:// ({exc}): install it, or use sqlite:/// or postgresql+psycopg://"
 
 
 def _check_writable(db_file: Path) -> None:
@@ -95,42 +137,118 @@ def session(engine: sa.Engine, where: str, write: bool = True) -> Iterator[sa.Co
 
 
 def _friendly(exc: sa.exc.DatabaseError, where: str) -> Exception:
-    """A StoreError with one clear line for a full disk, a read-only or corrupt file; else `exc`."""
+    """A StoreError with one clear line for a full disk, a read-only or corrupt file, or a
+    PostgreSQL server that cannot be reached, refuses the login or lacks the database; else `exc`."""
     text = str(exc.orig).lower()
     for needle, message in _FRIENDLY.items():
         if needle in text:
             return StoreError(message.format(where=where))
-    return exc
+    if _is_disconnect(exc):
+        return ServerUnreachable(_server_problem(text, where) or f"lost the connection to the run store {where}: "
+                                 f"{str(exc.orig).splitlines()[0] if str(exc.orig) else type(exc.orig).__name__}")
+    server = _server_problem(text, where)
+    return StoreError(server) if server else exc
+
+
+# psycopg's words for a server that cannot be reached or went away (lowercased)
+_UNREACHABLE = ("connection refused", "could not connect", "timeout expired", "no route to host",
+                "could not translate host name", "name or service not known", "is the server running",
+                "server closed the connection", "terminating connection", "the database system is",
+                "consuming input failed", "connection is closed", "connection failed", "connection is lost",
+                "ssl syscall error", "eof detected")
+
+
+class ServerUnreachable(StoreError):
+    """The database server cannot be reached, or the connection to it was lost; worth retrying later."""
+
+
+def _server_problem(text: str, where: str) -> str | None:
+    """One line, with the fix, for a PostgreSQL connection that failed (psycopg's message, lowercased)."""
+    try:
+        url = make_url(where)
+    except sa.exc.ArgumentError:
+        return None
+    if url.get_backend_name() != "postgresql":
+        return None
+    host = f"{url.host or 'localhost'}:{url.port or 5432}"
+    if "does not exist" in text and "database" in text:
+        return (f"the PostgreSQL server at {host} has no database {url.database!r}: create it with "
+                f"`createdb -h {url.host or 'localhost'} -p {url.port or 5432} -U {url.username or 'postgres'} "
+                f"{url.database}` (the tables are made on first use)")
+    if ("password authentication failed" in text or "no password supplied" in text or "pg_hba.conf" in text
+            or ("role" in text and "does not exist" in text)):
+        return (f"the PostgreSQL server at {host} refused the login of user {url.username!r}: check the user "
+                f"and password in the URL (postgresql+psycopg://USER:PASSWORD@HOST/DATABASE), or create the role")
+    if any(n in text for n in _UNREACHABLE):
+        return (f"cannot reach the PostgreSQL server at {host}: start it (`pg_ctl -D DATADIR start`, see the "
+                f"README's team set-up) or fix the host and port in --db / DIGITLAB_DB")
+    return None
 
 
 def retry(engine: sa.Engine, where: str, fn: Callable[[sa.Connection], T], write: bool = True,
-          attempts: int = 12) -> T:
-    """Run fn(conn) in a transaction, retrying with backoff while SQLite says busy/locked.
+          attempts: int = 12, reconnect: float = 0.0) -> T:
+    """Run fn(conn) in a transaction, retrying with backoff what another try can fix.
 
-    Each attempt already waits up to busy_timeout (30 s) for the lock, so "database is
-    locked" only reaches a caller after minutes of a lock held elsewhere.
+    SQLite busy/locked, PostgreSQL serialization failures and deadlocks: up to `attempts` tries
+    (each SQLite try already waits up to busy_timeout, 30 s, for the lock). A dropped or refused
+    connection (ServerUnreachable): retried for `reconnect` seconds (a restarting server), then
+    its one clear line. A failed try's transaction was rolled back whole, so fn runs again from the start.
     """
-    delay = 0.05
-    for attempt in range(attempts):
+    delay, deadline = 0.05, time.monotonic() + reconnect
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             with session(engine, where, write) as conn:
                 return fn(conn)
-        except OperationalError as exc:
-            if attempt == attempts - 1 or not _is_busy(exc):
+        except ServerUnreachable:
+            if time.monotonic() >= deadline:
                 raise
-            time.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 2.0)
+        except DBAPIError as exc:
+            if attempt >= attempts or not _is_transient(exc):
+                raise
+        time.sleep(delay * (1 + random.random()))
+        delay = min(delay * 2, 2.0)
 
 
-def _is_busy(exc: OperationalError) -> bool:
-    """SQLite's "database is locked" / "database table is locked" / SQLITE_BUSY: worth a retry."""
+def _is_transient(exc: DBAPIError) -> bool:
+    """Worth another try as is: SQLite's "database is locked" / SQLITE_BUSY, PostgreSQL's
+    serialization failure (40001) and deadlock (40P01)."""
+    if getattr(exc.orig, "sqlstate", None) in ("40001", "40P01"):
+        return True
     text = str(exc.orig).lower()
-    return "locked" in text or "busy" in text
+    return isinstance(exc, OperationalError) and ("locked" in text or "busy" in text)
+
+
+def _is_disconnect(exc: sa.exc.DatabaseError) -> bool:
+    """The connection was lost or could not be made: a server restarting or away, a network gone."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    code = getattr(exc.orig, "sqlstate", None) or ""
+    if code.startswith("08") or code in ("57P01", "57P02", "57P03"):  # connection exception, admin shutdown
+        return True
+    text = str(exc.orig).lower()
+    if "does not exist" in text or "authentication" in text or "pg_hba" in text:  # a login no retry fixes
+        return False
+    return isinstance(exc, OperationalError) and any(n in text for n in _UNREACHABLE)
+
+
+def server_now(conn: sa.Connection) -> float:
+    """Now as seconds since the epoch on the database server's clock (SQLite: this machine's, its server).
+
+    Heartbeats and the staleness checks use it, so a host whose clock is a few seconds off
+    neither looks dead nor marks a healthy run on another host interrupted.
+    """
+    if conn.dialect.name == "postgresql":
+        return float(conn.exec_driver_sql("SELECT EXTRACT(EPOCH FROM clock_timestamp())").scalar())
+    return time.time()
 
 
 def migrate(engine: sa.Engine, where: str) -> None:
     """Create missing tables and columns, then record the schema version; never drop data."""
     def upgrade(conn):
+        if conn.dialect.name == "postgresql":  # workers starting at once on a new database: one creates the tables
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(72617)")
         md.create_all(conn)
         inspector = sa.inspect(conn)
         for table in md.sorted_tables:

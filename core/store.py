@@ -1,9 +1,14 @@
-"""The run store: SQLAlchemy Core over SQLite (or any SQL database), with a small verb API.
+"""The run store: SQLAlchemy Core over SQLite (the default) or PostgreSQL, with a small verb API.
 
-Connection setup, transactions with busy retries, one-line errors and migration live in
-core/db.py; tables, the returned dataclasses and the errors in core/schema.py. Every status
-change goes through `set_status()`. Methods return dataclasses or DataFrames, never rows
-bound to a connection.
+Connection setup, transactions with retries, one-line errors and migration live in core/db.py;
+tables, the returned dataclasses and the errors in core/schema.py. Every status change goes
+through `set_status()`. Methods return dataclasses or DataFrames, never rows bound to a connection.
+
+Every check-then-write verb (claim, set_status, cancel, delete, checkpoint, recovery, put_artifact)
+reads the rows it checks with `_locked()`: on PostgreSQL, under READ COMMITTED, that is
+`SELECT … FOR UPDATE` (claims and recovery add SKIP LOCKED, so workers never wait on each other);
+SQLite has no row locks and needs none, its writers hold the whole file from BEGIN IMMEDIATE.
+Times that are compared across hosts (heartbeats, starts, ends) come from the server's clock.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from core.schema import (CHUNK_BYTES, FINISHED, TERMINAL, TRANSITIONS, Artifact,
 from core.settings import artifacts_dir, sqlite_file
 
 T = TypeVar("T")
+MODEL = "model.keras"  # a finished run's trained model, kept in the store
 HEARTBEAT_TIMEOUT = 60.0  # seconds without a heartbeat before a running run counts as interrupted
 
 
@@ -35,11 +41,24 @@ class RunStore:
     """Runs, metrics, evaluations and drawings in one database."""
 
     def __init__(self, url: str):
-        self.url = url
+        self.url = url = db.normalize_url(url)
         self.engine = db.make_engine(url)
         self.artifacts = artifacts_dir(url)
-        self._where = str(sqlite_file(url) or url)
+        self._where = db.where(url)
+        self._reconnect = 0.0  # a server that cannot be reached on open is one clear line at once
+        self._verified: dict[Path, tuple[int, int, str]] = {}  # cache file → (size, mtime_ns, sha256) checked
         db.migrate(self.engine, self._where)
+        self._reconnect = db.RECONNECT_SECONDS  # once open, a lost server is waited for (it may be restarting)
+        self.adopt_local_models()
+
+    @property
+    def where(self) -> str:
+        """The store as messages name it: its SQLite file, else its URL without the password."""
+        return self._where
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
 
     def close(self) -> None:
         self.engine.dispose()
@@ -50,8 +69,8 @@ class RunStore:
         return db.session(self.engine, self._where, write)
 
     def _tx(self, fn: Callable[[sa.Connection], T], write: bool = True, attempts: int = 12) -> T:
-        """Run fn(conn) in a transaction, retrying while SQLite says busy/locked (core.db.retry)."""
-        return db.retry(self.engine, self._where, fn, write, attempts)
+        """Run fn(conn) in a transaction, retrying busy, deadlocked or disconnected tries (core.db.retry)."""
+        return db.retry(self.engine, self._where, fn, write, attempts, reconnect=self._reconnect)
 
     def schema_version(self) -> int:
         return int(self._tx(lambda c: c.execute(
@@ -65,9 +84,9 @@ class RunStore:
         arch = config["architecture"]
         values = dict(id=run_id, name=(name or config.get("name") or f"{arch}-{run_id[:6]}")[:200],
                       architecture=arch, status="queued", config=config, n_params=n_params,
-                      group_name=group, parent_id=parent_id, tags=[], note="", created_at=time.time(),
+                      group_name=group, parent_id=parent_id, tags=[], note="",
                       epochs=config.get("epochs"), cancel_requested=False, epoch=0, step=0)
-        self._tx(lambda c: c.execute(sa.insert(runs_t).values(**values)))
+        self._tx(lambda c: c.execute(sa.insert(runs_t).values(**values, created_at=db.server_now(c))))
         return run_id
 
     def get_run(self, run_id: str) -> Run:
@@ -83,11 +102,12 @@ class RunStore:
 
         Built for thousands of runs: plain tuples instead of mappings, the JSON columns read as
         text and decoded in one json.loads each, one DataFrame built from whole columns.
+        (PostgreSQL is asked for the text itself: psycopg would otherwise decode each value.)
         """
         names = [c.name for c in runs_t.c if c.name not in ("config", "error")] + ["config"]
         as_text = {"tags", "config"}  # SQLAlchemy's JSON processor per value costs more than the query
-        q = (sa.select(*(sa.type_coerce(runs_t.c[n], sa.Text).label(n) if n in as_text else runs_t.c[n]
-                         for n in names))
+        text = sa.cast if self.is_postgres else sa.type_coerce
+        q = (sa.select(*(text(runs_t.c[n], sa.Text).label(n) if n in as_text else runs_t.c[n] for n in names))
              .order_by(runs_t.c.created_at.desc()))
         if status:
             q = q.where(runs_t.c.status == status)
@@ -103,28 +123,34 @@ class RunStore:
     def set_status(self, run_id: str, status: str, conn: sa.Connection | None = None, **values: Any) -> None:
         """The only way a run's status changes; checks the transition is allowed."""
         def change(c):
-            current = c.execute(sa.select(runs_t.c.status).where(runs_t.c.id == run_id)).scalar()
+            current = c.execute(_locked(sa.select(runs_t.c.status).where(runs_t.c.id == run_id))).scalar()
             if current is None:
                 raise RunNotFound(f"no run with id {run_id!r}")
             if status not in TRANSITIONS.get(current, ()):
                 raise StoreError(f"run {run_id} is {current}; it cannot become {status}")
-            extra = {"finished_at": time.time()} if status in TERMINAL else {}
-            c.execute(sa.update(runs_t).where(runs_t.c.id == run_id).values(status=status, **extra, **values))
+            extra = {"finished_at": db.server_now(c)} if status in TERMINAL else {}
+            # the row is locked (PostgreSQL) or the file is (SQLite); the status condition says it twice
+            c.execute(sa.update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == current)
+                      .values(status=status, **extra, **values))
         return change(conn) if conn is not None else self._tx(change)
 
     def claim_run(self, worker_id: str, run_id: str | None = None) -> Run | None:
-        """Atomically take the oldest queued run (or `run_id`) for a worker; None if there is none."""
+        """Atomically take the oldest queued run (or `run_id`) for a worker; None if there is none.
+
+        SQLite: BEGIN IMMEDIATE, no other writer between the select and the update. PostgreSQL:
+        the queued row is locked FOR UPDATE SKIP LOCKED, so concurrent workers take different runs.
+        """
         def claim(c):
             q = sa.select(runs_t.c.id).where(runs_t.c.status == "queued")
             q = q.where(runs_t.c.id == run_id) if run_id else q.order_by(runs_t.c.created_at).limit(1)
-            found = c.execute(q).scalar()
+            found = c.execute(_locked(q, skip=True)).scalar()
             if found is None:
                 return None
-            now = time.time()
+            now = db.server_now(c)
             self.set_status(found, "running", conn=c, started_at=now, heartbeat_at=now, worker_id=worker_id,
                             host=socket.gethostname(), pid=os.getpid())
             return found
-        claimed = self._tx(claim)  # BEGIN IMMEDIATE: no other writer between the select and the update
+        claimed = self._tx(claim)
         return self.get_run(claimed) if claimed else None
 
     def checkpoint(self, run_id: str, rows: list[tuple], **progress: Any) -> bool:
@@ -134,14 +160,14 @@ class RunStore:
         it interrupted, or it was deleted): then nothing is written.
         """
         def write(c):
-            found = c.execute(sa.select(runs_t.c.status, runs_t.c.cancel_requested)
-                              .where(runs_t.c.id == run_id)).first()
+            found = c.execute(_locked(sa.select(runs_t.c.status, runs_t.c.cancel_requested)
+                                      .where(runs_t.c.id == run_id))).first()
             if found is None or found.status != "running":
                 return True
             self._insert_metrics(c, rows)
             c.execute(sa.update(runs_t).where(runs_t.c.id == run_id)
-                      .values(heartbeat_at=time.time(), **{k: clean(v) if isinstance(v, float) else v
-                                                           for k, v in progress.items()}))
+                      .values(heartbeat_at=db.server_now(c), **{k: clean(v) if isinstance(v, float) else v
+                                                                for k, v in progress.items()}))
             return bool(found.cancel_requested)
         return self._tx(write)
 
@@ -169,7 +195,7 @@ class RunStore:
         One transaction, so a worker claiming the run meanwhile cannot slip between the read and the write.
         """
         def cancel(c):
-            status = c.execute(sa.select(runs_t.c.status).where(runs_t.c.id == run_id)).scalar()
+            status = c.execute(_locked(sa.select(runs_t.c.status).where(runs_t.c.id == run_id))).scalar()
             if status is None:
                 raise RunNotFound(f"no run with id {run_id!r}: `python -m core runs` lists the runs")
             if status == "queued":
@@ -182,15 +208,19 @@ class RunStore:
 
     def heartbeat(self, run_id: str) -> None:
         self._tx(lambda c: c.execute(sa.update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "running")
-                                     .values(heartbeat_at=time.time())))
+                                     .values(heartbeat_at=db.server_now(c))))
 
     def recover_stale(self, timeout: float = HEARTBEAT_TIMEOUT) -> list[str]:
-        """Mark running runs whose process died (dead local pid, or no heartbeat for `timeout` s) interrupted."""
-        host, now = socket.gethostname(), time.time()
+        """Mark running runs whose process died (dead local pid, or no heartbeat for `timeout` s) interrupted.
+
+        Heartbeats and `now` are both the server's clock, so another host's skew does not count;
+        a row locked right now is being written by its live worker and is skipped (PostgreSQL).
+        """
+        host = socket.gethostname()
         def recover(c):
-            stale = []
-            for r in c.execute(sa.select(runs_t.c.id, runs_t.c.host, runs_t.c.pid, runs_t.c.heartbeat_at)
-                               .where(runs_t.c.status == "running")).all():
+            stale, now = [], db.server_now(c)
+            for r in c.execute(_locked(sa.select(runs_t.c.id, runs_t.c.host, runs_t.c.pid, runs_t.c.heartbeat_at)
+                                       .where(runs_t.c.status == "running").order_by(runs_t.c.id), skip=True)).all():
                 dead = r.host == host and r.pid and not _pid_alive(r.pid)
                 if dead or (r.heartbeat_at or 0) < now - timeout:
                     self.set_status(r.id, "interrupted", conn=c,
@@ -208,8 +238,8 @@ class RunStore:
         """Delete a run with its metrics, evaluations and model files."""
         folder = self.run_dir(run_id)  # RunNotFound for an id that could not be one
 
-        def delete(c):  # one transaction: a worker cannot claim the run between the check and the delete
-            status = c.execute(sa.select(runs_t.c.status).where(runs_t.c.id == run_id)).scalar()
+        def delete(c):  # one transaction, the row locked: a worker cannot claim it between the check and the delete
+            status = c.execute(_locked(sa.select(runs_t.c.status).where(runs_t.c.id == run_id), key=True)).scalar()
             if status is None:
                 raise RunNotFound(f"no run with id {run_id!r}: `python -m core runs` lists the runs")
             if status == "running":
@@ -274,8 +304,10 @@ class RunStore:
                         for i, t, p, q in misclassified])
         return write(conn) if conn is not None else self._tx(write)
 
-    def complete_run(self, run_id: str, evaluation: dict, status: str = "completed", **summary: Any) -> None:
-        """Save the test evaluation and mark the run completed (or `pruned`) in one transaction: both or neither.
+    def complete_run(self, run_id: str, evaluation: dict, status: str = "completed",
+                     artifacts: dict[str, bytes | Path] | None = None, **summary: Any) -> None:
+        """Save the test evaluation (and `artifacts`, name → bytes or file, e.g. the model) and mark the
+        run completed (or `pruned`) in one transaction: all or nothing.
 
         `evaluation` has accuracy, loss, n, confusion, report and misclassified (core.train.evaluate).
         """
@@ -284,6 +316,8 @@ class RunStore:
         keys = ("accuracy", "loss", "n", "confusion", "report", "misclassified")
 
         def write(c):
+            for name, data in (artifacts or {}).items():
+                self.put_artifact(run_id, name, data, conn=c)
             self.save_evaluation(run_id, "test", *(evaluation.get(k) for k in keys), conn=c)
             self.set_status(run_id, status, conn=c, **summary)
         self._tx(write)
@@ -323,8 +357,8 @@ class RunStore:
         record = Artifact(run_id=run_id, name=name, size=len(payload), sha256=digest, chunks=len(chunks),
                           created_at=time.time())
 
-        def write(c):
-            if c.execute(sa.select(runs_t.c.id).where(runs_t.c.id == run_id)).scalar() is None:
+        def write(c):  # the run's row locked: two writers of one artifact take turns
+            if c.execute(_locked(sa.select(runs_t.c.id).where(runs_t.c.id == run_id))).scalar() is None:
                 raise RunNotFound(f"no run with id {run_id!r}")
             c.execute(sa.delete(artifact_chunks_t).where(artifact_chunks_t.c.run_id == run_id,
                                                          artifact_chunks_t.c.name == name))
@@ -370,11 +404,11 @@ class RunStore:
         renamed, so a reader never sees half a file.
         """
         _check_artifact_name(name)
-        info = self.artifact(run_id, name)
         path = self.run_dir(run_id) / name
+        info = self.artifact(run_id, name)
         if info is None:
             raise StoreError(f"run {run_id} has no {name} in the store")
-        if path.is_file() and path.stat().st_size == info.size and _sha256_file(path) == info.sha256:
+        if self._cached(path, info.size, info.sha256):
             return path
         payload = self.get_artifact(run_id, name)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -382,9 +416,42 @@ class RunStore:
         try:
             partial.write_bytes(payload)
             os.replace(partial, path)
+        except OSError as exc:
+            raise StoreError(f"cannot write the local cache {path} ({exc.strerror}): make DIGITLAB_ARTIFACTS "
+                             f"a writable folder") from None
         finally:
             partial.unlink(missing_ok=True)
         return path
+
+    def _cached(self, path: Path, size: int, sha256: str) -> bool:
+        """The cache file holds exactly these bytes; hashed once per file version (size, mtime) in this process."""
+        try:
+            stat = path.stat()
+        except OSError:
+            return False
+        if stat.st_size != size:
+            return False
+        if self._verified.get(path) == (size, stat.st_mtime_ns, sha256):
+            return True
+        if _sha256_file(path) != sha256:
+            return False
+        self._verified[path] = (size, stat.st_mtime_ns, sha256)
+        return True
+
+    def model_file(self, run_id: str) -> Path:
+        """The run's trained model as a local file (the cache, filled from the store on first use)."""
+        return self.artifact_file(run_id, MODEL)
+
+    def model_version(self, run_id: str) -> str:
+        """What identifies the run's model for caches: its SHA-256 in the store; else, for a file only
+        in artifacts/ (an older store not yet adopted), its mtime; "" when the run has no model."""
+        info = self.artifact(run_id, MODEL)
+        if info is not None:
+            return info.sha256
+        try:
+            return f"mtime:{(self.run_dir(run_id) / MODEL).stat().st_mtime_ns}"
+        except OSError:
+            return ""
 
     def delete_artifact(self, run_id: str, name: str) -> None:
         def delete(c):
@@ -397,14 +464,22 @@ class RunStore:
     # -- workers ------------------------------------------------------------------------------------
     def register_worker(self) -> str:
         worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        now = time.time()
-        self._tx(lambda c: c.execute(sa.insert(workers_t).values(id=worker_id, host=socket.gethostname(),
-                                                                  pid=os.getpid(), started_at=now, heartbeat_at=now)))
+
+        def add(c):
+            now = db.server_now(c)
+            c.execute(sa.insert(workers_t).values(id=worker_id, host=socket.gethostname(), pid=os.getpid(),
+                                                  started_at=now, heartbeat_at=now))
+        self._tx(add)
         return worker_id
 
     def worker_heartbeat(self, worker_id: str) -> None:
-        self._tx(lambda c: c.execute(sa.update(workers_t).where(workers_t.c.id == worker_id)
-                                     .values(heartbeat_at=time.time())))
+        """Beat a worker's heart; one removed meanwhile (thought dead while its server was away) comes back."""
+        def beat(c):
+            now = db.server_now(c)
+            if not c.execute(sa.update(workers_t).where(workers_t.c.id == worker_id).values(heartbeat_at=now)).rowcount:
+                c.execute(sa.insert(workers_t).values(id=worker_id, host=socket.gethostname(), pid=os.getpid(),
+                                                      started_at=now, heartbeat_at=now))
+        self._tx(beat)
 
     def remove_worker(self, worker_id: str) -> None:
         self._tx(lambda c: c.execute(sa.delete(workers_t).where(workers_t.c.id == worker_id)))
@@ -412,10 +487,63 @@ class RunStore:
     def live_workers(self, timeout: float = 15.0) -> pd.DataFrame:
         """Workers that beat within `timeout` s (and, on this host, whose process is alive)."""
         rows = self._tx(lambda c: c.execute(sa.select(workers_t).where(
-            workers_t.c.heartbeat_at > time.time() - timeout)).mappings().all(), write=False)
+            workers_t.c.heartbeat_at > db.server_now(c) - timeout)).mappings().all(), write=False)
         host = socket.gethostname()
         alive = [dict(r) for r in rows if r["host"] != host or _pid_alive(r["pid"])]
         return pd.DataFrame(alive, columns=[c.name for c in workers_t.c])
+
+    def workers_overview(self, timeout: float = 15.0) -> pd.DataFrame:
+        """The live workers for the Workers panel: worker, host, pid, current run (id and name),
+        seconds since the last heartbeat (server clock), runs done (ended, any status), started_at."""
+        live = self.live_workers(timeout)
+        columns = ["worker", "host", "pid", "run_id", "run_name", "heartbeat_age", "runs_done", "started_at"]
+        if live.empty:
+            return pd.DataFrame(columns=columns)
+        ids = live["id"].tolist()
+        r = runs_t.c
+
+        def read(c):
+            now = db.server_now(c)
+            current = c.execute(sa.select(r.worker_id, r.id, r.name).where(r.worker_id.in_(ids), r.status == "running")
+                                .order_by(r.started_at)).all()
+            done = c.execute(sa.select(r.worker_id, sa.func.count()).where(r.worker_id.in_(ids), r.status.in_(TERMINAL))
+                             .group_by(r.worker_id)).all()
+            return now, {w: (i, n) for w, i, n in current}, dict(done)
+        now, current, done = self._tx(read, write=False)
+        return pd.DataFrame([(w.id, w.host, int(w.pid), *current.get(w.id, (None, None)),
+                              max(0.0, now - w.heartbeat_at), int(done.get(w.id, 0)), w.started_at)
+                             for w in live.itertuples()], columns=columns)
+
+    # -- models of an older store ------------------------------------------------------------------
+    def adopt_local_models(self) -> list[str]:
+        """Take into the store the model files an older store kept only in artifacts/<id>/model.keras.
+
+        Only finished runs with no `model.keras` in the store and a readable local file; idempotent
+        (a second call finds nothing to do), and the local file stays as the cache. Returns the run ids.
+        """
+        r, a = runs_t.c, artifacts_t.c
+        has_model = sa.select(a.run_id).where(a.run_id == r.id, a.name == MODEL).exists()
+        missing = self._tx(lambda c: c.execute(sa.select(r.id).where(r.status.in_(FINISHED), ~has_model)).scalars().all(),
+                           write=False)
+        adopted = []
+        for run_id in missing:
+            path = self.artifacts / run_id / MODEL
+            if run_id.isascii() and run_id.isalnum() and path.is_file():
+                try:
+                    self.put_artifact(run_id, MODEL, path)
+                except (OSError, RunNotFound):  # unreadable, or deleted meanwhile: nothing to keep
+                    continue
+                adopted.append(run_id)
+        return adopted
+
+
+def _locked(query: sa.Select, skip: bool = False, key: bool = False) -> sa.Select:
+    """`query` locking the rows it reads until commit (PostgreSQL; SQLite compiles it away).
+
+    FOR NO KEY UPDATE by default (metric and evaluation inserts, which reference the run, still
+    go ahead); `key`: FOR UPDATE, for a delete; `skip`: rows another transaction holds are passed over.
+    """
+    return query.with_for_update(skip_locked=skip, key_share=not key)
 
 
 def _check_artifact_name(name: str) -> None:

@@ -216,15 +216,16 @@ def _study_prune_check(store: RunStore, run: Run):
 
 
 def _complete(store: RunStore, run_id: str, model, result: dict, status: str = "completed") -> None:
-    """Save the model, then the evaluation and `completed` (or `pruned`) in one transaction.
+    """Save the model, then put it into the store with the evaluation and `completed` (or `pruned`)
+    in one transaction: any machine with the store URL can then load it.
 
-    A run is never `completed` without its model file, and a model file never outlives a
-    failed attempt to complete its run.
+    A run is never `completed` without its model in the store, and a model file never outlives a
+    failed attempt to complete its run (the local file is left only as the artifacts cache).
     """
     model_path = save_model(store, run_id, model)
     try:
-        store.complete_run(run_id, result, status=status, test_accuracy=result["accuracy"], test_loss=result["loss"],
-                           model_path=str(model_path))
+        store.complete_run(run_id, result, status=status, artifacts={"model.keras": model_path},
+                           test_accuracy=result["accuracy"], test_loss=result["loss"], model_path=str(model_path))
     except BaseException:
         model_path.unlink(missing_ok=True)
         raise
@@ -254,7 +255,8 @@ def _finish_after_error(store: RunStore, run_id: str, logger, status: str, error
 
 
 def save_model(store: RunStore, run_id: str, model) -> Path:
-    """Save to artifacts/<run id>/model.keras atomically (write aside, then rename); no partial file is left."""
+    """Save to artifacts/<run id>/model.keras (the local cache of the store's copy) atomically
+    (write aside, then rename); no partial file is left."""
     folder = store.run_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     final, partial = folder / "model.keras", folder / "partial.keras"

@@ -138,19 +138,20 @@ def evaluation(store: RunStore, run: Run) -> None:
 def model(store: RunStore, run: Run, config: TrainConfig | None) -> None:
     """Layer table, first-layer kernels (conv models), model download, resolved config, Keras script."""
     st.markdown("#### Model")
-    model_file = store.run_dir(run.id) / "model.keras"
+    stored_model = store.artifact(run.id, "model.keras")  # in the store: downloadable from any machine
     if config is not None:
         st.dataframe(tables.layer_table(config), hide_index=True, key="detail_layers",
                      column_config={"layer": st.column_config.TextColumn(width="large"),
                                     "note": st.column_config.TextColumn(width="medium"),
                                     "parameters": st.column_config.NumberColumn(format="localized")})
     kernel_box = st.container()  # filled last: reading the model file is the slowest part
-    if model_file.exists():
-        st.download_button("Download model.keras", lambda: model_file.read_bytes(), file_name=f"{run.id}.keras",
+    if stored_model is not None:
+        st.download_button(f"Download model.keras ({stored_model.size / 1e6:.1f} MB)",
+                           lambda: store.artifact_file(run.id, "model.keras").read_bytes(), file_name=f"{run.id}.keras",
                            mime="application/octet-stream", key="detail_download_model", icon=":material/download:",
                            on_click="ignore")
     else:
-        st.caption("No model file: " + ("it was removed or never saved." if run.status == "completed"
+        st.caption("No model file in the store: " + ("it was removed or never saved." if run.status == "completed"
                                         else f"the run is {run.status}; completed runs save one."))
     with st.expander("Config (the resolved hyperparameters)"):
         st.dataframe(tables.config_table(run.config), hide_index=True, key="detail_params")

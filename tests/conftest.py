@@ -17,6 +17,9 @@ Fixtures (names are stable; other test files rely on them):
       "mlp-base"       mlp-128-64, no group
       "lr-sweep · …"   two mlp-512 runs (learning_rate 0.01 and 0.001) in group "lr-sweep"
   It is shared by every test: treat it as read-only.
+- ``pg_server`` (session): one throwaway PostgreSQL 15 server (tests/pg_server.py) for the whole
+  run, stopped at the end; skips, saying why, only where initdb/pg_ctl are not installed.
+- ``pg_url`` (function): the URL of a fresh, empty database on ``pg_server`` (one per test).
 - ``populated_env`` (function): a private copy of ``populated_store`` (database and
   artifacts) under ``tmp_path``, with the same environment as ``app_env``; returns a
   namespace with ``db_url``, ``data_path``, ``store`` and ``runs`` (``store.list_runs()``).
@@ -40,6 +43,7 @@ from core.ingest import ingest  # noqa: E402
 from core.settings import sqlite_file  # noqa: E402
 from core.store import RunStore  # noqa: E402
 from tests.idx_helpers import write_mnist_dir  # noqa: E402
+from tests.pg_server import PgServer, find_programs  # noqa: E402
 
 GROUP = "lr-sweep"  # the group name of populated_store's two grouped runs
 
@@ -80,6 +84,24 @@ def app_env(monkeypatch: pytest.MonkeyPatch, store: RunStore, tiny_data: Path) -
     """Environment so AppTest pages read `store` and `tiny_data` and never start a worker."""
     _point_env(monkeypatch, store.url, tiny_data)
     return SimpleNamespace(db_url=store.url, data_path=tiny_data, store=store)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server in a temporary folder, on a free port; stopped after the session."""
+    programs = find_programs()
+    if programs is None:
+        pytest.skip("PostgreSQL server programs (initdb, pg_ctl) are not installed: "
+                    "`apt-get install -y postgresql` brings them (.ci/run does)")
+    server = PgServer(*programs)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    return pg_server.create_database()
 
 
 @pytest.fixture(scope="session")

@@ -113,7 +113,7 @@ def test_evaluate_all_reports_a_run_without_model_and_scores_the_others(populate
     store = populated_env.store
     _add_test_digits(store, populated_env.data_path, n=10)
     broken, *fine = populated_env.runs["run_id"].tolist()
-    (store.run_dir(broken) / "model.keras").unlink()
+    store.delete_artifact(broken, "model.keras")
     with pytest.raises(ModelUnavailable):
         evaluate_on_drawn(store, broken)
 

@@ -1,4 +1,5 @@
-"""The run store against real SQLite files: round trips, status rules, NaN, migrations."""
+"""The run store against real SQLite files and a real PostgreSQL server: round trips, status rules,
+NaN, migrations. The API tests take `rs` (and `store`), parametrized over both databases."""
 import math
 import sqlite3
 import time
@@ -12,11 +13,22 @@ from core.schema import SCHEMA_VERSION, RunNotFound, StoreError
 from core.store import RunStore
 
 
-@pytest.fixture
-def rs(tmp_path):
-    store = RunStore(f"sqlite:///{tmp_path / 'runs.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def rs(request, tmp_path, monkeypatch):
+    """An empty store on a SQLite file, or on a fresh PostgreSQL database (artifacts in tmp_path)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'runs.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+        monkeypatch.setenv("DIGITLAB_ARTIFACTS", str(tmp_path / "artifacts"))
+    store = RunStore(url)
     yield store
     store.close()
+
+
+@pytest.fixture
+def store(rs):
+    return rs
 
 
 def _run(store, **overrides):

@@ -1,0 +1,303 @@
+"""core/study.py: SPEC parsing, bad input refused with nothing queued, proposals, budget under
+concurrent top-ups, pruning decisions, the summary; and one real 8-run TPE study with median
+pruning trained by two real `python -m core worker` processes."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from core import cli
+from core.config import ConfigError, TrainConfig
+from core.schema import studies_t
+from core.store import RunStore
+from core.study import (create_study, extend_study, get_study, parse_space, parse_spec, prune_check, stop_study,
+                        summary, top_up)
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = TrainConfig(architecture="mlp-128-64", epochs=3, batch_size=32)
+SPACE = {"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+         "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]}}
+EVALUATION = {"accuracy": 0.5, "loss": 1.0, "n": 10, "confusion": [[0] * 10] * 10, "report": {}, "misclassified": []}
+
+
+# -- SPEC parsing ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("field, spec, expected", [
+    ("learning_rate", "1e-4:1e-1:log", {"type": "float", "low": 1e-4, "high": 0.1, "log": True}),
+    ("dropout", "0.0:0.5", {"type": "float", "low": 0.0, "high": 0.5, "log": False}),
+    ("batch_size", "16:256:int", {"type": "int", "low": 16, "high": 256, "log": False}),
+    ("batch_size", "16:256:log", {"type": "int", "low": 16, "high": 256, "log": True}),
+    ("optimizer", "adam,sgd,rmsprop", {"type": "categorical", "choices": ["adam", "sgd", "rmsprop"]}),
+    ("batch_size", "32, 64", {"type": "categorical", "choices": [32, 64]}),
+    ("augment", "true,false", {"type": "categorical", "choices": [True, False]}),
+])
+def test_parse_spec_reads_ranges_scales_and_lists(field, spec, expected):
+    assert parse_spec(field, spec) == expected
+
+
+@pytest.mark.parametrize("field, spec, message", [
+    ("learning_rate", "0.1:0.01", "learning_rate: the range '0.1:0.01' needs low < high"),
+    ("learning_rate", "0.1:0.1", "needs low < high"),
+    ("learning_rate", "0:0.1:log", "learning_rate: the log range '0:0.1:log' needs low > 0"),
+    ("learning_rate", "a:1", "learning_rate: 'a:1' has a bound that is not a number"),
+    ("learning_rate", "1e-3:1:int", "learning_rate: '1e-3:1:int' asks for whole numbers"),
+    ("learning_rate", "1:2:cubic", "learning_rate: '1:2:cubic' is not a range"),
+    ("batch_size", "1.5:8", "batch_size: '1.5:8' needs whole-number bounds"),
+    ("optimizer", "adam,nag", "optimizer: 'nag' is not one of"),
+    ("optimizer", " , ", "optimizer: give at least one value"),
+    ("optimizer", "adam,adam", "optimizer: a value is listed twice"),
+    ("colour", "1:2", "'colour' cannot be searched"),
+])
+def test_parse_spec_names_the_field_and_value(field, spec, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        parse_spec(field, spec)
+
+
+def test_a_grid_takes_lists_only_and_parse_space_reads_field_equals_spec():
+    with pytest.raises(ConfigError, match="a grid takes a comma list"):
+        parse_spec("learning_rate", "1e-3:1e-1", search="grid")
+    assert parse_space(["learning-rate=1e-3,1e-2", "optimizer=adam"], "grid") == {
+        "learning_rate": {"type": "categorical", "choices": [1e-3, 1e-2]},
+        "optimizer": {"type": "categorical", "choices": ["adam"]}}
+    for bad, message in (["learning_rate"], "write FIELD=SPEC"), (["dropout=0:0.5", "dropout=0:0.2"], "given twice"):
+        with pytest.raises(ConfigError, match=message):
+            parse_space(bad)
+
+
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(low=finite, high=finite, log=st.booleans())
+def test_any_float_range_parses_exactly_when_it_is_a_valid_range(low, high, log):
+    spec = f"{low!r}:{high!r}" + (":log" if log else "")
+    valid = low < high and (low > 0 or not log)
+    if valid:
+        parsed = parse_spec("dropout", spec)
+        assert (parsed["low"], parsed["high"], parsed["log"]) == (low, high, log)
+    else:
+        with pytest.raises(ConfigError, match="dropout: "):
+            parse_spec("dropout", spec)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=4096), min_size=1, max_size=8, unique=True))
+def test_any_list_of_distinct_whole_numbers_is_a_categorical_in_order(values):
+    assert parse_spec("batch_size", ",".join(map(str, values))) == {"type": "categorical", "choices": values}
+
+
+# -- bad input: one line naming the field and value, exit 2, nothing queued -------------------------
+@pytest.mark.parametrize("args, message", [
+    (["--param", "learning_rate=0.1:0.01"], "learning_rate: the range '0.1:0.01' needs low < high"),
+    (["--param", "learning_rate=-1:0.1:log"], "needs low > 0"),
+    (["--param", "colour=red,blue"], "'colour' cannot be searched"),
+    (["--param", "optimizer=adam,nag"], "optimizer: 'nag' is not one of"),
+    (["--param", "optimizer="], "write FIELD=SPEC"),
+    (["--param", "dropout=0:0.5", "--trials", "0"], "trials must be a whole number from 1 to 200, got 0"),
+    (["--param", "dropout=0:0.5", "--trials", "201"], "got 201"),
+    (["--param", "batch_size=16:5000"], "batch_size=5000: batch_size must be an integer ≥ 1 and at most the 180"),
+    (["--param", "dropout=0:0.5", "--pruner", "median", "--validation-split", "0"],
+     "the pruner 'median' needs validation digits, but validation_split is 0"),
+    (["--param", "dropout=0:0.5", "--search", "bayes"], "search must be one of random, tpe, grid, got 'bayes'"),
+    (["--param", "dropout=0:0.5", "--pruner", "asha"], "pruner must be one of none, median, hyperband"),
+    (["--param", "learning_rate=1e-3,1e-2", "--search", "grid", "--trials", "3"], "the grid has 2 combinations"),
+])
+def test_bad_input_is_one_line_exit_2_and_queues_nothing(store, tiny_data, capsys, args, message):
+    code = cli.main(["sweep", "--db", store.url, "--data", str(tiny_data), "--arch", "mlp-128-64", "--name", "bad",
+                     "--trials", "4", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert store.list_runs().empty and get_study(store, "bad") is None
+
+
+def test_sweep_json_then_study_json_from_the_cli(store, tiny_data, capsys):
+    code = cli.main(["sweep", "--db", store.url, "--data", str(tiny_data), "--arch", "mlp-128-64", "--epochs", "2",
+                     "--search", "random", "--param", "learning_rate=1e-4:1e-1:log", "--trials", "3",
+                     "--name", "cli-study", "--json"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and out["group"] == "cli-study" and out["queued"] == 1
+    assert store.list_runs(group="cli-study")["trial"].tolist() == [0]
+    assert cli.main(["study", "cli-study", "--db", store.url, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert shown["counts"]["queued"] == 1 and shown["best_run_id"] is None and shown["search"] == "random"
+    assert shown["importance"] == {} and "needs at least 2 completed runs" in shown["importance_note"]
+    assert cli.main(["study", "nobody", "--db", store.url]) == 2
+
+
+# -- asking, topping up, the budget ---------------------------------------------------------------------
+def finish(store: RunStore, run_id: str, values: list[float], status: str = "completed") -> None:
+    """Play a worker: claim the run, log its val_accuracy per epoch, end it `status`."""
+    store.claim_run("test-worker", run_id=run_id)
+    store.log_metrics([(run_id, "epoch", "val_accuracy", i, i + 1, v) for i, v in enumerate(values)])
+    if status in ("completed", "pruned"):
+        store.complete_run(run_id, EVALUATION, status=status, epoch=len(values))
+    else:
+        store.finish_run(run_id, status, error="test")
+
+
+def params_of(store: RunStore, group: str) -> list[tuple]:
+    runs = store.list_runs(group=group).sort_values("trial")
+    return [(c["learning_rate"], c["optimizer"]) for c in runs["config"]]
+
+
+def test_queues_one_run_per_live_worker_and_parallel_tpe_proposals_differ(store, tiny_data):
+    workers = [store.register_worker() for _ in range(3)]
+    ids = create_study(store, BASE, SPACE, "tpe", tiny_data, search="tpe", budget=8)
+    assert len(ids) == 3 and len(set(params_of(store, "tpe"))) == 3
+    for i, run_id in enumerate(ids):  # three results, then TPE models them (start-up: 2 trials for 8)
+        finish(store, run_id, [0.3 + 0.2 * i])
+    more = top_up(store, "tpe")
+    assert len(more) == 3
+    proposed = params_of(store, "tpe")
+    assert len(set(proposed)) == 6, "the constant liar let two runs in flight get the same proposal"
+    assert sorted(store.list_runs(group="tpe")["trial"]) == list(range(6))
+    assert top_up(store, "tpe") == []  # three in flight for three workers: nothing more
+    for worker in workers:
+        store.remove_worker(worker)
+
+
+def test_concurrent_top_ups_never_exceed_the_budget(store, tiny_data):
+    assert len(create_study(store, BASE, SPACE, "race", tiny_data, search="random", budget=10, seed=3)) == 1
+    for _ in range(12):  # now 12 live workers want work: 9 slots are left in the budget
+        store.register_worker()
+    stores = [RunStore(store.url) for _ in range(6)]  # one engine each, as separate processes would have
+    barrier = threading.Barrier(len(stores))
+    queued: list[list[str]] = []
+
+    def race(s: RunStore):
+        barrier.wait()
+        queued.append(top_up(s, "race"))
+    threads = [threading.Thread(target=race, args=(s,)) for s in stores]
+    [t.start() for t in threads]
+    [t.join(60) for t in threads]
+    runs = store.list_runs(group="race")
+    assert len(runs) == 10 and sorted(runs["trial"]) == list(range(10))
+    assert sum(map(len, queued)) == 9 and len(queued) == 6
+    for s in stores:
+        s.close()
+
+
+def test_failed_runs_are_replaced_and_stop_and_extend(store, tiny_data):
+    first = create_study(store, BASE, SPACE, "life", tiny_data, search="random", budget=2)
+    finish(store, first[0], [], status="failed")
+    second = top_up(store, "life")
+    assert len(second) == 1, "a failed run does not use up the budget"
+    assert stop_study(store, "life") == 1
+    assert top_up(store, "life") == [] and get_study(store, "life").stopped
+    assert len(extend_study(store, "life", 2)) == 1 and get_study(store, "life").budget == 4
+    with pytest.raises(ConfigError, match="budget: 4 \\+ 197 is more than 200"):
+        extend_study(store, "life", 197)
+
+
+def test_a_grid_queues_every_combination_and_cannot_be_extended(store, tiny_data):
+    space = parse_space(["learning_rate=1e-3,1e-2", "batch_size=16,32"], "grid")
+    ids = create_study(store, BASE, space, "grid", tiny_data, search="grid")
+    assert len(ids) == 4 and get_study(store, "grid").budget == 4
+    assert top_up(store, "grid") == []
+    with pytest.raises(ConfigError, match="no combinations left"):
+        extend_study(store, "grid", 1)
+
+
+# -- pruning and the summary ---------------------------------------------------------------------------
+def test_median_pruning_stops_a_run_below_the_finished_runs_after_the_warmup(store, tiny_data):
+    ids = create_study(store, BASE, SPACE, "prune", tiny_data, search="random", budget=3, pruner="median",
+                       warmup_epochs=2)
+    finish(store, ids[0], [0.5, 0.8, 0.9])
+    run_id = top_up(store, "prune")[0]
+    store.claim_run("w", run_id=run_id)
+    check = prune_check(store, store.get_run(run_id))
+    assert check(1, {"val_accuracy": 0.1}) is False       # warm-up: every run trains 2 epochs
+    store.log_metrics([(run_id, "epoch", "val_accuracy", 1, 1, 0.1)])
+    assert check(2, {"val_accuracy": 0.85}) is False      # above the finished run's 0.8 at epoch 2
+    assert check(2, {"val_accuracy": 0.2}) is True        # below it: stop after this epoch
+    assert check(3, {"val_accuracy": 0.2}) is False       # the last epoch ends the run anyway
+    no_pruner = create_study(store, BASE, SPACE, "free", tiny_data, search="random", budget=1)
+    assert prune_check(store, store.get_run(no_pruner[0])) is None
+
+
+def test_summary_best_is_the_best_completed_run_and_importance_sums_to_one(store, tiny_data):
+    for _ in range(4):
+        store.register_worker()
+    ids = create_study(store, BASE, SPACE, "sum", tiny_data, search="random", budget=4, seed=7)
+    for run_id, values, status in zip(ids, ([0.5, 0.6], [0.4, 0.9], [0.2], [0.7, 0.7]),
+                                      ("completed", "completed", "pruned", "completed")):
+        finish(store, run_id, values, status)
+    data = summary(store, "sum")
+    assert data["counts"]["completed"] == 3 and data["counts"]["pruned"] == 1 and data["done"]
+    assert data["best_run_id"] == ids[1] and data["best_value"] == pytest.approx(0.9)
+    assert data["best_params"]["learning_rate"] == store.get_run(ids[1]).config["learning_rate"]
+    assert set(data["importance"]) == {"learning_rate", "optimizer"}
+    assert math.isclose(sum(data["importance"].values()), 1.0) and data["importance_note"] is None
+
+
+# -- the real thing: two real workers, eight runs, median pruning -------------------------------------
+REAL_MNIST = ROOT.parent / "shared" / "datasets" / "mnist"
+
+
+@pytest.fixture(scope="module")
+def real_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real MNIST (the study trains 1,000 of its digits): the repo's dataset, else ingested from shared/."""
+    from core.ingest import ingest
+    from core.settings import DEFAULT_DATA
+    if DEFAULT_DATA.is_file():
+        return DEFAULT_DATA
+    if not REAL_MNIST.is_dir():
+        pytest.skip(f"real MNIST not found at {REAL_MNIST}: synthetic digits are too easy to tell pruning apart")
+    return ingest(REAL_MNIST, tmp_path_factory.mktemp("mnist") / "mnist.h5").path
+
+
+@pytest.mark.slow
+def test_an_8_run_tpe_study_with_median_pruning_on_two_real_workers(store, real_digits):
+    """Hopeless learning rates (SGD at 1e-7…) sit in the space: the pruner must stop at least one run."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    common = ["--db", store.url, "--data", str(real_digits)]
+    sweep = subprocess.run([sys.executable, "-m", "core", "sweep", *common, "--arch", "mlp-128-64", "--epochs", "3",
+                            "--batch-size", "64", "--train-limit", "1000", "--search", "tpe", "--param", "learning_rate=1e-7:1e-1:log",
+                            "--param", "optimizer=sgd,adam", "--trials", "8", "--pruner", "median",
+                            "--name", "real", "--json"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert sweep.returncode == 0, sweep.stderr
+    assert json.loads(sweep.stdout.strip().splitlines()[-1])["group"] == "real"
+    started = time.monotonic()
+    workers = [subprocess.Popen([sys.executable, "-m", "core", "worker", *common, "--idle-exit", "4", "--poll", "0.3"],
+                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    logs = [w.communicate(timeout=240)[0] for w in workers]
+    seconds = time.monotonic() - started
+    runs = store.list_runs(group="real")
+    assert len(runs) == 8, logs
+    assert set(runs["status"]) <= {"completed", "pruned"}, runs[["status", "error"]]
+    assert (runs["status"] == "pruned").sum() >= 1, "no hopeless run was pruned"
+    assert all("training run" in log for log in logs), "both workers must have trained"
+    pruned = runs[runs["status"] == "pruned"]
+    assert (pruned["epoch"] < 3).all() and pruned["test_accuracy"].notna().all()  # stopped early, still evaluated
+    assert all(store.artifact(r, "model.keras") is not None or Path(store.run_dir(r) / "model.keras").exists()
+               for r in pruned["run_id"])
+    shown = subprocess.run([sys.executable, "-m", "core", "study", "real", *common, "--json"], cwd=ROOT, env=env,
+                           capture_output=True, text=True)
+    data = json.loads(shown.stdout.strip().splitlines()[-1])
+    counts = runs["status"].value_counts().to_dict()
+    assert {k: v for k, v in data["counts"].items() if v} == counts
+    completed = runs[runs["status"] == "completed"]
+    best = completed.loc[completed["last_val_accuracy"].idxmax()]
+    assert data["best_run_id"] == best["run_id"] and data["best_value"] == pytest.approx(best["last_val_accuracy"])
+    assert data["best_params"] == {"learning_rate": best["config"]["learning_rate"],
+                                   "optimizer": best["config"]["optimizer"]}
+    assert data["importance"] == {} or math.isclose(sum(data["importance"].values()), 1.0)
+    print(f"\nstudy: 8 runs on 2 workers in {seconds:.0f} s, {counts}")
+
+
+def test_study_config_is_the_base_config_plus_the_proposal(store, tiny_data):
+    base = replace(BASE, name="")
+    create_study(store, base, {"architecture": {"type": "categorical", "choices": ["mlp-512"]}}, "arch", tiny_data,
+                 search="random", budget=1)
+    config = store.list_runs(group="arch")["config"].iloc[0]
+    assert config["architecture"] == "mlp-512" and config["layers"] == [] and config["epochs"] == 3
