@@ -63,6 +63,26 @@ PRESETS: dict[str, dict[str, Any]] = {
         "defaults": {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 128, "epochs": 10,
                      "validation_split": 0.1},
     },
+    "cnn-draw": {
+        "help": "Four conv layers with BatchNorm, trained with rotation/shift/zoom and elastic distortions: "
+                "made to read other people's handwriting drawn on the canvas.",
+        # conv → BatchNorm → relu blocks (the Conv2D has no activation: BatchNorm normalises its raw output)
+        "layers": [{"type": "Conv2D", "filters": 32, "kernel": 3},
+                   {"type": "BatchNormalization"}, {"type": "Activation", "activation": "relu"},
+                   {"type": "Conv2D", "filters": 32, "kernel": 3},
+                   {"type": "BatchNormalization"}, {"type": "Activation", "activation": "relu"},
+                   {"type": "MaxPooling2D", "pool": 2},
+                   {"type": "Conv2D", "filters": 64, "kernel": 3},
+                   {"type": "BatchNormalization"}, {"type": "Activation", "activation": "relu"},
+                   {"type": "Conv2D", "filters": 64, "kernel": 3},
+                   {"type": "BatchNormalization"}, {"type": "Activation", "activation": "relu"},
+                   {"type": "MaxPooling2D", "pool": 2},
+                   {"type": "Flatten"},
+                   {"type": "Dense", "units": 128, "activation": "relu"},
+                   {"type": "Dropout", "rate": 0.3}],
+        "defaults": {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 128, "epochs": 6,
+                     "validation_split": 0.1, "augment": True, "elastic": True, "lr_schedule": "exponential"},
+    },
 }
 CUSTOM = "custom"
 ARCHITECTURES = (*PRESETS, CUSTOM)
@@ -217,17 +237,25 @@ def resolve_layers(architecture: str, layers: list[dict] | None = None, dropout:
     return stack
 
 
-def build_model(layers: list[dict], augment: bool = False, name: str = "digitlab"):
+AUGMENT_PREFIX = "aug_"            # augmentation layers are named aug_*: they act only while training
+ELASTIC = {"alpha": 34.0, "sigma": 4.0}  # Simard et al. (2003)'s MNIST values: displacement scale, smoothing (px)
+
+
+def build_model(layers: list[dict], augment: bool = False, name: str = "digitlab", elastic: bool = False):
     """A `keras.Model` for a hidden stack (validated first), output layer appended.
 
     With `augment`, random rotation (±10°), shift (±3 px) and zoom (±10%) layers come first:
-    Keras preprocessing layers that only act while training.
+    Keras preprocessing layers that only act while training. With `elastic`, an
+    `ElasticDistortion` layer (also training only) comes first: each training digit is warped
+    by its own smooth random field, as different writers' strokes bend differently.
     """
     describe(layers)  # raises ArchitectureError before TensorFlow is touched
     import keras
     from keras import layers as L
 
     seq = [keras.Input(shape=INPUT_SHAPE)]
+    if elastic:
+        seq.append(elastic_layer_class()(**ELASTIC, name="aug_elastic"))
     if augment:
         seq += [L.RandomRotation(10 / 360, fill_mode="constant", name="aug_rotate"),
                 L.RandomTranslation(0.1, 0.1, fill_mode="constant", name="aug_shift"),
@@ -260,3 +288,74 @@ def build_model(layers: list[dict], augment: bool = False, name: str = "digitlab
         seq.append(L.Flatten())
     seq.append(L.Dense(N_CLASSES, activation="softmax"))
     return keras.Sequential(seq, name=name)
+
+
+_ELASTIC_CLASS = None
+
+
+def elastic_layer_class():
+    """The `ElasticDistortion` Keras layer class, registered for (safe_mode) loading on first use.
+
+    Defined lazily so importing this module never imports TensorFlow; `core.inference.load_model`
+    calls this before loading any model, so a saved model that holds the layer loads again.
+
+    Simard, Steinkraus & Platt (2003), "Best practices for convolutional neural networks applied
+    to visual document analysis": per pixel a random displacement in [-1, 1]² is smoothed by a
+    Gaussian of `sigma` px and scaled by `alpha`, then the image is resampled bilinearly at the
+    displaced points (ink pushed off the image becomes background). Identity outside training.
+    """
+    global _ELASTIC_CLASS
+    if _ELASTIC_CLASS is not None:
+        return _ELASTIC_CLASS
+    import keras
+    import tensorflow as tf
+
+    @keras.saving.register_keras_serializable(package="digitlab")
+    class ElasticDistortion(keras.layers.Layer):
+        def __init__(self, alpha: float = 34.0, sigma: float = 4.0, seed: int | None = None, **kwargs):
+            super().__init__(**kwargs)
+            self.alpha, self.sigma, self.seed = float(alpha), float(sigma), seed
+            self.seed_generator = keras.random.SeedGenerator(seed)
+            radius = max(1, int(round(3 * self.sigma)))
+            g = [math.exp(-0.5 * (i / self.sigma) ** 2) for i in range(-radius, radius + 1)]
+            self._kernel = [v / sum(g) for v in g]
+
+        def call(self, images, training=None):
+            if not training:
+                return images
+            return self._warp(images)
+
+        def _warp(self, images):
+            shape = tf.shape(images)
+            b, h, w = shape[0], shape[1], shape[2]
+            noise = keras.random.uniform((b, h, w, 2), -1.0, 1.0, seed=self.seed_generator)
+            k = tf.constant(self._kernel, tf.float32)
+            kx = tf.tile(tf.reshape(k, (1, -1, 1, 1)), (1, 1, 2, 1))   # smooth along x, each channel alone
+            ky = tf.tile(tf.reshape(k, (-1, 1, 1, 1)), (1, 1, 2, 1))   # then along y
+            field = tf.nn.depthwise_conv2d(noise, kx, (1, 1, 1, 1), "SAME")
+            field = tf.nn.depthwise_conv2d(field, ky, (1, 1, 1, 1), "SAME") * self.alpha
+            ys, xs = tf.meshgrid(tf.range(h, dtype=tf.float32), tf.range(w, dtype=tf.float32), indexing="ij")
+            y, x = ys[None] + field[..., 0], xs[None] + field[..., 1]            # (b, h, w) sample points
+            y0, x0 = tf.floor(y), tf.floor(x)
+            wy, wx = (y - y0)[..., None], (x - x0)[..., None]
+            batch = tf.broadcast_to(tf.range(b)[:, None, None], tf.shape(y0))
+
+            def at(yy, xx):  # pixel values at integer points; outside the image counts as background (0)
+                inside = (yy >= 0) & (yy <= tf.cast(h - 1, tf.float32)) & (xx >= 0) & (xx <= tf.cast(w - 1, tf.float32))
+                yi = tf.clip_by_value(tf.cast(yy, tf.int32), 0, h - 1)
+                xi = tf.clip_by_value(tf.cast(xx, tf.int32), 0, w - 1)
+                values = tf.gather_nd(images, tf.stack([batch, yi, xi], axis=-1))
+                return values * tf.cast(inside, images.dtype)[..., None]
+
+            top = at(y0, x0) * (1 - wx) + at(y0, x0 + 1) * wx
+            bottom = at(y0 + 1, x0) * (1 - wx) + at(y0 + 1, x0 + 1) * wx
+            return top * (1 - wy) + bottom * wy
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "alpha": self.alpha, "sigma": self.sigma, "seed": self.seed}
+
+    _ELASTIC_CLASS = ElasticDistortion
+    return _ELASTIC_CLASS

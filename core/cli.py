@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--early-stopping", type=int, metavar="PATIENCE", help=HELP["early_stopping"])
     p.add_argument("--lr-schedule", help=f"{', '.join(LR_SCHEDULES)}. {HELP['lr_schedule']}")
     p.add_argument("--train-limit", type=int, metavar="N", help=HELP["train_limit"])
-    p.add_argument("--augment", action="store_true", default=None, help=HELP["augment"])
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help=HELP["augment"])
+    p.add_argument("--elastic", action=argparse.BooleanOptionalAction, default=None, help=HELP["elastic"])
     p.add_argument("--name", help=HELP["name"])
     p.add_argument("--group", help="put the run in a named group (as sweeps do)")
     p.add_argument("--queue", action="store_true", help="only queue the run; a worker trains it")
@@ -103,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="file to write (default: stdout)")
 
     p = cmd["predict"]
-    p.add_argument("--run", required=True, dest="run_id", metavar="RUN_ID", help="a completed run")
+    p.add_argument("--run", required=True, dest="run_ids", action="append", metavar="RUN_ID",
+                   help="a completed run; repeat (--run A --run B) to combine runs: their probabilities are averaged")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files, any size, either polarity")
     p.add_argument("--json", action="store_true", help="print one JSON array, an object per image")
     _study_arguments(cmd)
@@ -186,7 +188,7 @@ def cmd_train(args) -> int:
         except json.JSONDecodeError as exc:
             raise UserError(f"--layers is not valid JSON ({exc.msg} at character {exc.pos})") from None
     fields = ("epochs", "batch_size", "learning_rate", "optimizer", "activation", "dropout", "validation_split",
-              "seed", "early_stopping", "lr_schedule", "train_limit", "augment", "name")
+              "seed", "early_stopping", "lr_schedule", "train_limit", "augment", "elastic", "name")
     overrides: dict[str, Any] = {f: getattr(args, f) for f in fields}
     if layers is not None:
         overrides["layers"] = layers
@@ -320,13 +322,16 @@ def cmd_export(args) -> int:
 
 def cmd_predict(args) -> int:
     from core.predict import predict_files
-    results, failures = predict_files(_store(args), args.run_id, args.images)
+    results, failures = predict_files(_store(args), args.run_ids, args.images)
     if args.json:
         print(json.dumps(results))
     else:
         for r in results:
             if "error" in r:
                 print(f"{r['file']}: error: {r['error']}", file=sys.stderr)
+            elif "per_run" in r:
+                each = ", ".join(f"{p['run_id']} {p['label']}" for p in r["per_run"])
+                print(f"{r['file']}: {r['label']} ({r['confidence']:.1%}, ensemble of {len(r['runs'])} runs: {each})")
             else:
                 print(f"{r['file']}: {r['label']} ({r['confidence']:.1%})")
     return 1 if failures else 0

@@ -36,6 +36,8 @@ HELP = {
     "train_limit": "Train on only this many digits (a random subset) for quick experiments; empty uses all of them.",
     "augment": "Randomly rotate (±10°), shift (±3 px) and zoom (±10%) training digits so the model copes with digits "
                "drawn off-centre or slanted.",
+    "elastic": "Warp each training digit by a smooth random field (elastic distortion, Simard et al. 2003), as "
+               "different writers bend their strokes differently; helps with other people's handwriting.",
     "name": "A label for the run in tables and charts.",
 }
 
@@ -60,6 +62,7 @@ class TrainConfig:
     lr_schedule: str = "constant"         # one of LR_SCHEDULES
     train_limit: int | None = None        # train on a random subset of this size; None = all
     augment: bool = False                 # random rotation/shift/zoom while training
+    elastic: bool = False                 # random elastic distortion while training (any architecture)
     name: str = ""                        # display name; the store fills one in when empty
 
     def validate(self, n_train: int | None = None) -> "TrainConfig":
@@ -79,8 +82,9 @@ class TrainConfig:
         if self.dropout is not None:
             _number("dropout", self.dropout, "a number in [0, 1) or empty", lambda v: 0 <= v < 1)
         _number("validation_split", self.validation_split, "a number in [0, 0.5]", lambda v: 0 <= v <= 0.5)
-        if not isinstance(self.augment, bool):
-            raise ConfigError(f"augment must be true or false, got {self.augment!r}")
+        for flag in ("augment", "elastic"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         if not isinstance(self.name, str) or len(self.name) > 200:
             raise ConfigError(f"name must be text of at most 200 characters, got {self.name!r:.60}")
         if self.train_limit is not None:

@@ -153,6 +153,30 @@ def evaluate_on_drawn(store: RunStore, run_id: str) -> Evaluation:
     return store.evaluation(run_id, "drawn")
 
 
+def score_ensemble_on_drawn(store: RunStore, run_ids: list[str]) -> dict:
+    """Score the ensemble of `run_ids` (averaged probabilities, `core.predict`) on every drawing.
+
+    Returns `core.inference.score`'s dict plus `runs` (the combined ids) and `per_run` (each
+    run's own accuracy on the same drawings). Nothing is stored: an ensemble is not a run.
+    Raises DrawingError when there are no drawings or no runs, ModelUnavailable for a run
+    without a usable model.
+    """
+    from core.inference import predict_probabilities, score
+    from core.predict import combine, model_for_run
+
+    ids = list(dict.fromkeys(run_ids))
+    if not ids:
+        raise DrawingError("choose at least one run to combine")
+    x, y = drawn_arrays(store)
+    if not len(y):
+        raise DrawingError("the drawn set is empty: save a few labelled drawings first")
+    each = [predict_probabilities(model_for_run(store, r), x) for r in ids]
+    result = score(combine(each), y)
+    result["runs"] = ids
+    result["per_run"] = {r: float((p.argmax(axis=1) == y).mean()) for r, p in zip(ids, each)}
+    return result
+
+
 def evaluate_all(store: RunStore, progress: Callable[[int, int, str], None] | None = None) -> list[RunScore]:
     """Evaluate every completed run on the drawn set; a run whose model is unusable is reported, not fatal."""
     from core.preprocess import InferenceError

@@ -57,6 +57,8 @@ def load_model(path: str | Path, run_id: str | None = None) -> Any:
             return _MODELS[key]
         import keras
 
+        from core.architectures import elastic_layer_class
+        elastic_layer_class()  # registers Digit Lab's own (training-only) augmentation layer for loading
         try:
             model = keras.models.load_model(path, safe_mode=True, compile=False)
         except Exception as exc:

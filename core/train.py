@@ -168,7 +168,7 @@ def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool
         keras.utils.set_random_seed(config.seed)
         splits = load_splits(config, data_path)
         steps = int(np.ceil(len(splits.y_train) / config.batch_size))
-        model = build_model(config.hidden_layers(), augment=config.augment)
+        model = build_model(config.hidden_layers(), augment=config.augment, elastic=config.elastic)
         model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         logger = StoreLogger(store, run.id, steps_per_epoch=steps, should_stop=should_stop,

@@ -1,9 +1,12 @@
 """Reading a drawing with several runs on the Draw page: the completed runs to choose from,
 their models (cached per model file version), one `RunPrediction` per run, the majority
-label, and the cards that show the runs side by side.
+label, their ensemble, and how they are shown: one run as a card with its probability bars;
+two to ten runs as one compact table (a row per run, a column per digit, shaded by
+probability, disagreements marked), with the ensemble's row on top when runs are combined.
 
-Models come from `core.predict.model_for_run`, as `python -m core predict` loads them, so the
-page and the CLI give the same answer for the same image.
+Models come from `core.predict.model_for_run`, and the ensemble from `core.predict.combine`,
+as `python -m core predict --run A --run B` computes them, so the page and the CLI give the
+same answer for the same image.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from core.inference import predict_probabilities
-from core.predict import model_for_run
+from core.predict import combine, model_for_run
 from core.preprocess import InferenceError
 from core.schema import StoreError
 from core.store import RunStore
@@ -40,17 +43,20 @@ def run_caption(row: pd.Series) -> str:
     return text
 
 
-def _model_mtime(store: RunStore, run_id: str) -> int:
-    try:
-        return (store.run_dir(run_id) / "model.keras").stat().st_mtime_ns
-    except OSError:
-        return 0
+def _model_mtime(store: RunStore, run_id: str) -> str:
+    """The model's version (its hash in the store): a run trained on another machine loads the same way."""
+    return store.model_version(run_id)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
-def _cached_model(_store: RunStore, url: str, run_id: str, mtime_ns: int):
+def _cached_model(_store: RunStore, url: str, run_id: str, mtime_ns: str):
     """The run's model, cached per store, run id and model file version (errors are not cached)."""
     return model_for_run(_store, run_id)
+
+
+def cached_model(store: RunStore, run_id: str):
+    """The run's model through the cache above (the Draw page's predictions and explanations share it)."""
+    return _cached_model(store, store.url, run_id, _model_mtime(store, run_id))
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ def predict_runs(store: RunStore, runs: pd.DataFrame, run_ids: list[str], image2
     out = []
     for run_id in run_ids:
         try:
-            model = _cached_model(store, store.url, run_id, _model_mtime(store, run_id))
+            model = cached_model(store, run_id)
             probs = predict_probabilities(model, image28[None])[0]
             out.append(RunPrediction(run_id, names.get(run_id, run_id), [float(p) for p in probs]))
         except (InferenceError, StoreError) as exc:
@@ -94,24 +100,95 @@ def majority(predictions: list[RunPrediction]) -> tuple[int | None, bool]:
     return label, len(counts) == 1
 
 
+def ensemble(predictions: list[RunPrediction]) -> RunPrediction | None:
+    """The runs' averaged probabilities (runs without a prediction left out); None under two runs."""
+    ok = [p for p in predictions if p.probabilities is not None]
+    if len(ok) < 2:
+        return None
+    return RunPrediction("+".join(p.run_id for p in ok), f"Ensemble of {len(ok)} runs",
+                         [float(v) for v in combine([p.probabilities for p in ok])])
+
+
+ENSEMBLE_ROW = "★ combined"
+DIGIT_COLUMNS = [str(d) for d in range(10)]
+SHADE = (31, 119, 180)            # probability cells: this blue, as opaque as the probability
+ODD = "background-color: #ffd8a8; color: #7a3e00"   # a run that disagrees with the majority
+
+
+def probability_table(predictions: list[RunPrediction], combined: RunPrediction | None = None) -> pd.DataFrame:
+    """A row per run (the ensemble first when given): run, id, reads, confidence, then P(0)…P(9).
+
+    A run without a prediction keeps its row, with the reason in `reads` and no probabilities.
+    """
+    rows = []
+    for p in ([combined] if combined else []) + predictions:
+        row = {"run": ENSEMBLE_ROW if p is combined else p.name, "id": "" if p is combined else p.run_id,
+               "reads": "—" if p.label is None else str(p.label),
+               "confidence": None if p.confidence is None else p.confidence}
+        row.update({d: (None if p.probabilities is None else p.probabilities[i]) for i, d in enumerate(DIGIT_COLUMNS)})
+        if p.error:
+            row["reads"] = "error"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["run", "id", "reads", "confidence", *DIGIT_COLUMNS])
+
+
+def _cell(v) -> str:
+    if v is None or pd.isna(v):
+        return ""
+    colour = "white" if v >= 0.5 else "inherit"
+    return f"background-color: rgba({SHADE[0]}, {SHADE[1]}, {SHADE[2]}, {0.08 + 0.92 * float(v):.2f}); color: {colour}"
+
+
+def styled_table(table: pd.DataFrame, majority_label: int | None):
+    """The table with each probability shaded, disagreeing runs' answers marked, percentages as text."""
+    def reads_style(col: pd.Series) -> list[str]:
+        return [ODD if majority_label is not None and r not in ("—", "error", str(majority_label))
+                and run != ENSEMBLE_ROW else "" for r, run in zip(col, table["run"])]
+
+    def pct(v) -> str:
+        if v is None or pd.isna(v):
+            return ""
+        return "·" if v < 0.005 else f"{v:.0%}"
+
+    return (table.style.map(_cell, subset=DIGIT_COLUMNS).apply(reads_style, subset=["reads"])
+            .format(pct, subset=[*DIGIT_COLUMNS, "confidence"]))
+
+
 # ------------------------------------------------------------------------------ rendering
 
-def show_predictions(predictions: list[RunPrediction]) -> None:
-    """One card per run (prediction, confidence, bars), side by side; disagreements stand out."""
+def show_predictions(predictions: list[RunPrediction], combine_runs: bool = False) -> RunPrediction | None:
+    """One run: its card. Several: the agreement line, then one table of every run's probabilities
+    (the ensemble's row first when `combine_runs`); disagreements stand out. Returns the ensemble."""
     label, agree = majority(predictions)
     ok = [p for p in predictions if p.label is not None]
+    combined = ensemble(predictions) if combine_runs else None
+    if len(predictions) == 1:
+        with st.container(border=True):
+            _prediction_card(predictions[0], odd=False)
+        return None
+    if combined is not None:
+        st.markdown(f"### combined, the {len(ok)} runs read :green[{combined.label}]")
+        st.caption(f"averaged probabilities: {combined.confidence:.1%} for {combined.label} "
+                   "(as `python -m core predict --run A --run B …` combines them)")
     if len(ok) > 1 and agree:
         st.success(f"All {len(ok)} runs read **{label}**.", icon=":material/check_circle:")
     elif len(ok) > 1:
         votes = Counter(p.label for p in ok)
         st.warning("The runs disagree: " + ", ".join(f"**{lb}** ({n} run{'s' if n > 1 else ''})"
-                                                     for lb, n in votes.most_common()),
-                   icon=":material/call_split:")
-    per_row = min(len(predictions), 3)
-    for start in range(0, len(predictions), per_row):
-        for col, p in zip(st.columns(per_row), predictions[start:start + per_row]):
-            with col.container(border=True):
-                _prediction_card(p, odd=len(ok) > 1 and p.label is not None and p.label != label)
+                                                     for lb, n in votes.most_common()) +
+                   " (marked in orange below)", icon=":material/call_split:")
+    table = probability_table(predictions, combined)
+    digit = st.column_config.TextColumn(width=42)
+    st.dataframe(styled_table(table, label if len(ok) > 1 else None), hide_index=True,
+                 column_config={"run": st.column_config.TextColumn("run", width="medium"),
+                                "id": st.column_config.TextColumn("id", width="small"),
+                                "reads": st.column_config.TextColumn("reads", width=52),
+                                "confidence": st.column_config.TextColumn("conf.", width=52),
+                                **{d: digit for d in DIGIT_COLUMNS}})
+    for p in predictions:
+        if p.error:
+            st.warning(f"No prediction from {p.name} (`{p.run_id}`): {p.error}", icon=":material/warning:")
+    return combined
 
 
 def _prediction_card(p: RunPrediction, odd: bool) -> None:

@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from core.drawings import DrawingError, add_drawing, count_drawings, delete_drawing, evaluate_all, \
-    evaluate_on_drawn, list_drawings
+    evaluate_on_drawn, list_drawings, score_ensemble_on_drawn
 from core.preprocess import InferenceError, Preprocessed
 from core.schema import StoreError
 from core.store import RunStore
@@ -172,6 +172,30 @@ def evaluation_panel(store: RunStore, runs: pd.DataFrame, run_id: str) -> None:
         st.caption(f"The drawn set has changed since ({total} drawings now): evaluate again to update.")
     st.plotly_chart(confusion_heatmap(ev.confusion, title="Drawn set: true digit × prediction", height=420),
                     key=f"draw_confusion_{run_id}")
+
+
+def ensemble_scorer(store: RunStore, runs: pd.DataFrame, captions: dict, key: str) -> None:
+    """Score an ensemble of chosen runs (averaged probabilities) on the drawn set, beside each run's own.
+
+    Read-only (an ensemble is not a run, so nothing is stored): open to viewers too.
+    """
+    st.subheader("Score an ensemble on the drawn set")
+    chosen = st.multiselect("Runs to combine (their probabilities are averaged)", list(runs["run_id"]),
+                            key=f"{key}_runs", format_func=captions.get)
+    if not st.button("Score the ensemble", key=f"{key}_go", icon=":material/join:", disabled=not chosen):
+        return
+    try:
+        with st.spinner(f"Scoring the ensemble of {len(chosen)} runs…"):
+            result = score_ensemble_on_drawn(store, chosen)
+    except (DrawingError, InferenceError, StoreError) as exc:
+        st.error(str(exc))
+        return
+    names = dict(zip(runs["run_id"], runs["name"]))
+    st.success(f"The ensemble of {len(chosen)} runs reads **{result['accuracy']:.1%}** of {result['n']} drawings.")
+    st.dataframe(pd.DataFrame([{"run": names.get(r, r), "id": r, "drawn-set accuracy": acc}
+                               for r, acc in result["per_run"].items()] +
+                              [{"run": "★ ensemble", "id": "", "drawn-set accuracy": result["accuracy"]}]),
+                 hide_index=True, column_config={"drawn-set accuracy": st.column_config.NumberColumn(format="percent")})
 
 
 def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:

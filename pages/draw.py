@@ -3,7 +3,7 @@ grow the team's drawn test set."""
 import streamlit as st
 
 from core.drawings import count_drawings
-from dashboard import draw_predictions, draw_ui as ui, drawn_set
+from dashboard import draw_predictions, draw_ui as ui, drawn_set, explain_views
 from dashboard.state import get_store
 
 st.title("Draw")
@@ -26,6 +26,7 @@ with set_tab:
         picked = st.selectbox("Run", list(runs["run_id"]), key="draw_eval_run", format_func=captions.get)
         drawn_set.evaluate_buttons(store, runs, picked, key="draw_eval")
         drawn_set.evaluation_panel(store, runs, picked)  # the buttons' callbacks ran first: `runs` is up to date
+        drawn_set.ensemble_scorer(store, runs, captions, key="draw_ens")
         st.dataframe(drawn_set.leaderboard(runs), hide_index=True,
                      column_config={c: st.column_config.NumberColumn(format="percent")
                                     for c in ("test accuracy", "drawn-set accuracy")})
@@ -42,6 +43,9 @@ with draw_tab:
     chosen = st.multiselect("Runs to ask (the best by test accuracy is chosen first)", ids,
                             default=None if remembered is not None else ids[:1], key="draw_runs",
                             format_func=captions.get)
+    combine = st.toggle("Combine the selected runs", key="draw_combine", disabled=len(chosen) < 2,
+                        help="Average the selected runs' probabilities (an ensemble) and show its answer "
+                             "beside each run's own.")
     pad, side = st.columns([1, 2], gap="large")
     with pad:
         source = st.segmented_control("Input", ["canvas", "upload"], default="canvas", key="draw_source",
@@ -71,5 +75,13 @@ with draw_tab:
         if not chosen:
             st.info("Choose at least one run above to read the drawing.")
             st.stop()
-        draw_predictions.show_predictions(draw_predictions.predict_runs(store, runs, chosen, pre.image))
+        draw_predictions.show_predictions(draw_predictions.predict_runs(store, runs, chosen, pre.image),
+                                          combine_runs=combine and len(chosen) > 1)
         drawn_set.save_form(store, pre, original, source)
+
+    # After the answers (already on screen): what happened inside one of the runs.
+    with st.expander("Inside the model: feature maps, why this digit, nearest training digits", expanded=True):
+        explain_id = chosen[0]
+        if len(chosen) > 1:
+            explain_id = st.selectbox("Run to look inside", chosen, key="draw_explain_run", format_func=captions.get)
+        explain_views.explain_panel(store, explain_id, captions.get(explain_id, explain_id), pre.image)

@@ -4,7 +4,7 @@ import pytest
 from core.architectures import PRESETS, ArchitectureError, build_model, count_params, describe, resolve_layers
 
 EXPECTED_PARAMS = {"mlp-128-64": 109_386, "mlp-512-dropout": 407_050, "mlp-512": 407_050,
-                   "mlp-512x2-dropout": 669_706, "cnn-small": 70_378}
+                   "mlp-512x2-dropout": 669_706, "cnn-small": 70_378, "cnn-draw": 198_250}
 
 
 @pytest.mark.parametrize("preset", sorted(EXPECTED_PARAMS))
@@ -59,3 +59,35 @@ def test_overrides_replace_dropout_and_activation():
     assert [l["rate"] for l in layers if l["type"] == "Dropout"] == [0.3, 0.3]
     assert {l["activation"] for l in layers if l["type"] == "Activation"} == {"tanh"}
     assert resolve_layers("mlp-512", dropout=0.25)[-1] == {"type": "Dropout", "rate": 0.25}
+
+
+def test_augmentation_layers_add_no_parameters_and_leave_prediction_unchanged():
+    import numpy as np
+
+    layers = resolve_layers("cnn-draw")
+    model = build_model(layers, augment=True, elastic=True)
+    assert model.count_params() == EXPECTED_PARAMS["cnn-draw"]
+    assert [layer.name for layer in model.layers[:4]] == ["aug_elastic", "aug_rotate", "aug_shift", "aug_zoom"]
+    x = np.random.default_rng(0).random((3, 28, 28, 1)).astype("float32")
+    elastic = model.get_layer("aug_elastic")
+    assert np.array_equal(np.asarray(elastic(x, training=False)), x)  # identity outside training
+
+
+def test_elastic_distortion_warps_each_digit_smoothly_and_keeps_its_ink(tmp_path):
+    """Training-time warp: every digit moves differently, ink stays in [0, 1] and roughly the same amount;
+    a model holding the layer saves and loads again (safe_mode) and predicts the same."""
+    import numpy as np
+
+    from core.inference import load_model
+
+    model = build_model([{"type": "Dense", "units": 8}], elastic=True)
+    x = np.zeros((4, 28, 28, 1), np.float32)
+    x[:, 6:22, 12:16] = 1.0  # a "1"
+    warped = np.asarray(model.get_layer("aug_elastic")(x, training=True))
+    assert warped.shape == x.shape and warped.min() >= 0 and warped.max() <= 1 + 1e-6
+    assert not np.allclose(warped[0], warped[1])                      # each digit its own field
+    assert 0.2 < np.abs(warped - x).mean() / x.mean() < 1.5           # moved, not erased or blurred away
+    assert abs(warped.sum() / x.sum() - 1) < 0.25                     # about as much ink as before
+    model.save(tmp_path / "m.keras")
+    again = load_model(tmp_path / "m.keras")
+    assert np.allclose(again.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)

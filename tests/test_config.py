@@ -60,3 +60,21 @@ def test_custom_without_layers_or_with_bad_layers():
         make_config("custom")
     with pytest.raises(ConfigError, match="layer 2 .*Conv2D"):
         make_config("custom", layers=[{"type": "Flatten"}, {"type": "Conv2D", "filters": 4}])
+
+
+def test_a_wave_1_config_without_elastic_still_loads_and_elastic_is_validated():
+    wave1 = {"architecture": "cnn-small", "layers": [], "optimizer": "adam", "learning_rate": 0.001,
+             "batch_size": 128, "epochs": 10, "dropout": None, "activation": "relu", "validation_split": 0.1,
+             "seed": 42, "early_stopping": 0, "lr_schedule": "constant", "train_limit": None, "augment": False,
+             "name": "old run"}
+    config = TrainConfig.from_dict(wave1).validate()
+    assert config.elastic is False and config.name == "old run"
+    assert make_config("cnn-small", elastic=True).elastic is True
+    with pytest.raises(ConfigError, match="elastic must be true or false, got 'yes'"):
+        make_config("cnn-small", elastic="yes")
+
+
+def test_cnn_draw_defaults_turn_augmentation_and_elastic_on_and_can_be_turned_off():
+    config = make_config("cnn-draw")
+    assert config.augment and config.elastic and config.epochs == 6
+    assert not make_config("cnn-draw", elastic=False, augment=False).elastic

@@ -87,7 +87,7 @@ def test_a_drawing_is_read_by_the_best_run_as_the_cli_reads_the_same_png(populat
     assert at.multiselect(key="draw_runs").value == [runs["run_id"].iloc[0]]  # best test accuracy first
     [label] = readings(at)
     steps = [img.caption for e in at.main if type(e).__name__ == "Image" for img in e.proto.imgs]
-    assert steps == list(draw_ui.STEP_CAPTIONS.values())
+    assert steps[:4] == list(draw_ui.STEP_CAPTIONS.values())  # then the "Inside the model" panel's images
     assert len(at.get("plotly_chart")) == 1  # the probability bars
 
     path = tmp_path / "drawn.png"
@@ -102,8 +102,10 @@ def test_several_runs_side_by_side_and_a_broken_model_is_a_warning_for_that_run_
     populated_env.store.put_artifact(ids[1], "model.keras", b"not a keras file")  # the store's copy is bad
     at = open_page(canvas=canvas_png(), draw_runs=ids)
     assert not at.exception and not at.error
-    assert len(readings(at)) == 2 and len(at.get("plotly_chart")) == 2
-    warnings = [w.value for w in at.warning if "No prediction from this run" in w.value]
+    table = at.dataframe[0].value  # several runs: one table, a row per run, no chart per run
+    assert table["id"].tolist() == ids and not at.get("plotly_chart")
+    assert table["reads"].tolist()[1] == "error" and all(r.isdigit() for r in table["reads"].tolist()[::2])
+    warnings = [w.value for w in at.warning if "No prediction from" in w.value]
     assert len(warnings) == 1 and ids[1] in warnings[0]
 
 
@@ -255,3 +257,68 @@ def test_png_bytes_shrinks_large_originals_and_ago_reads_well():
     assert drawn_set.ago(100.0, now=130.0) == "just now"
     assert drawn_set.ago(0.0, now=7200.0) == "2 h ago"
     assert drawn_set.ago(0.0, now=300.0) == "5 min ago"
+
+
+# ------------------------------------------------------------------------------ ensembles and the explain panel
+
+def image_captions(at: AppTest) -> list[str]:
+    return [img.caption for e in at.main if type(e).__name__ == "Image" for img in e.proto.imgs]
+
+
+def test_combining_runs_shows_the_ensemble_beside_each_run_as_the_cli_combines_them(populated_env, tmp_path, capsys):
+    ids = populated_env.runs["run_id"].tolist()
+    png = canvas_png(strokes=[((90, 60), (190, 60)), ((190, 60), (120, 230))])
+    at = open_page(canvas=png, draw_runs=ids[:2], draw_combine=True)
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert table["run"].tolist()[0] == draw_predictions.ENSEMBLE_ROW and table["id"].tolist()[1:] == ids[:2]
+    digits = [str(d) for d in range(10)]
+    combined = table[digits].iloc[0].to_numpy(float)
+    assert np.allclose(combined, table[digits].iloc[1:].to_numpy(float).mean(axis=0), atol=1e-9)
+
+    path = tmp_path / "drawn.png"
+    path.write_bytes(png)
+    cli.main(["predict", "--db", populated_env.db_url, "--run", ids[0], "--run", ids[1], "--json", str(path)])
+    [result] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["runs"] == ids[:2] and np.allclose(result["probabilities"], combined, atol=1e-6)
+    assert table["reads"].iloc[0] == str(result["label"])
+    assert any(f"read :green[{result['label']}]" in m.value for m in at.markdown)
+
+
+def test_combine_is_off_with_one_run_and_ten_runs_fit_one_table(populated_env):
+    at = open_page(canvas=canvas_png())
+    assert at.toggle(key="draw_combine").disabled
+    ids = populated_env.runs["run_id"].tolist()
+    at = open_page(canvas=canvas_png(), draw_runs=ids, draw_combine=True)
+    assert len(at.dataframe[0].value) == len(ids) + 1 and not at.get("plotly_chart")
+
+
+def test_inside_the_model_panel_shows_attribution_activations_and_nearest_training_digits(populated_env):
+    store = populated_env.store
+    run_id = populated_env.runs.sort_values("test_accuracy", ascending=False, kind="stable")["run_id"].iloc[0]
+    at = open_page(canvas=canvas_png())
+    assert not at.exception and not at.error
+    assert at.expander[0].label.startswith("Inside the model")
+    captions = image_captions(at)
+    toward = [c for c in captions if c.startswith("toward ")]
+    assert len(toward) == 2 and any(" over " in c for c in captions)  # the top two digits and their difference
+    assert any(re.search(r"most active of \d+ units", c) for c in captions)  # the MLP's hidden Dense layer
+    neighbours = [c for c in captions if re.fullmatch(r"\d · -?\d\.\d\d", c)]
+    assert len(neighbours) == 8
+    assert store.artifact(run_id, "embedding.npz") is not None        # built once, kept with the run
+    ordered = [c for c in captions if c in draw_ui.STEP_CAPTIONS.values()]
+    assert captions.index(ordered[-1]) < captions.index(toward[0])    # the panel comes after the answer
+
+
+def test_the_panel_explains_an_uploaded_image_and_a_chosen_run(populated_env):
+    ids = populated_env.runs["run_id"].tolist()
+    im = Image.new("L", (300, 300), 240)
+    ImageDraw.Draw(im).line([(150, 40), (150, 260)], fill=10, width=16)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    at = open_page(draw_source="upload", draw_runs=ids, draw_explain_run=ids[2])
+    at.file_uploader(key="draw_upload").upload("one.png", buf.getvalue(), "image/png")
+    at.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="draw_explain_run").value == ids[2]
+    assert len([c for c in image_captions(at) if c.startswith("toward ")]) == 2

@@ -77,3 +77,60 @@ def test_reading_kernels_does_not_import_tensorflow():
             "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------ ensembles
+
+def _png(tmp_path, name="seven.png"):
+    from PIL import Image, ImageDraw
+    im = Image.new("L", (280, 280), 0)
+    ImageDraw.Draw(im).line([(90, 60), (190, 60), (120, 230)], fill=255, width=20)
+    path = tmp_path / name
+    im.save(path)
+    return path
+
+
+def test_an_ensemble_of_one_run_equals_that_run(populated_env, tmp_path):
+    from core.inference import predict_probabilities
+    from core.predict import ensemble_probabilities, model_for_run, predict_files
+
+    store, run_id = populated_env.store, populated_env.runs["run_id"].iloc[0]
+    x = np.random.default_rng(0).random((5, 28, 28)).astype("float32")
+    alone = predict_probabilities(model_for_run(store, run_id), x)
+    assert np.allclose(ensemble_probabilities(store, [run_id], x), alone, atol=1e-12)
+    assert np.allclose(ensemble_probabilities(store, [run_id, run_id], x), alone, atol=1e-12)  # counted once
+    [one], _ = predict_files(store, [run_id], [str(_png(tmp_path))])
+    [single], _ = predict_files(store, run_id, [str(_png(tmp_path))])
+    assert one == single and one["runs"] == [run_id] and "per_run" not in one
+
+
+def test_cli_predict_with_several_runs_averages_them_and_says_which(populated_env, tmp_path, capsys):
+    import json
+
+    from core import cli
+
+    ids = populated_env.runs["run_id"].tolist()
+    path = str(_png(tmp_path))
+    assert cli.main(["predict", "--db", populated_env.db_url, "--run", ids[0], "--run", ids[1], "--json", path]) == 0
+    [combined] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert combined["runs"] == ids[:2] and [p["run_id"] for p in combined["per_run"]] == ids[:2]
+    each = np.array([p["probabilities"] for p in combined["per_run"]])
+    assert np.allclose(combined["probabilities"], each.mean(axis=0), atol=1e-9)
+    assert combined["label"] == int(np.argmax(each.mean(axis=0)))
+    assert cli.main(["predict", "--db", populated_env.db_url, "--run", ids[0], "--run", ids[1], path]) == 0
+    assert "ensemble of 2 runs" in capsys.readouterr().out
+
+
+def test_the_drawn_set_scores_an_ensemble(populated_env):
+    from core.drawings import DrawingError, add_drawing, score_ensemble_on_drawn
+
+    store, ids = populated_env.store, populated_env.runs["run_id"].tolist()
+    with pytest.raises(DrawingError, match="empty"):
+        score_ensemble_on_drawn(store, ids)
+    rng = np.random.default_rng(1)
+    for label in range(10):
+        add_drawing(store, label, (rng.random((28, 28)) > 0.7).astype(np.uint8) * 255)
+    result = score_ensemble_on_drawn(store, ids)
+    assert result["runs"] == ids and result["n"] == 10 and set(result["per_run"]) == set(ids)
+    alone = score_ensemble_on_drawn(store, ids[:1])
+    assert alone["accuracy"] == alone["per_run"][ids[0]]

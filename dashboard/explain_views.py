@@ -1,0 +1,202 @@
+"""The Draw page's "Inside the model" panel: for one run and the 28×28 image it read, every conv
+block's feature maps (the first layer's kernels beside its maps), the most active units of each
+hidden Dense layer, integrated-gradients attribution for the predicted digit and the runner-up
+("why 7 and not 1"), and the 8 nearest training digits in the run's embedding.
+
+The compute lives in `core.explain`; this module caches one `Explainer` per run and model
+version and one embedding index per run (built once, kept as the run's ``embedding.npz``
+artifact), and turns arrays into small images. The image helpers at the top are pure NumPy /
+Pillow, so they are testable without Streamlit running.
+"""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+from PIL import Image, ImageDraw
+
+from core.data import DataError
+from core.explain import INDEX_ARTIFACT, EmbeddingIndex, Explainer, Explanation, nearest, run_index
+from core.preprocess import InferenceError
+from core.schema import StoreError
+from core.store import RunStore
+from dashboard.draw_predictions import cached_model
+from dashboard.state import data_path
+
+MAX_MAPS = 64            # feature maps shown per conv block (the most active ones when there are more)
+MAX_KERNELS = 64
+TOP_UNITS = 16           # units shown per Dense layer
+MAP_TILE = 56            # each feature map is scaled up to about this many pixels
+GAP = 2
+BACKGROUND = (38, 39, 48)
+# A perceptually even dark-to-bright ramp (viridis' anchors) for activations.
+RAMP = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], np.float64)
+POSITIVE, NEGATIVE = np.array((255, 80, 40.0)), np.array((40, 150, 255.0))
+
+
+# ------------------------------------------------------------------------------ images (pure)
+
+def ramp(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] → RGB uint8 through RAMP."""
+    v = np.clip(np.nan_to_num(np.asarray(values, np.float64)), 0, 1) * (len(RAMP) - 1)
+    lo = np.floor(v).astype(int).clip(0, len(RAMP) - 2)
+    t = (v - lo)[..., None]
+    return np.round(RAMP[lo] * (1 - t) + RAMP[lo + 1] * t).astype(np.uint8)
+
+
+def tile_grid(tiles: np.ndarray, columns: int, scale: int, colour) -> np.ndarray:
+    """Tiles (N, h, w) already scaled to [0, 1] (or [-1, 1] for `diverging`) as one RGB grid image."""
+    n, h, w = tiles.shape
+    rows = max(1, -(-n // columns))
+    th, tw = h * scale, w * scale
+    grid = np.zeros((rows * (th + GAP) + GAP, columns * (tw + GAP) + GAP, 3), np.uint8)
+    grid[:] = BACKGROUND
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        big = np.kron(colour(tile), np.ones((scale, scale, 1), np.uint8)) if scale > 1 else colour(tile)
+        y, x = GAP + r * (th + GAP), GAP + c * (tw + GAP)
+        grid[y:y + th, x:x + tw] = big
+    return grid
+
+
+def diverging(values: np.ndarray) -> np.ndarray:
+    """Values in [-1, 1] → RGB: red for positive, blue for negative, dark for zero."""
+    v = np.clip(np.asarray(values, np.float64), -1, 1)[..., None]
+    base = np.array(BACKGROUND, np.float64)
+    out = np.where(v >= 0, base + (POSITIVE - base) * v, base + (NEGATIVE - base) * -v)
+    return np.round(out).astype(np.uint8)
+
+
+def feature_map_grid(maps: np.ndarray, limit: int = MAX_MAPS) -> tuple[np.ndarray, list[int]]:
+    """Maps (H, W, C) as a grid image (each scaled by the block's strongest value, so maps compare);
+    with more than `limit` channels, the most active ones. Returns (image, channels shown)."""
+    maps = np.asarray(maps, np.float64)
+    channels = list(range(maps.shape[-1]))
+    if len(channels) > limit:
+        channels = sorted(np.argsort(-maps.mean(axis=(0, 1)))[:limit].tolist())
+    tiles = maps[..., channels].transpose(2, 0, 1)
+    top = max(float(tiles.max()), 1e-9)
+    lo = min(float(tiles.min()), 0.0)
+    columns = 8 if len(channels) > 16 else max(1, min(8, len(channels)))
+    scale = max(1, MAP_TILE // maps.shape[0])
+    return tile_grid((tiles - lo) / (top - lo), columns, scale, ramp), channels
+
+
+def kernel_grid(kernels: np.ndarray, limit: int = MAX_KERNELS) -> np.ndarray:
+    """First-layer kernels (F, k, k) as a grid: red weights excite, blue ones inhibit."""
+    k = np.asarray(kernels, np.float64)[:limit]
+    scale = max(1, 36 // k.shape[1])
+    return tile_grid(k / max(float(np.abs(k).max()), 1e-9), 8 if len(k) > 16 else max(1, len(k)), scale, diverging)
+
+
+def unit_strip(values: np.ndarray, top: int = TOP_UNITS, cell: int = 34) -> tuple[np.ndarray, list[int]]:
+    """The `top` most active units of a Dense layer as a strip of cells, each labelled with its number."""
+    v = np.asarray(values, np.float64).reshape(-1)
+    order = np.argsort(-v, kind="stable")[:top].tolist()
+    peak = max(float(v.max()), 1e-9)
+    im = Image.new("RGB", (len(order) * (cell + GAP) + GAP, cell + 16 + GAP), BACKGROUND)
+    pen = ImageDraw.Draw(im)
+    for i, unit in enumerate(order):
+        x = GAP + i * (cell + GAP)
+        colour = tuple(int(c) for c in ramp(np.array([max(v[unit], 0) / peak]))[0])
+        pen.rectangle([x, GAP, x + cell - 1, GAP + cell - 1], fill=colour)
+        pen.text((x + 2, cell + 3), f"#{unit}", fill=(220, 220, 220))
+    return np.asarray(im), order
+
+
+def attribution_overlay(image28: np.ndarray, pixels: np.ndarray, scale: float | None = None,
+                        side: int = 168) -> np.ndarray:
+    """The 28×28 input in grey with attribution on top: red pushed toward the digit, blue away."""
+    grey = np.asarray(image28, np.float64).reshape(28, 28)[..., None] * np.array([150.0, 150.0, 150.0])
+    a = np.asarray(pixels, np.float64).reshape(28, 28)
+    scale = scale or max(float(np.abs(a).max()), 1e-12)
+    strength = np.clip(np.abs(a) / scale, 0, 1)[..., None] ** 0.7
+    colour = np.where(a[..., None] >= 0, POSITIVE, NEGATIVE)
+    out = np.round(grey * (1 - strength) + colour * strength).clip(0, 255).astype(np.uint8)
+    k = max(1, side // 28)
+    return np.kron(out, np.ones((k, k, 1), np.uint8))
+
+
+# ------------------------------------------------------------------------------ cached compute
+
+@st.cache_resource(max_entries=8, show_spinner="Preparing the explanation for this run (once)…")
+def _explainer(_store: RunStore, url: str, run_id: str, version: str) -> Explainer:
+    return Explainer(cached_model(_store, run_id))
+
+
+def explainer_for(store: RunStore, run_id: str) -> Explainer:
+    return _explainer(store, store.url, run_id, store.model_version(run_id))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _index(_store: RunStore, url: str, run_id: str, version: str) -> EmbeddingIndex:
+    return run_index(_store, run_id, explainer_for(_store, run_id), data_path())
+
+
+def index_for(store: RunStore, run_id: str) -> EmbeddingIndex:
+    """The run's nearest-neighbour index, built (and stored) on first use only."""
+    if store.artifact(run_id, INDEX_ARTIFACT) is None:
+        with st.spinner("Embedding 10,000 training digits for this run (once; kept with the run)…"):
+            return _index(store, store.url, run_id, store.model_version(run_id))
+    return _index(store, store.url, run_id, store.model_version(run_id))
+
+
+# ------------------------------------------------------------------------------ rendering
+
+def explain_panel(store: RunStore, run_id: str, name: str, image28: np.ndarray, key: str = "draw_explain") -> None:
+    """Activations, attribution for the top two digits, and nearest training digits for one run."""
+    try:
+        explainer = explainer_for(store, run_id)
+        ex = explainer.explain(image28)
+    except (InferenceError, StoreError) as exc:
+        st.warning(f"Cannot look inside {name}: {exc}", icon=":material/warning:")
+        return
+    attribution_section(image28, ex)
+    activations_section(ex)
+    neighbours_section(store, run_id, ex)
+
+
+def attribution_section(image28: np.ndarray, ex: Explanation) -> None:
+    first, second = ex.attributions[0], ex.attributions[1]
+    st.markdown(f"**Why {first.label} and not {second.label}?** Integrated gradients: each pixel's share of the "
+                f"{ex.target} (red pushed toward the digit, blue away; 32 steps from a blank canvas)")
+    scale = max(float(np.abs(first.pixels).max()), float(np.abs(second.pixels).max()), 1e-12)
+    panels = [(f"toward {first.label} ({ex.probabilities[first.label]:.0%}): sums to "
+               f"{first.pixels.sum():+.2f}", first.pixels),
+              (f"toward {second.label} ({ex.probabilities[second.label]:.0%}): sums to "
+               f"{second.pixels.sum():+.2f}", second.pixels),
+              (f"{first.label} over {second.label}: the difference", first.pixels - second.pixels)]
+    for col, (caption, pixels) in zip(st.columns(3), panels):
+        col.image(attribution_overlay(image28, pixels, scale), caption=caption, width=168)
+
+
+def activations_section(ex: Explanation) -> None:
+    st.markdown("**Activations** for this drawing, layer by layer (bright = strongly active)")
+    for i, layer in enumerate(ex.layers):
+        if layer.kind == "conv":
+            grid, shown = feature_map_grid(layer.values)
+            h, w, c = layer.values.shape
+            caption = f"{layer.name}: {c} maps of {h}×{w}" + (
+                f" (the {len(shown)} most active)" if len(shown) < c else "")
+            if i == 0 and ex.kernels is not None:
+                left, right = st.columns([1, 3])
+                left.image(kernel_grid(ex.kernels), caption=f"its {len(ex.kernels)} kernels "
+                           "(red excites, blue inhibits)", width="content")
+                right.image(grid, caption=caption, width="content")
+            else:
+                st.image(grid, caption=caption, width="content")
+        else:
+            strip, order = unit_strip(layer.values)
+            st.image(strip, caption=f"{layer.name}: its {len(order)} most active of {layer.values.size} units",
+                     width="content")
+
+
+def neighbours_section(store: RunStore, run_id: str, ex: Explanation) -> None:
+    st.markdown("**Nearest training digits** in this run's penultimate layer (cosine similarity)")
+    try:
+        index = index_for(store, run_id)
+        found = nearest(index, ex.embedding)
+    except (DataError, InferenceError, StoreError) as exc:
+        st.info(f"No nearest digits: {exc}", icon=":material/info:")
+        return
+    for col, (i, label, sim) in zip(st.columns(len(found)), found):
+        col.image(np.kron(index.images[i], np.ones((2, 2), np.uint8)), caption=f"{label} · {sim:.2f}", width=56)
