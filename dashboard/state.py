@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,8 +18,14 @@ def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--db")
     parser.add_argument("--data")
+    parser.add_argument("--no-worker", action="store_true")  # workers run elsewhere: never start one here
     args, _ = parser.parse_known_args(sys.argv[1:])
     return args
+
+
+def autostart_worker() -> bool:
+    """Whether this dashboard starts a local worker (off: `--no-worker`, DIGITLAB_AUTOSTART_WORKER=0)."""
+    return settings.autostart_worker() and not _args().no_worker
 
 
 def db_url() -> str:
@@ -59,9 +64,10 @@ def get_dataset_info() -> DatasetInfo | None:
 def ensure_worker() -> None:
     """Start a local worker process if none is alive for this store (so one command is enough).
 
-    DIGITLAB_NO_WORKER=1 turns this off (tests; or when workers run elsewhere).
+    DIGITLAB_AUTOSTART_WORKER=0, DIGITLAB_NO_WORKER=1 or `--no-worker` turn this off (tests; or a
+    team whose workers run on other machines).
     """
-    if os.environ.get("DIGITLAB_NO_WORKER"):
+    if not autostart_worker():
         return
     from core.worker import ensure_worker as start
     start(get_store(), data_path())
@@ -106,3 +112,15 @@ def runs_or_stop():
         st.info("No runs yet. Start one on the **Train** page or with `python -m core train`.")
         st.stop()
     return store, runs
+
+
+# -- remembered selections: Run detail and Compare open on what was looked at last this session ----
+def remember(page: str, value) -> None:
+    """Keep a page's selection for this browser session (widget state is dropped when the page is left)."""
+    st.session_state[f"_digitlab_pick_{page}"] = value
+
+
+def remembered(page: str):
+    """The selection `remember` kept for `page` this session, else None."""
+    return st.session_state.get(f"_digitlab_pick_{page}")
+

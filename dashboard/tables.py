@@ -19,7 +19,7 @@ import streamlit as st
 from core.architectures import describe
 from core.config import TrainConfig
 from core.data import DataError, load_dataset
-from core.schema import Evaluation, StoreError
+from core.schema import FINISHED, Evaluation, StoreError
 from core.store import RunStore
 
 # Hyperparameters shown as table columns and offered to the parallel-coordinates plot.
@@ -33,10 +33,11 @@ SORTS = {"newest first": ("created_at", True), "test accuracy": ("test_accuracy"
          "duration": ("duration", True), "parameters": ("n_params", True), "name": ("name", False),
          "status": ("status", False), "architecture": ("architecture", False)}
 STATUS_COLOURS = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red",
-                  "cancelled": "orange", "interrupted": "orange"}
+                  "cancelled": "orange", "interrupted": "orange", "pruned": "violet"}
 PAGES = {"train": ("../pages/train.py", ""), "runs": ("../pages/runs.py", "runs"),
          "run": ("../pages/run_detail.py", "run"), "compare": ("../pages/compare.py", "compare"),
-         "draw": ("../pages/draw.py", "draw"), "data": ("../pages/data.py", "data")}
+         "draw": ("../pages/draw.py", "draw"), "data": ("../pages/data.py", "data"),
+         "study": ("../pages/study.py", "study")}
 CSV_COLUMNS = ("run_id", "name", "status", "architecture", "group_name", "tags", "note", "created", *HYPERPARAMETERS[1:],
                "n_params", "epoch", "best_val_accuracy", "best_val_epoch", "last_val_accuracy", "last_val_epoch",
                "test_accuracy", "test_loss", "drawn_accuracy", "duration", "parent_id")
@@ -120,6 +121,12 @@ def runs_column_config() -> dict[str, Any]:
         "details": cc.LinkColumn("details", display_text="open ↗", help="open the run's detail page in a new tab"),
         "id": cc.TextColumn("id", width="small"),
     }
+
+
+def newest_finished(runs: pd.DataFrame, n: int = 1) -> list[str]:
+    """The ids of the `n` newest runs that ended with a model and a test evaluation (completed, pruned)."""
+    done = runs[runs["status"].isin(FINISHED)].sort_values("created_at", ascending=False, kind="stable")
+    return done["run_id"].head(n).tolist()
 
 
 def all_tags(runs: pd.DataFrame) -> list[str]:

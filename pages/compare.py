@@ -27,11 +27,17 @@ unknown = [r for r in requested if r not in labels]
 if unknown:
     st.warning("These run ids in the link do not exist (deleted, or a typo) and are left out: "
                + ", ".join(f"`{r}`" for r in unknown))
+if not requested:  # no link: the runs compared last this session, else the two newest finished runs
+    requested = [r for r in state.remembered("compare") or [] if r in labels] or tables.newest_finished(runs, 2)
 chosen = st.multiselect("Runs to compare (2–10)", ids, default=[r for r in requested if r in labels][:MAX_RUNS],
                         key="compare_runs", max_selections=MAX_RUNS, format_func=lambda r: labels[r],
                         placeholder="Choose runs")
-if chosen and ",".join(chosen) != st.query_params.get("runs"):
-    st.query_params["runs"] = ",".join(chosen)
+state.remember("compare", chosen)
+if ",".join(chosen) != st.query_params.get("runs", ""):  # the link always says what is compared
+    if chosen:
+        st.query_params["runs"] = ",".join(chosen)
+    else:
+        del st.query_params["runs"]
 if len(chosen) < 2:
     st.info("Choose at least two runs above, or tick them in the **Runs** table and press Compare.")
     st.stop()

@@ -11,18 +11,21 @@ store, runs = state.runs_or_stop()
 
 labels = tables.unique_labels(runs)
 status_of = dict(zip(runs["run_id"], runs["status"]))
-wanted = st.query_params.get("run", "")
+linked = st.query_params.get("run", "")
 ids = runs["run_id"].tolist()
-if wanted and wanted not in labels:
-    st.error(f"There is no run with id “{wanted}”: it was deleted or the link is wrong. Pick a run below.")
+if linked and linked not in labels:
+    st.error(f"There is no run with id “{linked}”: it was deleted or the link is wrong. Pick a run below.")
+# the link's run, else the one looked at last this session, else the newest finished run
+wanted = linked or next((r for r in [state.remembered("run"), *tables.newest_finished(runs)] if r in labels), "")
 run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in labels else None, key="detail_run",
                       format_func=lambda i: f"{labels[i]} · {status_of[i]} · {i}", placeholder="Choose a run")
 if run_id is None:
     if not wanted:  # an unknown id already has its error above
         st.info("Choose a run above, or open one from the **Runs** page.")
     st.stop()
-if run_id != wanted:
+if run_id != linked:
     st.query_params["run"] = run_id
+state.remember("run", run_id)
 try:
     run = store.get_run(run_id)
 except RunNotFound:

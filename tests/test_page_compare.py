@@ -32,11 +32,16 @@ def test_empty_store_says_how_to_start(app_env):
     assert "No runs yet" in at.info[0].value
 
 
-def test_without_runs_in_the_link_asks_for_two(populated_env):
+def test_without_runs_in_the_link_compares_the_two_newest_finished_ones(populated_env):
+    newest = populated_env.runs.sort_values("created_at", ascending=False)["run_id"].head(2).tolist()
     at = _open()
-    assert not at.exception
+    assert not at.exception and not at.info
+    assert at.multiselect("compare_runs").value == newest
+    assert at.query_params["runs"] in ([",".join(newest)], ",".join(newest))
+    at.multiselect("compare_runs").unselect(newest[0]).run()
     assert "at least two runs" in at.info[0].value
-    assert at.multiselect("compare_runs").value == []
+    at.multiselect("compare_runs").unselect(newest[1]).run()
+    assert "runs" not in at.query_params  # the link says nothing is compared
 
 
 def test_group_runs_differ_only_in_learning_rate_and_name(populated_env):

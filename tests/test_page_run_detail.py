@@ -47,15 +47,39 @@ def test_unknown_run_id_is_one_clear_error(populated_env):
     assert not at.get("plotly_chart")
 
 
-def test_no_run_chosen_offers_the_picker_and_sets_the_url(populated_env):
+def test_without_a_link_opens_the_newest_finished_run_and_sets_the_url(populated_env):
+    newest = populated_env.runs.sort_values("created_at")["run_id"].iloc[-1]
     at = _open()
-    assert not at.exception and not at.error
-    assert "Choose a run" in at.info[0].value
+    assert not at.exception and not at.error and not at.info
+    assert at.selectbox("detail_run").value == newest
+    assert at.query_params["run"] in ([newest], newest)
     run_id = _run_id(populated_env, "mlp-base")
     at.selectbox("detail_run").select(run_id).run()
     assert not at.exception
-    assert at.query_params["run"] == [run_id] or at.query_params["run"] == run_id
+    assert at.query_params["run"] in ([run_id], run_id)
     assert at.subheader[0].value == "mlp-base"
+
+
+def test_the_run_looked_at_last_is_reopened_from_the_sidebar(populated_env):
+    """Run detail and Compare opened from the sidebar (no link) show what was looked at last."""
+    run_id = _run_id(populated_env, "mlp-base")
+    at = AppTest.from_file(str(Path(PAGE).parents[1] / "dashboard" / "app.py"), default_timeout=90)
+    at.run()
+    at.switch_page("../pages/run_detail.py").run()
+    at.selectbox("detail_run").select(run_id).run()
+    at.switch_page("../pages/runs.py").run()
+    at.query_params.clear()
+    at.switch_page("../pages/run_detail.py").run()
+    assert not at.exception
+    assert at.selectbox("detail_run").value == run_id
+    at.switch_page("../pages/compare.py").run()
+    pair = sorted(at.multiselect("compare_runs").value)
+    assert len(pair) == 2  # the two newest finished runs
+    at.multiselect("compare_runs").select(run_id).run()
+    at.switch_page("../pages/runs.py").run()
+    at.query_params.clear()
+    at.switch_page("../pages/compare.py").run()
+    assert sorted(at.multiselect("compare_runs").value) == sorted([*pair, run_id])
 
 
 def test_completed_run_shows_curves_evaluation_gallery_model_and_script(populated_env):
