@@ -7,7 +7,11 @@ ones), or a local cnn-small and MLP 784-128-64-10 if that module is missing; sav
 a temporary .keras file; times a cold load in a fresh process and, with the model cached,
 `preprocess`, the model call (`predict_on_batch`, with eager `model(x)` and `model.predict`
 for comparison) and `predict_image` on a drawable-canvas RGBA image.
-Prints a table and writes bench/results/inference.json. Target: median ≤ 15 ms on 2 cores.
+It also times the Draw page's "Inside the model" compute per drawing with the model's
+`core.explain.Explainer` built and warmed up: activations of every layer, integrated gradients
+(32 steps) for the top two digits in one batch, and the 8 nearest of 10,000 indexed training
+digits. Prints a table and writes bench/results/inference.json. Targets: predict median
+≤ 15 ms; explain ≤ 150 ms for cnn-small, on 2 cores.
 """
 from __future__ import annotations
 
@@ -67,10 +71,8 @@ def models() -> dict[str, object]:
         PRESETS, build_model = {}, None
     built = {}
     for name, preset in PRESETS.items():
-        try:
-            built[name] = build_model(name)
-        except Exception:  # this project's build_model takes the preset's layer stack
-            built[name] = build_model(preset["layers"])
+        built[name] = build_model(preset["layers"], augment=preset["defaults"].get("augment", False),
+                                  elastic=preset["defaults"].get("elastic", False))
     if built:
         return built
     L = keras.layers
@@ -93,6 +95,31 @@ def timings(fn, runs: int, warmup: int) -> dict[str, float]:
         samples.append((time.perf_counter() - t) * 1e3)
     return {"median_ms": float(np.median(samples)), "p95_ms": float(np.percentile(samples, 95)),
             "min_ms": float(np.min(samples))}
+
+
+def explain_timings(model, image28: np.ndarray, runs: int, warmup: int) -> dict:
+    """The Draw page's explain work for one drawing: Explainer.explain (activations + IG of the top
+    two digits) and nearest() over a 10,000-digit index of this model's embedding size."""
+    from core.explain import INDEX_SIZE, EmbeddingIndex, Explainer, nearest
+
+    t0 = time.perf_counter()
+    explainer = Explainer(model)
+    explainer.explain(image28)  # traces the tf.functions once (the page caches the Explainer per run)
+    first = time.perf_counter() - t0
+    dim = explainer.explain(image28).embedding.size
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(INDEX_SIZE, dim))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16)
+    index = EmbeddingIndex(vectors, rng.integers(0, 10, INDEX_SIZE).astype(np.uint8),
+                           np.zeros((INDEX_SIZE, 28, 28), np.uint8), np.arange(INDEX_SIZE))
+
+    def once():
+        ex = explainer.explain(image28)
+        nearest(index, ex.embedding)
+
+    return {"build_and_first_s": first, "explain_and_nearest": timings(once, runs, warmup),
+            "explain_only": timings(lambda: explainer.explain(image28), runs, warmup),
+            "nearest_only": timings(lambda: nearest(index, vectors[0].astype(np.float32)), runs, warmup)}
 
 
 def main() -> None:
@@ -126,6 +153,7 @@ def main() -> None:
             row["other_calls_for_comparison"] = {
                 "model(x, training=False)": timings(lambda: loaded(x, training=False), args.runs // 2, 10),
                 "model.predict(x)": timings(lambda: loaded.predict(x, verbose=0), 30, 3)}
+            row["explain"] = explain_timings(loaded, pre.image, args.runs // 3, 10)
             results["presets"][name] = row
             print(f"{name:18s} {row['params']:>8,} params | load {row['first_load_s']:.2f} s "
                   f"(+{row['import_keras_s']:.1f} s importing Keras), cached {row['cached_load_ms']:.2f} ms | "
@@ -134,6 +162,10 @@ def main() -> None:
                   flush=True)
     p = results["preprocess_only"]
     print(f"{'preprocess only':18s} median {p['median_ms']:.2f} ms, p95 {p['p95_ms']:.2f} ms")
+    for name, row in results["presets"].items():
+        e = row["explain"]
+        print(f"{name:18s} explain + nearest median {e['explain_and_nearest']['median_ms']:.1f} ms, "
+              f"p95 {e['explain_and_nearest']['p95_ms']:.1f} ms (first call with tracing {e['build_and_first_s']:.2f} s)")
     for name, row in results["presets"].items():
         other = ", ".join(f"{call} {t['median_ms']:.1f} ms" for call, t in row["other_calls_for_comparison"].items())
         print(f"{name:18s} one image through {other} (predict_on_batch {row['model_call']['median_ms']:.1f} ms)")
