@@ -27,6 +27,7 @@ COMMAND_HELP = {
     "predict": "Predict the digit in PNG/JPEG images with a completed run's model.",
     "sweep": "Queue a study: Optuna proposes configs (random, tpe) or a grid lays them out; workers train them.",
     "study": "Show a study: runs per status, the best run and its parameters, parameter importance.",
+    "copy-store": "Copy every run, metric, evaluation, drawing, study and model from one store to another.",
 }
 
 
@@ -109,7 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files, any size, either polarity")
     p.add_argument("--json", action="store_true", help="print one JSON array, an object per image")
     _study_arguments(cmd)
+    _copy_store_arguments(cmd["copy-store"])
     return parser
+
+
+def _copy_store_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="src", required=True, metavar="URL",
+                   help="the store to copy from: sqlite:///runs.db, a SQLite file, or postgresql+psycopg://USER@HOST/DB")
+    p.add_argument("--to", dest="dst", required=True, metavar="URL",
+                   help="the store to copy into (made if new; a re-run copies only what is missing)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -431,3 +440,23 @@ def cmd_study(args) -> int:
 
 COMMANDS = {"sweep": cmd_sweep, "study": cmd_study, "ingest": cmd_ingest, "train": cmd_train, "worker": cmd_worker, "runs": cmd_runs, "show": cmd_show,
             "cancel": cmd_cancel, "delete": cmd_delete, "export": cmd_export, "predict": cmd_predict}
+
+
+def cmd_copy_store(args) -> int:
+    """Copy one store into another, with a progress bar on stderr; one line saying what was copied."""
+    from core.store import RunStore
+    from core.transfer import copy_store
+    src, dst = RunStore(settings.db_url(args.src)), RunStore(settings.db_url(args.dst))
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int, what: str) -> None:
+        if tty or done == total:
+            filled = int(30 * done / max(1, total))
+            print(f"\rcopying [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {what:<24}",
+                  end="\n" if done == total else "", file=sys.stderr, flush=True)
+    report = copy_store(src, dst, progress=progress)
+    print(f"{report.line()}: {src.where} -> {dst.where}")
+    return 0
+
+
+COMMANDS["copy-store"] = cmd_copy_store

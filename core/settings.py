@@ -28,6 +28,17 @@ def data_path(value: str | os.PathLike | None = None) -> Path:
     return Path(value or os.environ.get("DIGITLAB_DATA") or DEFAULT_DATA).expanduser()
 
 
+def autostart_worker() -> bool:
+    """Whether the dashboard starts a local worker when runs wait and none is alive (default yes).
+
+    DIGITLAB_AUTOSTART_WORKER=0 (or DIGITLAB_NO_WORKER=1, or `--no-worker` after `--` on the
+    streamlit command line) turns it off: for a team whose workers run on other machines.
+    """
+    if os.environ.get("DIGITLAB_NO_WORKER"):
+        return False
+    return os.environ.get("DIGITLAB_AUTOSTART_WORKER", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def sqlite_file(url: str) -> Path | None:
     """The database file behind a SQLite URL, or None for memory or other databases."""
     if not url.startswith("sqlite:"):

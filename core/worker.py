@@ -1,6 +1,9 @@
 """The worker: claim queued runs one at a time and train them; recover runs whose process died.
 
-`python -m core worker` runs one; the dashboard starts a local one when none is alive.
+`python -m core worker` runs one, on any machine that reaches the store and has the dataset
+(PostgreSQL: many machines, one store; claims are atomic, models go into the store); the
+dashboard starts a local one when none is alive, unless `settings.autostart_worker()` says no.
+A lost database server is waited for (core.db.RECONNECT_SECONDS) and the run carries on.
 SIGTERM (or SIGINT) stops the current run at its next logging window, marks it cancelled and
 exits; one that arrives while the worker is still starting exits before it claims any run. A
 worker killed outright leaves a stale heartbeat, and the next worker or dashboard start marks
@@ -80,9 +83,15 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
     the main thread, installed for the duration of the call. A stop that arrived before the worker
     registered ends it at once with one line and `stop.early` set: no run is claimed.
     """
+    from core.data import DataError
     from core.schema import StoreError
-    from core.train import execute
+    from core.train import check_dataset, execute
 
+    try:  # before this worker registers or claims anything: a worker elsewhere needs its own copy
+        check_dataset(data_path)
+    except DataError as exc:
+        raise DataError(f"this worker cannot train without the dataset: {exc} (each worker machine needs its "
+                        f"own copy: copy data/mnist.h5 over and pass --data PATH, or ingest it there)") from None
     stop = StopRequest() if stop is None else stop
     own_signals = not stop.installed and threading.current_thread() is threading.main_thread()
     if own_signals:
@@ -108,7 +117,7 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
         # at once and its duration and live panel do not include the import.
         threading.Thread(target=_import_keras, daemon=True).start()
         idle_since = time.monotonic()
-        log(f"worker {worker_id}: waiting for queued runs in {store.url}")
+        log(f"worker {worker_id}: waiting for queued runs in {store.where}")
         while not stop.event.is_set() and (max_runs is None or done < max_runs):
             for run_id in store.recover_stale():
                 log(f"worker: run {run_id} was left running by a dead process; marked interrupted")

@@ -1,0 +1,249 @@
+"""Digit Lab on a real PostgreSQL 15 server (started by the `pg_server` fixture): atomic claims by many
+processes, workers on "other machines" (own folder, own empty artifacts cache) sharing one store and its
+models, kill -9 and a server restart mid-run, one clear line for each connection problem, a clock-skewed
+host, and copy-store both ways.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from core import cli
+from core.config import make_config
+from core.schema import artifacts_t, drawings_t, evaluations_t, metrics_t, misclassified_t, runs_t, studies_t
+from core.store import RunStore
+from core.train import queue_run
+from tests.test_concurrency import FAKE_WORKER, ROOT, env, finish
+from tests.test_faults import assert_rows_match_progress, one_line_error, wait_for
+
+pytestmark = pytest.mark.postgres
+TINY = dict(train_limit=200, batch_size=50, epochs=1)
+
+
+@pytest.fixture
+def pg(pg_url, tmp_path, monkeypatch):
+    """A RunStore on a fresh PostgreSQL database, its artifacts cache in tmp_path/cache."""
+    monkeypatch.setenv("DIGITLAB_ARTIFACTS", str(tmp_path / "cache"))
+    store = RunStore(pg_url)
+    yield store
+    store.close()
+
+
+def machine(tmp_path: Path, name: str) -> dict[str, str]:
+    """A folder standing for another machine: its own working directory and empty artifacts cache."""
+    folder = tmp_path / name
+    (folder / "artifacts").mkdir(parents=True)
+    return {"cwd": str(folder), "DIGITLAB_ARTIFACTS": str(folder / "artifacts")}
+
+
+def start(args: list[str], where: dict[str, str], **extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], cwd=where["cwd"], text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            env=env(PYTHONPATH=str(ROOT), DIGITLAB_ARTIFACTS=where["DIGITLAB_ARTIFACTS"], **extra))
+
+
+def test_eight_processes_claim_forty_runs_each_once_and_lose_no_row(pg, tmp_path):
+    n_runs, windows, per_window = 40, 4, 10
+    ids = {pg.create_run({"architecture": "mlp-128-64", "epochs": 1}) for _ in range(n_runs)}
+    here = machine(tmp_path, "here")
+    procs = [start(["-c", FAKE_WORKER, pg.url, f"w{i}", str(windows), str(per_window)], here) for i in range(8)]
+    outputs = finish(procs, time.monotonic() + 120, pg)
+    for rc, out, err in outputs:
+        assert rc == 0 and "Traceback" not in err, err[-2000:]
+    claimed = [line for _, out, _ in outputs for line in out.split()]
+    assert sorted(claimed) == sorted(ids), "a run was claimed twice or never"
+    with pg.session(write=False) as c:
+        rows = c.execute(sa.select(metrics_t.c.run_id, metrics_t.c.scope, metrics_t.c.key, metrics_t.c.step)).all()
+    assert len(rows) == n_runs * windows * per_window and len(set(rows)) == len(rows)
+    assert set(pg.list_runs()["status"]) == {"completed"}
+
+
+def test_three_workers_on_three_machines_then_a_fourth_predicts_with_every_model(pg, pg_server, tiny_data,
+                                                                                 tmp_path, monkeypatch):
+    """3 × `python -m core worker`, each in its own folder with its own empty cache, train 6 tiny runs;
+    a fourth folder with an empty cache predicts with each, and Run detail shows a conv run's kernels."""
+    conv = make_config("custom", layers=[{"type": "Conv2D", "filters": 4, "kernel": 3, "activation": "relu"},
+                                         {"type": "MaxPooling2D", "pool": 4}], name="tiny-conv", **TINY)
+    ids = [queue_run(pg, conv, tiny_data)] + [queue_run(pg, make_config("mlp-128-64", seed=i, **TINY), tiny_data)
+                                              for i in range(5)]
+    workers = [start(["-m", "core", "worker", "--once", "--poll", "0.2", "--db", pg.url, "--data", str(tiny_data)],
+                     machine(tmp_path, f"worker{i}")) for i in range(3)]
+    outputs = finish(workers, time.monotonic() + 300, pg)
+    for rc, out, err in outputs:
+        assert rc == 0 and "Traceback" not in err, err[-2000:]
+    trained = [line.split()[3] for _, out, _ in outputs for line in out.splitlines() if line.startswith("worker: training")]
+    assert sorted(trained) == sorted(ids), "a run was trained by two workers, or by none"
+    runs = pg.list_runs()  # psycopg hands back JSON decoded: the one-pass decoding must still work
+    assert set(runs["status"]) == {"completed"} and sorted(runs["run_id"]) == sorted(ids)
+    assert len({pg.get_run(r).worker_id for r in ids}) >= 2  # the queue was shared
+
+    fourth = machine(tmp_path, "fourth")
+    image = Path(fourth["cwd"]) / "digit.png"
+    from PIL import Image
+    Image.fromarray(np.pad(np.full((12, 4), 255, np.uint8), 8)).save(image)
+    predictor = ("import json, sys; from core import cli\n"  # one process (one TensorFlow import), every run
+                 "for run_id in sys.argv[3:]:\n"
+                 "    assert cli.main(['predict', '--db', sys.argv[1], '--run', run_id, '--json', sys.argv[2]]) == 0\n")
+    (rc, out, err), = finish([start(["-c", predictor, pg.url, str(image), *ids], fourth)], time.monotonic() + 120, pg)
+    assert rc == 0 and "Traceback" not in err, err[-2000:]
+    results = [json.loads(line)[0] for line in out.strip().splitlines() if line.startswith("[")]
+    assert [r["runs"] for r in results] == [[run_id] for run_id in ids]
+    assert all(0 <= r["label"] <= 9 for r in results)
+    assert sorted(p.name for p in (Path(fourth["DIGITLAB_ARTIFACTS"])).iterdir()) == sorted(ids)  # fetched, cached
+
+    from streamlit.testing.v1 import AppTest
+    viewer = machine(tmp_path, "viewer")
+    monkeypatch.setenv("DIGITLAB_DB", pg.url)
+    monkeypatch.setenv("DIGITLAB_DATA", str(tiny_data))
+    monkeypatch.setenv("DIGITLAB_NO_WORKER", "1")
+    monkeypatch.setenv("DIGITLAB_ARTIFACTS", viewer["DIGITLAB_ARTIFACTS"])
+    at = AppTest.from_file(str(ROOT / "pages" / "run_detail.py"), default_timeout=60)
+    at.query_params["run"] = ids[0]
+    at.run()
+    assert not at.exception
+    text = " ".join(str(getattr(e, "value", "")) for e in at.markdown) + " ".join(c.value for c in at.caption)
+    assert "The 4 kernels of the first Conv2D layer" in text
+    assert any(b.proto.label.startswith("Download model.keras") for b in at.get("download_button"))
+
+
+def test_kill_9_of_a_worker_leaves_the_run_interrupted_with_its_rows(pg, tiny_data, tmp_path):
+    run_id = queue_run(pg, make_config("mlp-128-64", train_limit=200, batch_size=5, epochs=200), tiny_data)
+    proc = start(["-m", "core", "worker", "--poll", "0.2", "--db", pg.url, "--data", str(tiny_data)],
+                 machine(tmp_path, "w"), DIGITLAB_FLUSH_SECONDS="0.2")
+    try:
+        wait_for(lambda: pg.get_run(run_id).step >= 20, 90, "the run to log 20 steps")
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert pg.recover_stale() == [run_id]
+    run = pg.get_run(run_id)
+    assert run.status == "interrupted" and "killed or crashed" in run.error
+    assert assert_rows_match_progress(pg, run_id) > 0
+
+
+def test_server_restart_while_a_worker_trains(pg, pg_server, tiny_data, tmp_path):
+    """The server stops and starts again mid-run: the worker reconnects, the run completes, exit 0."""
+    run_id = queue_run(pg, make_config("mlp-128-64", train_limit=200, batch_size=5, epochs=15), tiny_data)
+    proc = start(["-m", "core", "worker", "--once", "--poll", "0.2", "--db", pg.url, "--data", str(tiny_data)],
+                 machine(tmp_path, "w"), DIGITLAB_FLUSH_SECONDS="0.1")
+    try:
+        wait_for(lambda: pg.get_run(run_id).step >= 10, 90, "the run to log 10 steps")
+        pg_server.stop()
+        time.sleep(2)  # a few failed commits while it is away
+        pg_server.start()
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err, err[-3000:]
+    run = pg.get_run(run_id)
+    assert run.status in ("completed", "interrupted"), run
+    assert f"worker: run {run_id} {run.status}" in out
+    if run.status == "completed":
+        assert pg.artifact(run_id, "model.keras") is not None and run.step == run.steps_per_epoch * 15
+    assert assert_rows_match_progress(pg, run_id) > 0
+
+
+def test_heartbeats_use_the_servers_clock(pg, monkeypatch):
+    """A worker host whose clock is 90 s behind is not marked interrupted by a host with the right time."""
+    run_id = pg.create_run({"architecture": "mlp-128-64", "epochs": 1})
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 90)  # the worker's host
+    pg.claim_run("skewed", run_id)
+    pg.heartbeat(run_id)
+    monkeypatch.setattr(time, "time", real)  # another host, on time
+    assert pg.recover_stale(timeout=60) == []
+    assert pg.get_run(run_id).status == "running" and abs(pg.get_run(run_id).heartbeat_at - real()) < 30
+
+
+def test_connection_problems_are_one_line_each(pg_server, capsys):
+    base = pg_server.url().rsplit("/", 1)[0]
+    dead = f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/x"
+    cases = [(dead, "cannot reach the PostgreSQL server"),
+             (base.replace("postgres@", "nobody@") + "/postgres", "refused the login of user 'nobody'"),
+             (base + "/no_such_db", "has no database 'no_such_db': create it with `createdb")]
+    for url, words in cases:
+        assert words in one_line_error(capsys, ["runs", "--db", url])
+    code = ("import sys; sys.modules['psycopg'] = None; from core.cli import main; "
+            f"sys.exit(main(['runs', '--db', {pg_server.url()!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env())
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "PostgreSQL driver is not installed" in done.stderr and "pip install" in done.stderr
+
+
+def _closed_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_runs_json_and_a_plain_postgresql_url(pg, capsys):
+    pg.create_run(make_config("mlp-128-64").to_dict())
+    plain = pg.url.replace("postgresql+psycopg://", "postgresql://")
+    assert cli.main(["runs", "--json", "--db", plain]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["status"] == "queued"
+
+
+# -- copy-store -----------------------------------------------------------------------------------
+TABLES = {"runs": (runs_t, "id"), "evaluations": (evaluations_t, "run_id, split"),
+          "misclassified": (misclassified_t, "run_id, idx"), "artifacts": (artifacts_t, "run_id, name")}
+
+
+def snapshot(store: RunStore) -> dict:
+    """Everything copy-store carries, in a form comparable across databases."""
+    out = {}
+    with store.session(write=False) as c:
+        for name, (table, order) in TABLES.items():
+            out[name] = [dict(r) for r in c.execute(sa.select(table).order_by(sa.text(order))).mappings()]
+        m = metrics_t.c
+        out["metrics"] = [tuple(r) for r in c.execute(sa.select(m.run_id, m.scope, m.key, m.step, m.epoch, m.value, m.ts)
+                                                      .order_by(m.run_id, m.scope, m.key, m.step))]
+        d = drawings_t.c
+        out["drawings"] = [(r.label, bytes(r.image), r.created_at) for r in
+                           c.execute(sa.select(d.label, d.image, d.created_at).order_by(d.created_at))]
+        out["studies"] = [dict(r) for r in c.execute(sa.select(studies_t)).mappings()]
+    out["models"] = {r["run_id"]: store.get_artifact(r["run_id"], r["name"]) for r in out["artifacts"]}
+    return out
+
+
+def test_copy_store_round_trip_sqlite_postgres_sqlite(populated_env, pg_url, tmp_path, capsys):
+    src = populated_env.store
+    with src.session() as c:
+        c.execute(sa.insert(drawings_t).values(label=3, image=bytes(range(256)) * 3 + bytes(16), created_at=5.0))
+        c.execute(sa.insert(studies_t).values(name="s1", search="tpe", objective="val_accuracy", direction="maximize",
+                                              budget=4, space={"learning_rate": "log:1e-4:1e-2"},
+                                              base_config={"architecture": "mlp-128-64"}, created_at=7.0))
+    back = f"sqlite:///{tmp_path / 'back.db'}"
+    assert cli.main(["copy-store", "--from", src.url, "--to", pg_url]) == 0
+    out, err = capsys.readouterr()
+    assert "copied 3 run(s)" in out and "1 drawing(s)" in err + out and "copying [" in err
+    assert cli.main(["copy-store", "--from", pg_url, "--to", back]) == 0
+    capsys.readouterr()
+    original = snapshot(src)
+    assert original["models"] and len(original["metrics"]) > 0
+    for url in (pg_url, back):
+        other = RunStore(url)
+        assert snapshot(other) == original, url
+        other.close()
+    assert cli.main(["copy-store", "--from", src.url, "--to", pg_url]) == 0  # again: nothing copied twice
+    assert "copied 0 run(s), replaced 0, skipped 3" in capsys.readouterr().out
+    target = RunStore(pg_url)
+    assert snapshot(target) == original
+    with target.session() as c:  # a different run under one of the ids
+        c.execute(sa.update(runs_t).where(runs_t.c.id == original["runs"][0]["id"]).values(created_at=1.0))
+    target.close()
+    line = one_line_error(capsys, ["copy-store", "--from", src.url, "--to", pg_url])
+    assert "holds a different run under the id" in line
