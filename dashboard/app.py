@@ -15,6 +15,7 @@ PAGES = [
     st.Page("../pages/runs.py", title="Runs", icon=":material/table_rows:"),
     st.Page("../pages/run_detail.py", title="Run detail", icon=":material/query_stats:", url_path="run"),
     st.Page("../pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("../pages/study.py", title="Study", icon=":material/science:", url_path="study"),
     st.Page("../pages/draw.py", title="Draw", icon=":material/draw:"),
     st.Page("../pages/data.py", title="Data", icon=":material/dataset:"),
 ]

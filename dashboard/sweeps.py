@@ -1,5 +1,6 @@
 """A grid sweep on the Train page: the (hyperparameter, values) inputs, the preview of the runs
-the grid makes, and the progress of a queued group with a link to Compare once it ends.
+the grid makes, and the progress of a queued group (or study) with links to its study view and,
+once it ends, to Compare. The Optuna study form lives in dashboard/study_views.py.
 
 Widgets always get explicit keys (``sweep_field_<i>``, ``sweep_values_<i>_<field>``).
 """
@@ -12,6 +13,7 @@ import streamlit as st
 
 from core.config import HELP
 from core.store import RunStore
+from core.study import get_study
 from core.sweep import CHOICES, MAX_FIELDS, SWEEPABLE, group_progress, parse_values
 from dashboard.live import LIVE_EVERY
 from dashboard.tables import page_link
@@ -66,6 +68,7 @@ def sweep_preview(grid: dict[str, list]) -> int:
 def sweep_panel(store: RunStore, group: str) -> None:
     """A group's progress (queued / running / ended) and, once all ended, a link to Compare."""
     first = group_progress(store.list_runs(group=group))
+    is_study = get_study(store, group) is not None  # every sweep queued since studies exist is one
 
     @st.fragment(run_every=LIVE_EVERY if not first.finished else None)
     def panel() -> None:
@@ -74,7 +77,8 @@ def sweep_panel(store: RunStore, group: str) -> None:
         if prog.finished and not first.finished:
             st.rerun()
         st.progress(prog.fraction, text=f"**{group}**: {prog.ended} of {prog.total} ended · {prog.running} running · "
-                                         f"{prog.queued} queued · {prog.completed} completed")
+                                         f"{prog.queued} queued · {prog.completed} completed"
+                                         + (f" · {prog.pruned} pruned" if prog.pruned else ""))
         table = runs.sort_values("created_at")[["name", "status", "test_accuracy", "best_val_accuracy", "run_id"]]
         table = table.assign(test_accuracy=table["test_accuracy"] * 100, best_val_accuracy=table["best_val_accuracy"] * 100)
         percent = {"format": "%.2f%%"}
@@ -82,6 +86,8 @@ def sweep_panel(store: RunStore, group: str) -> None:
                      column_config={"test_accuracy": st.column_config.NumberColumn("test accuracy", **percent),
                                     "best_val_accuracy": st.column_config.NumberColumn("best val accuracy", **percent),
                                     "run_id": "run id"})
+        if is_study:
+            page_link("study", f"Open the study view of {group}", {"study": group}, icon=":material/science:")
         if prog.finished:
             page_link("compare", f"Compare the {prog.total} runs of {group}",
                       {"runs": ",".join(prog.run_ids), "group": group}, icon=":material/compare_arrows:")

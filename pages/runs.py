@@ -2,6 +2,7 @@
 import streamlit as st
 
 from core.schema import StoreError
+from core.study import get_study
 from dashboard import auth, state, tables
 
 st.title("Runs")
@@ -66,6 +67,11 @@ if not ids:
 # -- actions on the selected runs ------------------------------------------------------------------
 st.subheader(f"{len(ids)} selected: " + ", ".join(labels[i] for i in ids[:5]) + (" …" if len(ids) > 5 else ""))
 t1, t2, t3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+# -- a study's runs: a link to its study view (history, importance, slices)
+picked_groups = set(selected["group_name"].dropna()) if ids else set(groups)
+if len(picked_groups) == 1 and get_study(store, study_name := picked_groups.pop()) is not None:
+    tables.page_link("study", f"Open the study {study_name}", {"study": study_name}, ":material/science:")
+
 tag = tables.clean_tag(t1.text_input("Tag", key="runs_tag_text", placeholder="e.g. baseline"))
 for column, add, label in ((t2, True, "Add tag"), (t3, False, "Remove tag")):
     if column.button(label, key=f"runs_{label.split()[0].lower()}_tag", disabled=not tag) \

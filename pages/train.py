@@ -12,7 +12,7 @@ from core.data import DataError
 from core.schema import RunNotFound, StoreError
 from core.sweep import queue_sweep
 from core.train import queue_run
-from dashboard import live, state, sweeps, tables, train_form
+from dashboard import live, state, study_views, sweeps, tables, train_form
 from dashboard.auth import require_editor
 
 st.title("Train")
@@ -77,28 +77,40 @@ with one_tab:
                 watch([run_id])
                 start_worker()
 with sweep_tab:
-    st.caption("Vary up to three hyperparameters; every combination is trained with the rest of the form "
-               "above, queued as one group that you can compare when it finishes.")
-    grid, errors = sweeps.sweep_inputs()
-    for error in errors:
-        st.error(error, icon=":material/error:")
-    n_runs = sweeps.sweep_preview(grid)
-    group = st.text_input("Group name", key="sweep_group", help="Names the sweep's runs and groups them for Compare.",
-                          placeholder="empty: sweep-<date>-<time>")
-    if st.button(f"Queue {n_runs} runs" if n_runs else "Queue the sweep", key="sweep_launch", type="primary",
-                 disabled=not n_runs or bool(errors) or bool(form_errors), icon=":material/grid_view:"):
-        if require_editor("queue a sweep"):
-            group = group.strip() or time.strftime("sweep-%Y%m%d-%H%M%S")
-            try:
-                run_ids = queue_sweep(store, train_form.build_config(values, name), grid, group, state.data_path(),
-                                         parent_id=parent_id)
-            except (ConfigError, DataError, StoreError) as exc:
-                st.error(str(exc), icon=":material/error:")
-            else:
-                st.session_state["train_sweep_pick"] = group
-                watch(run_ids)
-                start_worker()
-                st.success(f"Queued {len(run_ids)} runs as group **{group}**.")
+    kind = st.radio("Kind", ("Grid sweep", "Study"), horizontal=True, key="sweep_kind",
+                    captions=("every combination of a few values, queued as one group",
+                              "Optuna proposes each run's values (TPE or random) and can stop poor runs early"))
+    if kind == "Study":
+        st.caption("The rest of the form above is the base config; the study varies the parameters below.")
+        started = study_views.study_launcher(store, lambda: train_form.build_config(values, name), state.data_path(),
+                                             parent_id, blocked=bool(form_errors))
+        if started:
+            st.session_state["train_sweep_pick"] = started[0]
+            watch(started[1])
+            start_worker()
+    else:
+        st.caption("Vary up to three hyperparameters; every combination is trained with the rest of the form "
+                   "above, queued as one group that you can compare when it finishes.")
+        grid, errors = sweeps.sweep_inputs()
+        for error in errors:
+            st.error(error, icon=":material/error:")
+        n_runs = sweeps.sweep_preview(grid)
+        group = st.text_input("Group name", key="sweep_group", help="Names the sweep's runs and groups them for Compare.",
+                              placeholder="empty: sweep-<date>-<time>")
+        if st.button(f"Queue {n_runs} runs" if n_runs else "Queue the sweep", key="sweep_launch", type="primary",
+                     disabled=not n_runs or bool(errors) or bool(form_errors), icon=":material/grid_view:"):
+            if require_editor("queue a sweep"):
+                group = group.strip() or time.strftime("sweep-%Y%m%d-%H%M%S")
+                try:
+                    run_ids = queue_sweep(store, train_form.build_config(values, name), grid, group, state.data_path(),
+                                             parent_id=parent_id)
+                except (ConfigError, DataError, StoreError) as exc:
+                    st.error(str(exc), icon=":material/error:")
+                else:
+                    st.session_state["train_sweep_pick"] = group
+                    watch(run_ids)
+                    start_worker()
+                    st.success(f"Queued {len(run_ids)} runs as group **{group}**.")
 
 # -- live: the run launched last (or any queued or running run) ----------------------------------
 st.subheader("Live")

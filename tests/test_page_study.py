@@ -1,0 +1,140 @@
+"""pages/study.py and the Train page's study form through AppTest: the form queues a study, the
+view shows progress, the best run, history, importance, slices, parallel coordinates and
+intermediate values; stop and extend are editor-only, refused inside the action for viewers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.config import TrainConfig
+from core.study import create_study, get_study, top_up
+from tests.test_auth import network_address  # noqa: F401  (a fixture: every visitor is a viewer)
+from tests.test_study import SPACE, finish
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "study.py")
+TRAIN = str(ROOT / "pages" / "train.py")
+BASE = TrainConfig(architecture="mlp-128-64", epochs=3, batch_size=32)
+STUDY_WRITES = {"create_study", "stop_study", "extend_study", "top_up", "top_up_all"}
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts + [p.proto.text for p in at.get("progress")])
+
+
+@pytest.fixture
+def a_study(app_env):
+    """A 6-run random study: three finished (one pruned), one running, queued ones, on 4 live workers."""
+    store = app_env.store
+    workers = [store.register_worker() for _ in range(4)]
+    ids = create_study(store, BASE, SPACE, "explore", app_env.data_path, search="random", budget=6, pruner="median")
+    for run_id, values, status in zip(ids, ([0.5, 0.7, 0.8], [0.3, 0.6, 0.9], [0.1])
+                                      , ("completed", "completed", "pruned")):
+        finish(store, run_id, values, status)
+    store.claim_run("w", run_id=ids[3])
+    assert len(top_up(store, "explore")) == 2  # the budget's last two, for the free workers
+    yield app_env, ids
+    for worker in workers:
+        store.remove_worker(worker)
+
+
+def test_no_study_yet_says_how_to_start_one(app_env):
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception and "No study yet" in at.info[0].value
+
+
+def test_the_view_shows_progress_best_run_and_every_chart(a_study):
+    env, ids = a_study
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["study"] = "explore"
+    at.run()
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert "3 of 6 done" in shown and "2 completed · 1 pruned · 1 running" in shown
+    assert "Best run so far" in shown and "0.9000" in shown
+    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    for title in ("Optimization history", "Parameter importance", "Intermediate values", "learning rate",
+                  "optimizer", "parcoords"):
+        assert any(title in spec for spec in titles), title
+    assert any("pruned" in spec and '"symbol":"x"' in spec.replace(" ", "") for spec in titles)
+
+
+def test_an_editor_stops_and_extends_the_study(a_study):
+    env, ids = a_study
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    queued = len(env.store.list_runs(group="explore", status="queued"))
+    assert queued >= 1
+    at.button(key="study_stop").click().run()
+    assert not at.exception and f"{queued} queued run(s) cancelled" in texts(at)
+    assert get_study(env.store, "explore").stopped
+    at.number_input(key="study_extend_n").set_value(2).run()
+    at.button(key="study_extend").click().run()
+    study = get_study(env.store, "explore")
+    assert not at.exception and study.budget == 8 and not study.stopped and "Extended explore by 2 runs" in texts(at)
+
+
+def test_a_viewer_cannot_stop_or_extend(a_study, network_address):
+    env, ids = a_study
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60).run()
+    at.switch_page("../pages/study.py").run()
+    before = env.store.list_runs(group="explore")
+    at.button(key="study_stop").click().run()
+    assert any("you cannot stop a study" in e.value for e in at.error)
+    at.button(key="study_extend").click().run()
+    assert any("you cannot extend a study" in e.value for e in at.error)
+    study = get_study(env.store, "explore")
+    assert not study.stopped and study.budget == 6
+    assert env.store.list_runs(group="explore")["status"].tolist() == before["status"].tolist()
+
+
+def test_the_train_page_study_form_previews_and_queues_a_study(app_env):
+    at = AppTest.from_file(TRAIN, default_timeout=60).run()
+    at.radio(key="sweep_kind").set_value("Study").run()
+    at.selectbox(key="study_search").select("tpe")
+    at.number_input(key="study_budget").set_value(5)
+    at.selectbox(key="study_pruner").select("median").run()
+    at.selectbox(key="study_field_0").select("learning_rate").run()
+    assert at.selectbox(key="study_scale_0_learning_rate").value == "log"
+    at.text_input(key="study_low_0_learning_rate").input("1e-4")
+    at.text_input(key="study_high_0_learning_rate").input("1e-1").run()
+    at.selectbox(key="study_field_1").select("optimizer").run()
+    at.multiselect(key="study_values_1_optimizer").select("adam").select("sgd").run()
+    assert not at.exception
+    preview = next(d.value for d in at.dataframe if "searched over" in d.value.columns)
+    assert preview["searched over"].tolist() == ["0.0001 … 0.1 (log)", "adam, sgd"]
+    assert "5 runs" in texts(at) and "median pruner" in texts(at)
+    at.text_input(key="study_name").input("from-form")
+    at.button(key="study_launch").click().run()
+    assert not at.exception, at.exception
+    study = get_study(app_env.store, "from-form")
+    assert study is not None and study.search == "tpe" and study.budget == 5 and study.pruner == "median"
+    runs = app_env.store.list_runs(group="from-form")
+    assert len(runs) == 1 and runs["trial"].tolist() == [0] and "Started the study" in texts(at)
+
+
+def test_a_bad_range_in_the_form_is_named_and_blocks_the_start(app_env):
+    at = AppTest.from_file(TRAIN, default_timeout=60).run()
+    at.radio(key="sweep_kind").set_value("Study").run()
+    at.selectbox(key="study_field_0").select("learning_rate").run()
+    at.text_input(key="study_low_0_learning_rate").input("0.1")
+    at.text_input(key="study_high_0_learning_rate").input("0.01").run()
+    assert any("learning_rate: the range '0.1:0.01:log' needs low < high" in e.value for e in at.error)
+    assert at.button(key="study_launch").disabled and app_env.store.list_runs().empty
+
+
+def test_runs_links_a_study_group_to_its_view(a_study):
+    at = AppTest.from_file(str(ROOT / "pages" / "runs.py"), default_timeout=60).run()
+    at.multiselect(key="runs_group").select("explore").run()
+    assert not at.exception
+    assert "pruned" in at.multiselect(key="runs_status").options
+    assert "[Open the study explore](./study?study=explore)" in [m.value for m in at.markdown]  # no navigation here
+
+
+def test_study_writes_pass_the_write_guard_audit(monkeypatch):
+    """tests/test_auth.py's audit, with the study's write calls added to what it checks."""
+    from tests import test_auth
+    monkeypatch.setattr(test_auth, "WRITE_CALLS", test_auth.WRITE_CALLS | STUDY_WRITES)
+    test_auth.test_every_write_action_in_pages_and_dashboard_asks_require_editor()
