@@ -37,8 +37,7 @@ class UserError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, no usage dump
-        raise UserError(f"{message} (see `python -m core {self.prog.split()[-1]} --help`)"
-                        if " " in self.prog else message)
+        raise UserError(f"{message} (see `{self.prog} --help`)")  # prog: "python -m core" or "python -m core train"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,6 +271,17 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def _print_dataset(dataset: dict | None) -> None:
+    """`show`'s dataset lines: which data trained the run (source, split sizes, fingerprint)."""
+    print("dataset:")
+    if not dataset:
+        print("  not recorded (trained before runs recorded their dataset, or not started yet)")
+        return
+    for key in ("source", "source_kind", "offline_sample", "n_train", "n_test", "n_fit", "n_val", "sha256"):
+        if dataset.get(key) is not None:
+            print(f"  {key:<18} {dataset[key]}")
+
+
 def cmd_show(args) -> int:
     from dataclasses import asdict
     store = _store(args)
@@ -286,7 +296,10 @@ def cmd_show(args) -> int:
     print(f"run {run.id}  {run.name}  [{run.status}]  {run.architecture}, {run.n_params or 0:,} params")
     print("config:")
     for key, value in run.config.items():
+        if key == "layers" and not value:  # a preset: its layers come with its name
+            continue
         print(f"  {key:<18} {json.dumps(value) if isinstance(value, (list, dict)) else value}")
+    _print_dataset(run.dataset)
     print("summary:")
     for key in ("epoch", "best_val_accuracy", "best_val_epoch", "last_val_accuracy", "last_val_epoch",
                 "test_accuracy", "test_loss", "duration", "model_path", "error"):

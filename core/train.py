@@ -18,7 +18,7 @@ import numpy as np
 
 from core.architectures import count_params
 from core.config import TrainConfig
-from core.data import DataError, DatasetInfo, dataset_info, load_dataset
+from core.data import DataError, DatasetInfo, dataset_identity, dataset_info, load_dataset
 from core.inference import score
 from core.schema import Run, RunNotFound, StoreError
 from core.store import RunStore
@@ -80,6 +80,13 @@ def load_splits(config: TrainConfig, data_path) -> Splits:
     return Splits(scale(x[train_idx]), y[train_idx],
                   scale(x[val_idx]) if n_val else None, y[val_idx] if n_val else None,
                   scale(data.x_test), data.y_test.astype("int64"))
+
+
+def record_dataset(store: RunStore, run_id: str, data_path, splits: Splits) -> None:
+    """Store which data trains the run: the dataset's source, sizes and fingerprint, and the
+    digits this run fits on and validates with (after its train limit and validation split)."""
+    store.set_dataset(run_id, {**dataset_identity(data_path), "n_fit": int(len(splits.y_train)),
+                               "n_val": 0 if splits.y_val is None else int(len(splits.y_val))})
 
 
 def make_optimizer(name: str, lr: float):
@@ -167,6 +174,7 @@ def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool
         config = TrainConfig.from_dict(run.config)
         keras.utils.set_random_seed(config.seed)
         splits = load_splits(config, data_path)
+        record_dataset(store, run.id, data_path, splits)
         steps = int(np.ceil(len(splits.y_train) / config.batch_size))
         model = build_model(config.hidden_layers(), augment=config.augment, elastic=config.elastic)
         model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),

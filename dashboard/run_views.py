@@ -22,6 +22,7 @@ def header(run: Run) -> None:
     facts += [f"group **{run.group_name}**"] if run.group_name else []
     facts += [f"tags: {', '.join(run.tags)}"] if run.tags else []
     st.markdown(" · ".join(facts))
+    st.caption(dataset_caption(run))
     if run.note:
         st.markdown(f"> {run.note}")
     links = st.columns(3)
@@ -39,6 +40,17 @@ def header(run: Run) -> None:
         st.info("Queued: a worker will start it soon. This page updates by itself.")
 
 
+def dataset_caption(run: Run) -> str:
+    """The data that trained the run, and how many digits it fit on and validated with."""
+    d = run.dataset
+    if not d:
+        return ("Dataset: not recorded yet (it is when training starts)" if run.status in LIVE
+                else "Dataset: not recorded (trained before runs recorded their dataset)")
+    used = (f" · fit on {d['n_fit']:,}, validated on {d.get('n_val', 0):,}" if d.get("n_fit") else "")
+    source = f" · from {d['source']}" if d.get("source") else ""
+    return f"Dataset: {tables.dataset_label(d)}{used}{source}"
+
+
 def _pct(value):
     return "—" if value is None or pd.isna(value) else f"{100 * value:.2f}%"
 
@@ -51,8 +63,7 @@ def summary(current) -> None:
     cols[1].metric("Last val accuracy", _pct(current.last_val_accuracy), last_at, delta_color="off", delta_arrow="off")
     cols[2].metric("Test accuracy", _pct(current.test_accuracy))
     cols[3].metric("Drawn-set accuracy", _pct(current.drawn_accuracy))
-    minutes = current.duration / 60 if current.duration is not None else None
-    cols[4].metric("Duration", "—" if minutes is None else f"{minutes:.1f} min")
+    cols[4].metric("Duration", tables.duration_text(current.duration))
     cols[5].metric("Parameters", "—" if current.n_params is None else f"{current.n_params:,}")
 
 

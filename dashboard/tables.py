@@ -66,13 +66,52 @@ def duration_text(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+MNIST_SIZES = (60_000, 10_000)
+
+
+def dataset_label(dataset: Mapping[str, Any] | None, short: bool = False) -> str:
+    """Which data trained a run, as people read it: "full MNIST · 60,000 train / 10,000 test ·
+    #ae9e8442" (short: "full MNIST · #ae9e8442"); "—" for a run that recorded none (trained
+    before runs recorded their dataset, or not started yet)."""
+    if not isinstance(dataset, Mapping) or not dataset.get("n_train"):
+        return "—"
+    n_train, n_test = int(dataset["n_train"]), int(dataset.get("n_test") or 0)
+    if dataset.get("offline_sample"):
+        kind = "offline 5,000-digit sample"
+    elif (n_train, n_test) == MNIST_SIZES:
+        kind = "full MNIST"
+    else:
+        kind = f"{n_train + n_test:,}-digit set"
+    sha = f"#{str(dataset.get('sha256') or '')[:8]}" if dataset.get("sha256") else ""
+    if short:
+        return " · ".join(filter(None, [kind, sha]))
+    return " · ".join(filter(None, [kind, f"{n_train:,} train / {n_test:,} test", sha]))
+
+
+def dataset_differences(datasets: Mapping[str, Mapping[str, Any] | None]) -> str:
+    """One line warning that runs were trained on different data (label -> run's dataset), else ""."""
+    by_hash: dict[str, list[str]] = {}
+    for label, dataset in datasets.items():
+        key = (dataset or {}).get("sha256") if isinstance(dataset, Mapping) else None
+        by_hash.setdefault(key or "", []).append(label)
+    known = {k: v for k, v in by_hash.items() if k}
+    if len(known) > 1:
+        parts = [f"{', '.join(labels)}: {dataset_label(datasets[labels[0]], short=True)}" for labels in known.values()]
+        return ("These runs were trained on different datasets, so their accuracies are not comparable as they "
+                "stand (" + "; ".join(parts) + ").")
+    if known and "" in by_hash:
+        return ("The dataset of " + ", ".join(by_hash[""]) + " was not recorded (trained before runs recorded it): "
+                "check it is the same data before comparing.")
+    return ""
+
+
 def status_badge(status: str) -> str:
     """Markdown for a coloured status badge."""
     return f":{STATUS_COLOURS.get(status, 'gray')}-badge[{status}]"
 
 
 def runs_view(runs: pd.DataFrame) -> pd.DataFrame:
-    """list_runs() rows as the Runs table shows them (accuracies in %, minutes, tags as text)."""
+    """list_runs() rows as the Runs table shows them (accuracies in %, durations as text, tags as text)."""
     out = pd.DataFrame({
         "name": runs["name"],
         "status": runs["status"],
@@ -88,8 +127,9 @@ def runs_view(runs: pd.DataFrame) -> pd.DataFrame:
         "last @": pd.to_numeric(runs["last_val_epoch"], errors="coerce").astype("Int64"),
         "test %": _percent(runs["test_accuracy"]),
         "drawn %": _percent(runs["drawn_accuracy"]),
-        "duration": pd.to_numeric(runs["duration"], errors="coerce") / 60,
+        "duration": pd.to_numeric(runs["duration"], errors="coerce").map(duration_text),
         "params": pd.to_numeric(runs["n_params"], errors="coerce").astype("Int64"),
+        "dataset": runs["dataset"].map(lambda d: dataset_label(d, short=True)) if "dataset" in runs else "—",
         "group": runs["group_name"],
         "tags": _tags_text(runs["tags"]),
         "note": runs["note"].fillna(""),
@@ -100,26 +140,39 @@ def runs_view(runs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+# What the Runs table shows until the user picks other columns: fits a 1440 px wide window.
+DEFAULT_COLUMNS = ("name", "status", "architecture", "learning rate", "batch", "epochs", "best val %", "test %",
+                   "duration", "dataset", "created", "details")
+
+
 def runs_column_config() -> dict[str, Any]:
-    """st.dataframe column formats for runs_view()."""
+    """st.dataframe column formats and headers for runs_view(): every header reads on its own."""
     cc = st.column_config
     pct = "%.2f%%"
     return {
         "name": cc.TextColumn("name", width="medium", pinned=True),
-        "learning rate": cc.NumberColumn("lr", format="%.0e", help="initial learning rate"),
-        "batch": cc.NumberColumn("batch", format="%d"),
-        "epochs": cc.TextColumn("epochs", help="epochs finished / planned"),
-        "best val %": cc.NumberColumn("best val", format=pct, help="best validation accuracy"),
-        "best @": cc.NumberColumn("@ep", format="%d", help="epoch of the best validation accuracy"),
-        "last val %": cc.NumberColumn("last val", format=pct, help="validation accuracy after the last epoch"),
-        "last @": cc.NumberColumn("@ep ", format="%d", help="epoch of the last validation accuracy"),
-        "test %": cc.NumberColumn("test", format=pct, help="accuracy on the test split"),
-        "drawn %": cc.NumberColumn("drawn", format=pct, help="accuracy on the digits drawn on the Draw page"),
-        "duration": cc.NumberColumn("minutes", format="%.1f", help="training time (so far, while running)"),
-        "params": cc.NumberColumn("params", format="localized"),
-        "created": cc.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm"),
-        "details": cc.LinkColumn("details", display_text="open ↗", help="open the run's detail page in a new tab"),
-        "id": cc.TextColumn("id", width="small"),
+        "status": cc.TextColumn("status", width="small"),
+        "architecture": cc.TextColumn("architecture", width="small"),
+        "learning rate": cc.NumberColumn("learning rate", format="%.0e", width="small",
+                                         help="initial learning rate"),
+        "batch": cc.NumberColumn("batch size", format="%d", width="small"),
+        "epochs": cc.TextColumn("epochs", width="small", help="epochs finished / planned"),
+        "best val %": cc.NumberColumn("best val. acc.", format=pct, width="small",
+                                      help="best validation accuracy over the epochs"),
+        "best @": cc.NumberColumn("best val. epoch", format="%d", help="epoch of the best validation accuracy"),
+        "last val %": cc.NumberColumn("last val. acc.", format=pct, help="validation accuracy after the last epoch"),
+        "last @": cc.NumberColumn("last val. epoch", format="%d", help="epoch of the last validation accuracy"),
+        "test %": cc.NumberColumn("test acc.", format=pct, width="small", help="accuracy on the test split"),
+        "drawn %": cc.NumberColumn("drawn-set acc.", format=pct, help="accuracy on the digits drawn on the Draw page"),
+        "duration": cc.TextColumn("duration", width="small", help="training time (so far, while running)"),
+        "params": cc.NumberColumn("parameters", format="localized"),
+        "dataset": cc.TextColumn("dataset", width="small",
+                                 help="the data that trained the run and its fingerprint (the Run detail page says more)"),
+        "group": cc.TextColumn("group"),
+        "created": cc.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm", width="small"),
+        "details": cc.LinkColumn("details", display_text="open ↗", width="small",
+                                 help="open the run's detail page in a new tab"),
+        "id": cc.TextColumn("run id", width="small"),
     }
 
 
@@ -252,8 +305,9 @@ def summary_table(runs: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame
                               for v, e in zip(_percent(runs["best_val_accuracy"]), runs["best_val_epoch"])],
         "last val accuracy": _percent(runs["last_val_accuracy"]).map(lambda v: _fmt(v, "{:.2f}%")),
         "drawn-set accuracy": _percent(runs["drawn_accuracy"]).map(lambda v: _fmt(v, "{:.2f}%")),
-        "duration": (pd.to_numeric(runs["duration"], errors="coerce") / 60).map(lambda v: _fmt(v, "{:.1f} min")),
+        "duration": pd.to_numeric(runs["duration"], errors="coerce").map(duration_text),
         "parameters": pd.to_numeric(runs["n_params"], errors="coerce").map(lambda v: _fmt(v, "{:,.0f}")),
+        "dataset": runs["dataset"].map(dataset_label) if "dataset" in runs else "—",
     }
     columns = [labels[r] for r in runs["run_id"]]
     return pd.DataFrame({k: list(v) for k, v in rows.items()}, index=columns).T.rename_axis("result")
@@ -297,7 +351,8 @@ def report_table(report: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
 
 def config_table(config: Mapping[str, Any]) -> pd.DataFrame:
     """A run's stored config as (parameter, value) text rows; lists such as layers as compact JSON."""
-    return pd.DataFrame([(k, _param_text(v)) for k, v in config.items()], columns=["parameter", "value"])
+    rows = [(k, _param_text(v)) for k, v in config.items() if not (k == "layers" and not v)]  # a preset's: none
+    return pd.DataFrame(rows, columns=["parameter", "value"])
 
 
 def layer_table(config: TrainConfig) -> pd.DataFrame:

@@ -43,6 +43,8 @@ if len(chosen) < 2:
     st.stop()
 
 selected = runs.set_index("run_id").loc[chosen].reset_index()
+if warning := tables.dataset_differences(dict(zip(selected["run_id"].map(labels), selected["dataset"]))):
+    st.warning(warning, icon=":material/dataset:")
 
 # side by side while the tables are narrow, so the charts stay in view
 left, right = st.columns(2, gap="large") if len(chosen) <= 4 else (st.container(), st.container())

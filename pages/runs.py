@@ -20,11 +20,16 @@ statuses = f1.multiselect("Status", sorted(runs["status"].unique()), key="runs_s
 architectures = f2.multiselect("Architecture", sorted(runs["architecture"].unique()), key="runs_arch")
 groups = f3.multiselect("Group", tables.all_groups(runs), key="runs_group")
 tags = f4.multiselect("Tag", tables.all_tags(runs), key="runs_tags")
-s1, s2, s3, s4 = st.columns([2, 1, 0.5, 0.5], vertical_alignment="bottom")
+s1, s2, s3, s4, s5 = st.columns([2, 1, 0.5, 0.5, 0.5], vertical_alignment="bottom")
 search = s1.text_input("Search", key="runs_search", placeholder="name or id")
 sort = s2.selectbox("Sort by", list(tables.SORTS), key="runs_sort")
 reverse = s3.toggle("Reverse", key="runs_reverse")
 s4.button("Refresh", key="runs_refresh", icon=":material/refresh:", help="read the runs again")
+headers = {c: cfg["label"] for c, cfg in tables.runs_column_config().items()}
+with s5.popover("Columns", icon=":material/view_column:", help="choose the table's columns"):
+    columns = st.multiselect("Columns shown", list(tables.runs_view(runs.head(0)).columns),
+                             default=list(tables.DEFAULT_COLUMNS), key="runs_columns",
+                             format_func=lambda c: headers.get(c, c))
 
 view = tables.sort_runs(tables.filter_runs(runs, statuses, architectures, groups, tags, search), sort, reverse)
 running = int((runs["status"] == "running").sum())
@@ -39,6 +44,7 @@ if st.session_state.get("runs_signature") != signature:
     st.session_state["runs_table_n"] = st.session_state.get("runs_table_n", 0) + 1
 event = st.dataframe(tables.runs_view(view), key=f"runs_table_{st.session_state['runs_table_n']}", on_select="rerun",
                      selection_mode="multi-row", hide_index=True, column_config=tables.runs_column_config(),
+                     column_order=columns or tables.DEFAULT_COLUMNS,
                      height=min(38 + 35 * len(view), 560), placeholder="—")
 selected = view.iloc[event.selection.rows]
 ids = selected["run_id"].tolist()
@@ -61,17 +67,17 @@ with c4:
                        mime="text/csv", key="runs_export", icon=":material/download:", on_click="ignore",
                        help="the selected runs, or every run shown when none is selected")
 
+# -- a study's runs: a link to its study view (history, importance, slices)
+picked_groups = set(selected["group_name"].dropna()) if ids else set(groups)
+if len(picked_groups) == 1 and get_study(store, study_name := picked_groups.pop()) is not None:
+    tables.page_link("study", f"Open the study {study_name}", {"study": study_name}, ":material/science:")
+
 if not ids:
     st.stop()
 
 # -- actions on the selected runs ------------------------------------------------------------------
 st.subheader(f"{len(ids)} selected: " + ", ".join(labels[i] for i in ids[:5]) + (" …" if len(ids) > 5 else ""))
 t1, t2, t3 = st.columns([2, 1, 1], vertical_alignment="bottom")
-# -- a study's runs: a link to its study view (history, importance, slices)
-picked_groups = set(selected["group_name"].dropna()) if ids else set(groups)
-if len(picked_groups) == 1 and get_study(store, study_name := picked_groups.pop()) is not None:
-    tables.page_link("study", f"Open the study {study_name}", {"study": study_name}, ":material/science:")
-
 tag = tables.clean_tag(t1.text_input("Tag", key="runs_tag_text", placeholder="e.g. baseline"))
 for column, add, label in ((t2, True, "Add tag"), (t3, False, "Remove tag")):
     if column.button(label, key=f"runs_{label.split()[0].lower()}_tag", disabled=not tag) \

@@ -411,3 +411,23 @@ def test_importing_core_data_and_ingest_stays_light():
             "heavy = [m for m in ('keras', 'tensorflow', 'streamlit', 'plotly', 'mlxtend') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_the_fingerprint_names_the_digits_not_the_file(tmp_path):
+    """Same digits from an IDX folder or a mnist.npz: one fingerprint; other digits: another.
+    A file written before ingest recorded one gets the same value computed from its arrays."""
+    from core.data import dataset_identity
+
+    write_mnist_dir(tmp_path / "idx", n_train=40, n_test=10)
+    write_mnist_npz(tmp_path / "mnist.npz", n_train=40, n_test=10)
+    write_mnist_dir(tmp_path / "other", n_train=40, n_test=10, seed=5)
+    a, b, c = (ingest(tmp_path / src, tmp_path / f"{out}.h5").path
+               for src, out in (("idx", "a"), ("mnist.npz", "b"), ("other", "c")))
+    sha_a, sha_b, sha_c = (dataset_info(p).sha256 for p in (a, b, c))
+    assert len(sha_a) == 64 and sha_a == sha_b != sha_c
+    identity = dataset_identity(a)
+    assert identity["sha256"] == sha_a and (identity["n_train"], identity["n_test"]) == (40, 10)
+    assert identity["source_kind"] == "idx" and identity["offline_sample"] is False
+    with h5py.File(a, "r+") as f:  # as wave-1 ingest wrote it
+        del f.attrs["fingerprint"]
+    assert dataset_info(a).sha256 == "" and dataset_identity(a)["sha256"] == sha_a

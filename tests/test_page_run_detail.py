@@ -183,3 +183,12 @@ def test_running_run_shows_progress_and_partial_curves(populated_env):
     assert "epoch 1 of 4 done" in at.get("progress")[0].proto.text
     assert "The test evaluation appears here when the run completes." in _text(at)
     assert "the run is running" in _text(at)
+
+
+def test_the_dataset_that_trained_the_run_is_shown(populated_env):
+    from core.data import dataset_info
+
+    run_id = _run_id(populated_env, "mlp-base")
+    at = _open(run_id)
+    sha = dataset_info(populated_env.data_path).sha256
+    assert f"Dataset: 360-digit set · 300 train / 60 test · #{sha[:8]} · fit on 270, validated on 30" in _text(at)

@@ -189,3 +189,21 @@ def test_a_thousand_runs_render_in_one_table(app_env):
     assert seconds < 20, f"the Runs page took {seconds:.1f} s for 1,000 runs"
     at.multiselect("runs_tags").set_value(["bulk"]).run()
     assert len(_table(at)) == 500
+
+
+def test_every_run_records_and_shows_its_dataset_and_headers_read_on_their_own(populated_env):
+    from core.data import dataset_info
+    from dashboard.tables import DEFAULT_COLUMNS, runs_column_config
+
+    info = dataset_info(populated_env.data_path)
+    for run_id in populated_env.runs["run_id"]:
+        d = populated_env.store.get_run(run_id).dataset
+        assert d["sha256"] == info.sha256 and (d["n_train"], d["n_test"]) == (300, 60)
+        assert d["n_fit"] + d["n_val"] == 300
+    at = _open()
+    table = _table(at)
+    assert set(table["dataset"]) == {f"360-digit set · #{info.sha256[:8]}"}
+    headers = [cfg["label"] for cfg in runs_column_config().values()]
+    assert len(headers) == len(set(headers)) and not any("@" in h for h in headers)
+    shown = next(df for df in at.dataframe if "test %" in df.value.columns).proto.column_order
+    assert list(shown) == list(DEFAULT_COLUMNS)
