@@ -43,17 +43,17 @@ def ramp(values: np.ndarray) -> np.ndarray:
     return np.round(RAMP[lo] * (1 - t) + RAMP[lo + 1] * t).astype(np.uint8)
 
 
-def tile_grid(tiles: np.ndarray, columns: int, scale: int, colour) -> np.ndarray:
+def tile_grid(tiles: np.ndarray, columns: int, scale: int, colour, gap: int = GAP) -> np.ndarray:
     """Tiles (N, h, w) already scaled to [0, 1] (or [-1, 1] for `diverging`) as one RGB grid image."""
     n, h, w = tiles.shape
     rows = max(1, -(-n // columns))
     th, tw = h * scale, w * scale
-    grid = np.zeros((rows * (th + GAP) + GAP, columns * (tw + GAP) + GAP, 3), np.uint8)
+    grid = np.zeros((rows * (th + gap) + gap, columns * (tw + gap) + gap, 3), np.uint8)
     grid[:] = BACKGROUND
     for i, tile in enumerate(tiles):
         r, c = divmod(i, columns)
         big = np.kron(colour(tile), np.ones((scale, scale, 1), np.uint8)) if scale > 1 else colour(tile)
-        y, x = GAP + r * (th + GAP), GAP + c * (tw + GAP)
+        y, x = gap + r * (th + gap), gap + c * (tw + gap)
         grid[y:y + th, x:x + tw] = big
     return grid
 
@@ -85,7 +85,8 @@ def kernel_grid(kernels: np.ndarray, limit: int = MAX_KERNELS) -> np.ndarray:
     """First-layer kernels (F, k, k) as a grid: red weights excite, blue ones inhibit."""
     k = np.asarray(kernels, np.float64)[:limit]
     scale = max(1, 36 // k.shape[1])
-    return tile_grid(k / max(float(np.abs(k).max()), 1e-9), 8 if len(k) > 16 else max(1, len(k)), scale, diverging)
+    return tile_grid(k / max(float(np.abs(k).max()), 1e-9), 8 if len(k) > 16 else max(1, len(k)), scale, diverging,
+                     gap=6)
 
 
 def unit_strip(values: np.ndarray, top: int = TOP_UNITS, cell: int = 34) -> tuple[np.ndarray, list[int]]:
@@ -105,8 +106,8 @@ def unit_strip(values: np.ndarray, top: int = TOP_UNITS, cell: int = 34) -> tupl
 
 def attribution_overlay(image28: np.ndarray, pixels: np.ndarray, scale: float | None = None,
                         side: int = 168) -> np.ndarray:
-    """The 28×28 input in grey with attribution on top: red pushed toward the digit, blue away."""
-    grey = np.asarray(image28, np.float64).reshape(28, 28)[..., None] * np.array([150.0, 150.0, 150.0])
+    """The 28×28 input as a faint grey stroke with attribution on top: red pushed toward the digit, blue away."""
+    grey = np.asarray(image28, np.float64).reshape(28, 28)[..., None] * np.array([90.0, 90.0, 90.0])
     a = np.asarray(pixels, np.float64).reshape(28, 28)
     scale = scale or max(float(np.abs(a).max()), 1e-12)
     strength = np.clip(np.abs(a) / scale, 0, 1)[..., None] ** 0.7
@@ -160,34 +161,39 @@ def attribution_section(image28: np.ndarray, ex: Explanation) -> None:
     st.markdown(f"**Why {first.label} and not {second.label}?** Integrated gradients: each pixel's share of the "
                 f"{ex.target} (red pushed toward the digit, blue away; 32 steps from a blank canvas)")
     scale = max(float(np.abs(first.pixels).max()), float(np.abs(second.pixels).max()), 1e-12)
+    diff = first.pixels - second.pixels
     panels = [(f"toward {first.label} ({ex.probabilities[first.label]:.0%}): sums to "
                f"{first.pixels.sum():+.2f}", first.pixels),
               (f"toward {second.label} ({ex.probabilities[second.label]:.0%}): sums to "
                f"{second.pixels.sum():+.2f}", second.pixels),
-              (f"{first.label} over {second.label}: the difference", first.pixels - second.pixels)]
+              (f"{first.label} against {second.label}: red favours {first.label}, blue {second.label} "
+               f"(sums to {diff.sum():+.2f})", diff)]
     for col, (caption, pixels) in zip(st.columns(3), panels):
         col.image(attribution_overlay(image28, pixels, scale), caption=caption, width=168)
 
 
 def activations_section(ex: Explanation) -> None:
     st.markdown("**Activations** for this drawing, layer by layer (bright = strongly active)")
-    for i, layer in enumerate(ex.layers):
-        if layer.kind == "conv":
-            grid, shown = feature_map_grid(layer.values)
-            h, w, c = layer.values.shape
-            caption = f"{layer.name}: {c} maps of {h}×{w}" + (
-                f" (the {len(shown)} most active)" if len(shown) < c else "")
-            if i == 0 and ex.kernels is not None:
-                left, right = st.columns([1, 3])
-                left.image(kernel_grid(ex.kernels), caption=f"its {len(ex.kernels)} kernels "
-                           "(red excites, blue inhibits)", width="content")
-                right.image(grid, caption=caption, width="content")
-            else:
-                st.image(grid, caption=caption, width="content")
-        else:
-            strip, order = unit_strip(layer.values)
-            st.image(strip, caption=f"{layer.name}: its {len(order)} most active of {layer.values.size} units",
-                     width="content")
+    convs = [layer for layer in ex.layers if layer.kind == "conv"]
+    grids = []
+    for layer in convs:
+        grid, shown = feature_map_grid(layer.values)
+        h, w, c = layer.values.shape
+        grids.append((grid, f"{layer.name}: {c} maps of {h}×{w}" + (
+            f" (the {len(shown)} most active)" if len(shown) < c else "")))
+    if grids and ex.kernels is not None:  # the first layer's kernels beside its maps
+        left, right = st.columns([1, 3])
+        left.image(kernel_grid(ex.kernels), caption=f"its {len(ex.kernels)} kernels (red excites, blue inhibits)",
+                   width="content")
+        right.image(grids[0][0], caption=grids[0][1], width="content")
+        grids = grids[1:]
+    for start in range(0, len(grids), 2):  # later blocks two to a row
+        for col, (grid, caption) in zip(st.columns(2), grids[start:start + 2]):
+            col.image(grid, caption=caption, width="content")
+    for layer in (layer for layer in ex.layers if layer.kind == "dense"):
+        strip, order = unit_strip(layer.values)
+        st.image(strip, caption=f"{layer.name}: its {len(order)} most active of {layer.values.size} units",
+                 width="content")
 
 
 def neighbours_section(store: RunStore, run_id: str, ex: Explanation) -> None:

@@ -301,7 +301,7 @@ def test_inside_the_model_panel_shows_attribution_activations_and_nearest_traini
     assert at.expander[0].label.startswith("Inside the model")
     captions = image_captions(at)
     toward = [c for c in captions if c.startswith("toward ")]
-    assert len(toward) == 2 and any(" over " in c for c in captions)  # the top two digits and their difference
+    assert len(toward) == 2 and any(" against " in c for c in captions)  # the top two digits and their difference
     assert any(re.search(r"most active of \d+ units", c) for c in captions)  # the MLP's hidden Dense layer
     neighbours = [c for c in captions if re.fullmatch(r"\d · -?\d\.\d\d", c)]
     assert len(neighbours) == 8
