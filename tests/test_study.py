@@ -133,6 +133,18 @@ def test_sweep_json_then_study_json_from_the_cli(store, tiny_data, capsys):
     assert cli.main(["study", "nobody", "--db", store.url]) == 2
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_store(request, store, tmp_path, monkeypatch):
+    """The same test on a SQLite file and on a real PostgreSQL database (skipped where no server is installed)."""
+    if request.param == "sqlite":
+        yield store
+        return
+    monkeypatch.setenv("DIGITLAB_ARTIFACTS", str(tmp_path / "pg-cache"))
+    pg = RunStore(request.getfixturevalue("pg_url"))
+    yield pg
+    pg.close()
+
+
 # -- asking, topping up, the budget ---------------------------------------------------------------------
 def finish(store: RunStore, run_id: str, values: list[float], status: str = "completed") -> None:
     """Play a worker: claim the run, log its val_accuracy per epoch, end it `status`."""
@@ -165,7 +177,8 @@ def test_queues_one_run_per_live_worker_and_parallel_tpe_proposals_differ(store,
         store.remove_worker(worker)
 
 
-def test_concurrent_top_ups_never_exceed_the_budget(store, tiny_data):
+def test_concurrent_top_ups_never_exceed_the_budget(any_store, tiny_data):
+    store = any_store
     assert len(create_study(store, BASE, SPACE, "race", tiny_data, search="random", budget=10, seed=3)) == 1
     for _ in range(12):  # now 12 live workers want work: 9 slots are left in the budget
         store.register_worker()
@@ -186,7 +199,8 @@ def test_concurrent_top_ups_never_exceed_the_budget(store, tiny_data):
         s.close()
 
 
-def test_failed_runs_are_replaced_and_stop_and_extend(store, tiny_data):
+def test_failed_runs_are_replaced_and_stop_and_extend(any_store, tiny_data):
+    store = any_store
     first = create_study(store, BASE, SPACE, "life", tiny_data, search="random", budget=2)
     finish(store, first[0], [], status="failed")
     second = top_up(store, "life")
@@ -208,7 +222,8 @@ def test_a_grid_queues_every_combination_and_cannot_be_extended(store, tiny_data
 
 
 # -- pruning and the summary ---------------------------------------------------------------------------
-def test_median_pruning_stops_a_run_below_the_finished_runs_after_the_warmup(store, tiny_data):
+def test_median_pruning_stops_a_run_below_the_finished_runs_after_the_warmup(any_store, tiny_data):
+    store = any_store
     ids = create_study(store, BASE, SPACE, "prune", tiny_data, search="random", budget=3, pruner="median",
                        warmup_epochs=2)
     finish(store, ids[0], [0.5, 0.8, 0.9])
@@ -224,7 +239,8 @@ def test_median_pruning_stops_a_run_below_the_finished_runs_after_the_warmup(sto
     assert prune_check(store, store.get_run(no_pruner[0])) is None
 
 
-def test_summary_best_is_the_best_completed_run_and_importance_sums_to_one(store, tiny_data):
+def test_summary_best_is_the_best_completed_run_and_importance_sums_to_one(any_store, tiny_data):
+    store = any_store
     for _ in range(4):
         store.register_worker()
     ids = create_study(store, BASE, SPACE, "sum", tiny_data, search="random", budget=4, seed=7)
@@ -301,3 +317,38 @@ def test_study_config_is_the_base_config_plus_the_proposal(store, tiny_data):
                  search="random", budget=1)
     config = store.list_runs(group="arch")["config"].iloc[0]
     assert config["architecture"] == "mlp-512" and config["layers"] == [] and config["epochs"] == 3
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_study_the_others_finish_it(store, real_digits):
+    """kill -9 one of two workers while it trains: its run ends `interrupted` and is replaced; a new worker
+    and the survivor finish the budget."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    common = ["--db", store.url, "--data", str(real_digits)]
+    base = replace(BASE, epochs=3, batch_size=32, train_limit=1500, seed=5)
+    create_study(store, base, {"learning_rate": SPACE["learning_rate"]}, "survive", real_digits, search="random",
+                 budget=4)
+
+    def worker():
+        return subprocess.Popen([sys.executable, "-m", "core", "worker", *common, "--idle-exit", "4", "--poll", "0.3"],
+                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    doomed, survivor = worker(), worker()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the doomed worker is inside an epoch of a run
+        runs = store.list_runs(group="survive", status="running")
+        mine = runs[(runs["pid"] == doomed.pid) & (runs["step"] > 0)]
+        if not mine.empty:
+            break
+        time.sleep(0.2)
+    assert not mine.empty, "the first worker never started training"
+    killed = mine["run_id"].iloc[0]
+    doomed.kill()
+    doomed.wait(10)
+    newcomer = worker()
+    for proc in (survivor, newcomer):
+        proc.communicate(timeout=300)
+    runs = store.list_runs(group="survive")
+    status = runs.set_index("run_id")["status"]
+    assert status[killed] == "interrupted"
+    assert (status == "completed").sum() == 4 and len(runs) == 5, runs[["trial", "status"]]
+    assert summary(store, "survive")["done"]
