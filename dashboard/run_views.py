@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.config import TrainConfig
-from core.scripts import keras_script
+from core.scripts import keras_script, script_file_name
 from core.schema import Run
 from core.store import RunStore
 from dashboard import charts, state, tables
@@ -168,8 +168,8 @@ def model(store: RunStore, run: Run, config: TrainConfig | None) -> None:
         st.dataframe(tables.config_table(run.config), hide_index=True, key="detail_params")
     if config is not None:
         with st.expander("Equivalent standalone Keras script"):
-            script = keras_script(config)
-            st.download_button("Download script", script, file_name=f"digitlab_{run.id}.py", mime="text/x-python",
+            script = keras_script(config, run.dataset)
+            st.download_button("Download script", script, file_name=script_file_name(config), mime="text/x-python",
                                key="detail_download_script", on_click="ignore")
             st.code(script, language="python")
 

@@ -51,10 +51,10 @@ def test_script_is_valid_python_with_the_run_settings(arch, options):
     assert f"BATCH_SIZE = {config.batch_size}\n" in source and f"EPOCHS = {config.epochs}\n" in source
     assert f"SEED = {config.seed}\n" in source and f"LEARNING_RATE = {config.learning_rate!r}\n" in source
     assert "keras.datasets.mnist.load_data()" in source and "MNIST_NPZ" in source
-    assert ("RandomRotation" in source) == bool(options.get("augment"))
-    assert ("ReduceLROnPlateau" in source) == (options.get("lr_schedule") == "plateau")
-    assert ("LearningRateScheduler" in source) == (options.get("lr_schedule") == "exponential")
-    assert ("EarlyStopping" in source) == bool(options.get("early_stopping"))
+    assert ("RandomRotation" in source) == config.augment  # a preset (cnn-draw) may augment by default
+    assert ("ReduceLROnPlateau" in source) == (config.lr_schedule == "plateau")
+    assert ("LearningRateScheduler" in source) == (config.lr_schedule == "exponential")
+    assert ("EarlyStopping" in source) == bool(config.early_stopping)
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
@@ -138,3 +138,28 @@ def test_script_reports_learning_rate_schedules_in_docstring():
     for schedule in LR_SCHEDULES:
         source = keras_script(make_config("mlp-512", lr_schedule=schedule, early_stopping=2))
         assert f"Learning-rate schedule: {schedule}; early stopping: patience 2." in source
+
+
+def test_script_names_its_file_and_checks_it_loads_the_runs_digits(tmp_path, script_npz, monkeypatch, capsys):
+    """The docstring's `python FILE` is the download's name, and the data claim is checked, not assumed."""
+    from core.data import dataset_identity
+    from core.scripts import script_file_name
+
+    npz, h5 = script_npz
+    config = make_config("mlp-128-64", epochs=1, batch_size=32, name="my run")
+    assert script_file_name(config) == "mnist_my_run.py"
+    same = dataset_identity(h5)
+    script = keras_script(config, same)
+    assert "python mnist_my_run.py" in script
+    assert "trained on 64 training and 16 test digits" in script
+    monkeypatch.setenv("MNIST_NPZ", str(npz))
+    monkeypatch.chdir(tmp_path)
+    namespace = _load_script(tmp_path, config)
+    namespace["check_data"](*namespace["load_mnist"]())
+    assert "NOTE" not in capsys.readouterr().out
+    (tmp_path / "script.py").write_text(keras_script(config, {**same, "sha256": "0" * 64}))
+    other = runpy.run_path(str(tmp_path / "script.py"), run_name="digitlab_script")
+    other["check_data"](*other["load_mnist"]())
+    assert "not the digits the run was trained on" in capsys.readouterr().out
+    sample = keras_script(config, {**same, "offline_sample": True})
+    assert "offline 5,000-digit sample, NOT full" in sample
