@@ -230,7 +230,10 @@ def _running_panel(store: RunStore, run: Run) -> None:
 
 
 def _finished_panel(store: RunStore, run: Run) -> None:
-    if run.status == "completed":
+    if run.status in ("completed", "pruned"):
+        if run.status == "pruned":
+            st.info(f"Pruned: its study's pruner stopped it after epoch {run.epoch} (it trailed the other runs); "
+                    "it was evaluated and saved like any run.", icon=":material/content_cut:")
         m = st.columns(3)
         m[0].metric("Test accuracy", _pct(run.test_accuracy))
         m[1].metric("Best validation accuracy", _pct(run.best_val_accuracy))

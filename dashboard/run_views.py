@@ -175,7 +175,7 @@ def model(store: RunStore, run: Run, config: TrainConfig | None) -> None:
 
     if config is not None and any(layer["type"] == "Conv2D" for layer in config.hidden_layers()):
         with kernel_box:
-            if run.status != "completed":
+            if run.status not in ("completed", "pruned"):
                 st.caption("First-layer kernels appear here when the run completes.")
             else:
                 with st.spinner("Reading the kernels…"):
