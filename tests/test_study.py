@@ -239,6 +239,19 @@ def test_median_pruning_stops_a_run_below_the_finished_runs_after_the_warmup(any
     assert prune_check(store, store.get_run(no_pruner[0])) is None
 
 
+def test_hyperband_pruning_decides_from_the_rebuilt_study(store, tiny_data):
+    for _ in range(3):
+        store.register_worker()
+    ids = create_study(store, BASE, SPACE, "hb", tiny_data, search="random", budget=6, pruner="hyperband")
+    finish(store, ids[0], [0.5, 0.8, 0.9])
+    finish(store, ids[1], [0.6, 0.85, 0.92])
+    store.claim_run("w", run_id=ids[2])
+    check = prune_check(store, store.get_run(ids[2]))
+    assert check(1, {"val_accuracy": 0.95}) is False  # ahead of every finished run: never stopped
+    assert check(3, {"val_accuracy": 0.01}) is False  # the last epoch: the run ends anyway
+    assert isinstance(check(1, {"val_accuracy": 0.01}), bool)  # Optuna's bracket decides; it answers at once
+
+
 def test_summary_best_is_the_best_completed_run_and_importance_sums_to_one(any_store, tiny_data):
     store = any_store
     for _ in range(4):
