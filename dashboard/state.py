@@ -89,11 +89,12 @@ def dataset_banner() -> None:
     info = get_dataset_info()
     if info is None:
         st.warning("No dataset yet: open the **Data** page to ingest MNIST (one click), or run "
-                   "`python -m core ingest --from PATH`.", icon=":material/warning:")
+                   "`.venv/bin/python -m core ingest --from PATH`.", icon=":material/warning:")
     elif info.offline_sample:
         st.warning(f"Using the offline 5,000-digit MNIST sample ({info.n_train:,} train / {info.n_test:,} test), "
-                   "not full MNIST: accuracy will be lower. Get the full set with "
-                   "`python -m core ingest --from DIR_WITH_IDX_FILES` or `python -m core ingest` when online.",
+                   "not full MNIST: accuracy will be lower. Get the full set: put the four MNIST IDX files or a "
+                   "mnist.npz in a folder, then ingest it on the **Data** page or with `make ingest FROM=DIR` "
+                   "(`.venv/bin/python -m core ingest --from DIR`).",
                    icon=":material/warning:")
 
 
@@ -109,7 +110,7 @@ def runs_or_stop():
     store = get_store()
     runs = store.list_runs()
     if runs.empty:
-        st.info("No runs yet. Start one on the **Train** page or with `python -m core train`.")
+        st.info("No runs yet. Start one on the **Train** page or with `.venv/bin/python -m core train`.")
         st.stop()
     return store, runs
 

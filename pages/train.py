@@ -1,7 +1,7 @@
 """Train: choose a preset or build a stack, set the hyperparameters, launch a run or a sweep, watch it live.
 
 Training never runs here: the page queues runs in the store and makes sure a local worker
-process (`python -m core worker`) is alive to train them; the live panels only read.
+process (`.venv/bin/python -m core worker`) is alive to train them; the live panels only read.
 """
 import time
 
@@ -20,7 +20,7 @@ store = state.get_store()
 info = state.get_dataset_info()
 if info is None:
     st.info("Training needs a dataset first: ingest MNIST on the Data page (one click), or run "
-            "`python -m core ingest --from PATH`.", icon=":material/dataset:")
+            "`.venv/bin/python -m core ingest --from PATH`.", icon=":material/dataset:")
     tables.page_link("data", "Go to the Data page", icon=":material/arrow_forward:")
     st.stop()
 state.dataset_banner()
@@ -31,7 +31,7 @@ def start_worker() -> None:
     try:
         state.ensure_worker()
     except Exception as exc:  # e.g. cannot spawn a process: the run stays queued, say how to train it
-        st.warning(f"Could not start a worker ({exc}); run `python -m core worker` in a terminal.")
+        st.warning(f"Could not start a worker ({exc}); run `.venv/bin/python -m core worker` in a terminal.")
 
 
 def watch(run_ids: list[str]) -> None:
