@@ -138,3 +138,15 @@ def test_study_writes_pass_the_write_guard_audit(monkeypatch):
     from tests import test_auth
     monkeypatch.setattr(test_auth, "WRITE_CALLS", test_auth.WRITE_CALLS | STUDY_WRITES)
     test_auth.test_every_write_action_in_pages_and_dashboard_asks_require_editor()
+
+
+def test_a_restarted_dashboard_shows_the_same_study(a_study):
+    """Nothing of a study lives in the dashboard's memory: a new process (cleared caches) shows the same picture."""
+    import streamlit as st
+    first = AppTest.from_file(PAGE, default_timeout=60).run()
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    again = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not again.exception
+    assert [p.proto.text for p in again.get("progress")] == [p.proto.text for p in first.get("progress")]
+    assert [s.value for s in again.success] == [s.value for s in first.success]
