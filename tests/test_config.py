@@ -74,7 +74,7 @@ def test_a_wave_1_config_without_elastic_still_loads_and_elastic_is_validated():
         make_config("cnn-small", elastic="yes")
 
 
-def test_cnn_draw_defaults_turn_augmentation_and_elastic_on_and_can_be_turned_off():
+def test_cnn_draw_defaults_turn_augmentation_on_and_elastic_can_be_added():
     config = make_config("cnn-draw")
-    assert config.augment and config.elastic and config.epochs == 6
-    assert not make_config("cnn-draw", elastic=False, augment=False).elastic
+    assert config.augment and not config.elastic and config.epochs == 6
+    assert make_config("cnn-draw", elastic=True).elastic and not make_config("cnn-draw", augment=False).augment
