@@ -101,11 +101,28 @@ def metric_lines(history: pd.DataFrame, keys: Iterable[str], smoothing: float = 
                       margin=dict(_MARGIN, t=50), hovermode="x unified",
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
     fig.update_xaxes(title="epoch" if x == "epoch" else "batch step")
+    if all(key.removeprefix("val_") == "accuracy" for key in keys):  # accuracies read as % on every page
+        fig.update_yaxes(tickformat=".0%", hoverformat=".2%")
     if x == "epoch":
         fig.update_xaxes(dtick=1 if rows["epoch"].max() <= 20 else None)
     if log_y:
         fig.update_yaxes(type="log")
     return fig
+
+
+def complete_epochs(epochs: pd.DataFrame, steps_per_epoch: int | Mapping[str, int | None] | None) -> pd.DataFrame:
+    """Epoch rows of the epochs a run finished: a run cancelled mid-epoch still gets Keras' epoch
+    end (a validation pass after a part of an epoch), which would plot as a lone, misleading point.
+
+    `steps_per_epoch` is one run's, or run id -> its own for rows of several runs; unknown keeps the rows.
+    """
+    if epochs.empty or not steps_per_epoch or "step" not in epochs:
+        return epochs
+    spe = (pd.to_numeric(epochs["run_id"].map(steps_per_epoch), errors="coerce")
+           if isinstance(steps_per_epoch, Mapping) else steps_per_epoch)
+    keep = (epochs["step"] >= epochs["epoch"] * spe) | pd.isna(spe) if isinstance(spe, pd.Series) else \
+        epochs["step"] >= epochs["epoch"] * spe
+    return epochs[keep]
 
 
 def lr_curve(history: pd.DataFrame, names: Mapping[str, str] | None = None, height: int = 260) -> go.Figure:
@@ -254,6 +271,15 @@ def difference_heatmap(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]
     return fig
 
 
+def _category_text(value: Any) -> str:
+    """An axis category: "default" for a missing value, whole numbers without ".0" (2000, not 2000.0)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "default"
+    if isinstance(value, float) and value.is_integer():
+        return f"{int(value)}"
+    return str(value)
+
+
 def _dimension(values: pd.Series, label: str) -> dict:
     """One parallel-coordinates axis: numeric (learning rate on a log scale) or categorical."""
     numeric = pd.to_numeric(values, errors="coerce")
@@ -266,8 +292,9 @@ def _dimension(values: pd.Series, label: str) -> dict:
                 ticks = list(np.linspace(min(ticks), max(ticks), 6))
             return dict(label="learning rate (log)", values=logs, tickvals=ticks,
                         ticktext=[f"{10 ** t:.2g}" for t in ticks])
-        return dict(label=label.replace("_", " "), values=numeric)
-    text = values.map(lambda v: "default" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+        whole = bool(np.all(numeric == np.round(numeric)))
+        return dict(label=label.replace("_", " "), values=numeric, tickformat=",d" if whole else None)
+    text = values.map(_category_text)
     cats = sorted(set(text))
     codes = {c: i for i, c in enumerate(cats)}
     return dict(label=label.replace("_", " "), values=text.map(codes), tickvals=list(range(len(cats))),

@@ -17,8 +17,12 @@ METRIC_NAMES = {"accuracy": "accuracy", "loss": "loss", "learning_rate": "learni
                 "epoch_seconds": "seconds per epoch"}
 
 
-def histories(store: RunStore, chosen: list[str], labels: Mapping[str, str]) -> None:
-    """Overlaid histories for one metric; refreshes while any chosen run is live."""
+def histories(store: RunStore, chosen: list[str], labels: Mapping[str, str],
+              steps_per_epoch: Mapping[str, int | None] | None = None) -> None:
+    """Overlaid histories for one metric; refreshes while any chosen run is live.
+
+    `steps_per_epoch` (run id -> its own) leaves out the epoch end Keras reports for a run
+    cancelled mid-epoch."""
     c1, c2, c3, c4 = st.columns([1.2, 1, 1.4, 1.6])
     metric = c1.selectbox("Metric", list(METRIC_NAMES), key="compare_metric", format_func=METRIC_NAMES.get)
     level = c2.segmented_control("Level", ["epoch", "batch"], default="epoch", key="compare_level", required=True) or "epoch"
@@ -26,8 +30,10 @@ def histories(store: RunStore, chosen: list[str], labels: Mapping[str, str]) -> 
     smoothing = c4.slider("Smoothing", 0.0, 0.95, 0.0, 0.05, key="compare_smoothing")
     keys = {"train": [metric], "validation": [f"val_{metric}"], "both": [metric, f"val_{metric}"]}[split]
     history = store.histories(chosen, level)
+    if level == "epoch":
+        history = charts.complete_epochs(history, steps_per_epoch)
     if level == "batch" and split != "train":  # validation exists per epoch only: place it at each epoch's end
-        epochs = store.histories(chosen, "epoch", keys=[f"val_{metric}"])
+        epochs = charts.complete_epochs(store.histories(chosen, "epoch", keys=[f"val_{metric}"]), steps_per_epoch)
         history = pd.concat([history, epochs]) if not epochs.empty else history
     fig = charts.metric_lines(history, keys, smoothing, x="step" if level == "batch" else "epoch",
                               names={r: labels[r] for r in chosen},
@@ -41,9 +47,9 @@ def histories(store: RunStore, chosen: list[str], labels: Mapping[str, str]) -> 
 def hyperparameters(runs: pd.DataFrame, selected: pd.DataFrame, group: str | None) -> None:
     """Parallel coordinates: each run's hyperparameters against one result, over a chosen pool of runs."""
     groups = tables.all_groups(runs)
-    scopes = ["all runs", "these runs", *[f"group: {g}" for g in groups]]
+    scopes = ["these runs", "all runs", *[f"group: {g}" for g in groups]]
     p1, p2 = st.columns(2)
-    scope = p1.selectbox("Runs shown", scopes, key="compare_scope",
+    scope = p1.selectbox("Runs shown", scopes, key="compare_scope",  # the runs chosen above, unless a group's link
                          index=scopes.index(f"group: {group}") if group else 0)
     color = p2.selectbox("Result", list(tables.METRICS), key="compare_color", format_func=tables.METRICS.get)
     pool = (runs if scope == "all runs" else selected if scope == "these runs"

@@ -16,6 +16,7 @@ import streamlit as st
 from core.schema import TERMINAL, Run
 from core.store import RunStore
 from dashboard.auth import require_editor
+from dashboard.charts import complete_epochs
 from dashboard.state import ensure_worker
 from dashboard.tables import duration_text, page_link, status_badge
 
@@ -270,6 +271,7 @@ def _cancel_button(store: RunStore, run: Run) -> None:
 
 
 def _curves(batches: pd.DataFrame, epochs: pd.DataFrame, steps_per_epoch: int | None, key: str) -> None:
+    epochs = complete_epochs(epochs, steps_per_epoch)
     if not len(batches) and not len(epochs):
         st.caption("Curves appear after the first logging window (about a second of training).")
         return

@@ -83,7 +83,7 @@ def live_section(store: RunStore, run: Run) -> None:
                                  help="batch: running means within each epoch, sampled during training") or "epoch"
     smoothing = c2.slider("Smoothing", 0.0, 0.95, 0.0, 0.05, key="detail_smoothing",
                           help="exponential moving average; the raw values stay as a faint line")
-    epochs = store.metric_history(run.id, "epoch")
+    epochs = charts.complete_epochs(store.metric_history(run.id, "epoch"), current.steps_per_epoch)
     if level == "batch":  # train running means by step, with validation at each epoch's last step
         history = pd.concat([store.metric_history(run.id, "batch"), epochs[epochs["key"].str.startswith("val_")]])
     else:

@@ -63,7 +63,7 @@ tab_history, tab_params, tab_confusion = st.tabs(VIEWS, key="view", bind="query-
 if tab_history.open:
     with tab_history:
         st.fragment(compare_views.histories, run_every=2 if selected["status"].isin(LIVE).any() else None)(
-            store, chosen, labels)
+            store, chosen, labels, dict(zip(selected["run_id"], selected["steps_per_epoch"])))
 if tab_params.open:
     with tab_params:
         compare_views.hyperparameters(runs, selected, group)

@@ -62,7 +62,7 @@ st.subheader("Launch")
 one_tab, sweep_tab = st.tabs(["One run", "Sweep"])
 with one_tab:
     name = st.text_input("Run name", key="train_name", help=HELP["name"],
-                         placeholder="empty: named after the architecture")
+                         placeholder="empty: named after what differs from the defaults, e.g. mlp-128-64 · lr 0.01")
     if form_errors:
         st.caption(f"Fix the field{'s' if len(form_errors) > 1 else ''} marked in red above to launch: "
                    + "; ".join(form_errors.values()))

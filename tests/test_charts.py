@@ -234,3 +234,34 @@ def test_gallery_digits_checks_the_test_split(tiny_data, tmp_path):
     assert images is None
     images, why = tables.gallery_digits(tmp_path / "missing.h5", [0], [0])
     assert images is None and why.startswith("The test digits cannot be shown")
+
+
+def test_compare_reads_like_the_other_pages_percent_accuracy_whole_number_axes():
+    import pandas as pd
+
+    from dashboard.charts import metric_lines, parallel_coordinates
+
+    history = pd.DataFrame([("a", "epoch", key, e, e, v) for e in (1, 2) for key, v in
+                            (("accuracy", 0.8), ("val_accuracy", 0.85), ("loss", 0.5))],
+                           columns=["run_id", "scope", "key", "step", "epoch", "value"])
+    assert metric_lines(history, ["accuracy", "val_accuracy"]).layout.yaxis.tickformat == ".0%"
+    assert metric_lines(history, ["loss"]).layout.yaxis.tickformat is None
+    runs = pd.DataFrame({"train_limit": [2000, None, 5000], "batch_size": [32, 64, 128],
+                         "test_accuracy": [0.9, 0.91, 0.92]})
+    dims = parallel_coordinates(runs, ["train_limit", "batch_size"], "test_accuracy").data[0].dimensions
+    assert list(dims[0].ticktext) == ["2000", "5000", "default"]  # not "2000.0"
+    assert dims[1].tickformat == ",d"
+
+
+def test_a_cancelled_runs_partial_epoch_is_not_plotted():
+    import pandas as pd
+
+    from dashboard.charts import complete_epochs
+
+    # 10 steps per epoch; cancelled at step 14, and Keras still ended epoch 2 (with a validation pass)
+    rows = pd.DataFrame([("a", "epoch", "val_accuracy", 10, 1, 0.8), ("a", "epoch", "val_accuracy", 14, 2, 0.7),
+                         ("b", "epoch", "val_accuracy", 20, 1, 0.9)],
+                        columns=["run_id", "scope", "key", "step", "epoch", "value"])
+    assert complete_epochs(rows, 10)["epoch"].tolist() == [1, 1]
+    assert complete_epochs(rows, {"a": 10, "b": 20})[["run_id", "epoch"]].values.tolist() == [["a", 1], ["b", 1]]
+    assert len(complete_epochs(rows, {"a": None})) == 3  # unknown: kept

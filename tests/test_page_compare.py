@@ -73,7 +73,7 @@ def test_only_the_open_tab_is_drawn_and_the_link_names_it(populated_env):
     at.run()
     assert not at.exception
     assert _chart_types(at) == [["parcoords"]]
-    assert at.selectbox("compare_scope").value == "all runs"
+    assert at.selectbox("compare_scope").value == "these runs"  # the runs chosen above, not every run in the store
 
 
 def test_an_unknown_view_in_the_link_falls_back_to_histories(populated_env):

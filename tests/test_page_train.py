@@ -355,3 +355,17 @@ def test_durations_read_the_same_everywhere(seconds, text):
     from dashboard.tables import duration_text
 
     assert duration_text(seconds) == text
+
+
+def test_unnamed_runs_are_named_after_what_differs_or_numbered(app_env):
+    at = open_page()
+    at.button(key="train_launch").click().run()
+    at.button(key="train_launch").click().run()
+    at.number_input(key="train_learning_rate").set_value(0.01)
+    at.select_slider(key="train_batch_size").set_value(64).run()
+    at.button(key="train_launch").click().run()
+    at.toggle(key="train_augment").set_value(True).run()
+    at.button(key="train_launch").click().run()
+    names = app_env.store.list_runs().sort_values("created_at")["name"].tolist()
+    assert names == ["mlp-128-64", "mlp-128-64 #2", "mlp-128-64 · lr 0.01 · batch 64",
+                     "mlp-128-64 · lr 0.01 · batch 64 · augment"]
