@@ -46,14 +46,14 @@ PRUNER_HELP = ("Stop a run after an epoch when it trails the others: median stop
 def study_options() -> dict:
     """Search, budget, objective, pruner and warm-up; returns them as create_study's keyword arguments."""
     c1, c2, c3 = st.columns(3)
-    search = c1.selectbox("Search", SEARCHES, key="study_search", format_func=lambda s: SEARCH_HELP[s].split(":")[0],
+    search = c1.selectbox("Search", SEARCHES, index=SEARCHES.index("tpe"), key="study_search", format_func=lambda s: SEARCH_HELP[s].split(":")[0],
                           help=" · ".join(SEARCH_HELP.values()))
     budget = c2.number_input("Budget (runs)", min_value=1, max_value=MAX_BUDGET, value=12, step=1, key="study_budget",
                              disabled=search == "grid", help="runs in all; a grid runs every combination")
     objective = c3.selectbox("Objective", list(OBJECTIVES), key="study_objective",
                              format_func=lambda o: f"{o} ({'maximise' if OBJECTIVES[o] == 'maximize' else 'minimise'})")
     c4, c5 = st.columns(2)
-    pruner = c4.selectbox("Pruner", PRUNERS, key="study_pruner", help=PRUNER_HELP)
+    pruner = c4.selectbox("Pruner", PRUNERS, index=PRUNERS.index("median"), key="study_pruner", help=PRUNER_HELP)
     warmup = c5.number_input("Warm-up epochs", min_value=0, max_value=100, value=1, step=1, key="study_warmup",
                              disabled=pruner == "none", help="every run trains at least this many epochs before "
                                                              "the pruner may stop it")

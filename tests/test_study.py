@@ -21,7 +21,7 @@ from core.config import ConfigError, TrainConfig
 from core.schema import studies_t
 from core.store import RunStore
 from core.study import (create_study, extend_study, get_study, parse_space, parse_spec, prune_check, stop_study,
-                        summary, top_up)
+                        summary, top_up, top_up_all)
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = TrainConfig(architecture="mlp-128-64", epochs=3, batch_size=32)
@@ -197,6 +197,21 @@ def test_concurrent_top_ups_never_exceed_the_budget(any_store, tiny_data):
     assert sum(map(len, queued)) == 9 and len(queued) == 6
     for s in stores:
         s.close()
+
+
+def test_an_idle_worker_tops_up_only_studies_with_budget_and_free_slots(any_store, tiny_data):
+    store = any_store
+    create_study(store, BASE, SPACE, "open", tiny_data, search="random", budget=3)
+    create_study(store, BASE, SPACE, "full", tiny_data, search="random", budget=1)
+    create_study(store, BASE, SPACE, "halted", tiny_data, search="random", budget=3)
+    stop_study(store, "halted")
+    assert top_up_all(store) == []  # one live worker slot (at least one), one run in flight each
+    workers = [store.register_worker() for _ in range(3)]
+    queued = top_up_all(store)
+    assert len(queued) == 2 and set(store.list_runs(group="open")["run_id"]) >= set(queued)
+    assert len(store.list_runs(group="full")) == 1 and len(store.list_runs(group="halted", status="queued")) == 0
+    for worker in workers:
+        store.remove_worker(worker)
 
 
 def test_failed_runs_are_replaced_and_stop_and_extend(any_store, tiny_data):
