@@ -21,4 +21,5 @@ PAGES = [
 ]
 page = st.navigation(PAGES)
 state.startup()
+state.warm_up_status()  # Keras, a worker and the default model load in the background from the first visit
 page.run()

@@ -216,7 +216,7 @@ def _running_panel(store: RunStore, run: Run) -> None:
     p = progress_numbers(run)
     st.progress(p["fraction"], text=f"Epoch {p['epoch']} of {run.epochs} · {p['fraction']:.0%} of the training done")
     st.progress(p["batch"] / p["steps"] if p["steps"] else 0.0,
-                text=f"Batch {p['batch']:,} of {p['steps']:,}" if p["steps"] else "Loading data and building the model…")
+                text=f"Batch {p['batch']:,} of {p['steps']:,}" if p["steps"] else _starting_text(run))
     m = st.columns(4)
     m[0].metric("Loss (running mean)", _fmt(run.last_loss if not len(batches) else _last(batches, "loss")))
     m[1].metric("Accuracy (running mean)", _pct(run.last_accuracy if not len(batches) else _last(batches, "accuracy")))
@@ -228,6 +228,13 @@ def _running_panel(store: RunStore, run: Run) -> None:
         st.warning(f"No sign of life from the worker for {format_seconds(time.time() - run.heartbeat_at)}; "
                    "it may have stopped. It is marked interrupted after 60 s.", icon=":material/warning:")
     _curves(batches, epochs, run.steps_per_epoch, key=run.id)
+
+
+def _starting_text(run: Run) -> str:
+    """What a claimed run does before its first batch is logged, and for how long it has done it."""
+    since = f" ({format_seconds(time.time() - run.started_at)})" if run.started_at else ""
+    return (f"Starting{since}: loading the digits, building the model and compiling its first training step. "
+            "A few seconds; a worker that has just started also finishes importing Keras first.")
 
 
 def _finished_panel(store: RunStore, run: Run) -> None:

@@ -125,3 +125,100 @@ def remembered(page: str):
     """The selection `remember` kept for `page` this session, else None."""
     return st.session_state.get(f"_digitlab_pick_{page}")
 
+
+
+# -- warm-up: the first prediction and the first training run start without a cold wait --------------
+WARM_WORKER_EVERY = 60.0  # seconds between two checks that a local worker is up (it exits after 10 idle minutes)
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_up(url: str) -> dict:
+    """Once per server process: in a background thread, start a local worker (it imports Keras while
+    idle), import Keras here, load the Draw page's default model into its cache and trace its
+    predict function. Returns the shared status dict the sidebar line reads."""
+    import threading
+
+    status = {"stage": "Importing Keras (once per server start)…", "done": False, "error": None,
+              "started": time.time(), "seconds": None}
+
+    def work() -> None:
+        try:
+            warm_worker()
+            import keras  # noqa: F401  (the slow part: 5-10 s on these machines)
+            import numpy as np
+
+            from core.inference import predict_probabilities
+            from dashboard import draw_predictions
+
+            runs = draw_predictions.completed_runs(get_store())
+            if not runs.empty:
+                row = runs.iloc[0]  # what the Draw page asks first: the best run by test accuracy
+                status["stage"] = f"Loading the model of {row['name']}…"
+                model = draw_predictions.cached_model(get_store(), row["run_id"])
+                predict_probabilities(model, np.zeros((28, 28), dtype="float32"))  # traces predict once
+            status.update(stage="Ready", done=True, seconds=time.time() - status["started"])
+        except Exception as exc:  # a warm-up that fails only means the first use waits as before
+            status.update(stage="Warm-up skipped", done=True, error=f"{type(exc).__name__}: {exc}",
+                          seconds=time.time() - status["started"])
+
+    threading.Thread(target=work, name="digitlab-warm-up", daemon=True).start()
+    return status
+
+
+def warm_up() -> dict | None:
+    """Start the warm-up (once per server process; DIGITLAB_WARMUP=0 turns it off) and return its status."""
+    import os
+
+    if os.environ.get("DIGITLAB_WARMUP", "1").lower() in ("0", "false", "no"):
+        return None
+    return _warm_up(db_url())
+
+
+@st.cache_resource(show_spinner=False)
+def _worker_checks() -> dict:
+    return {"last": 0.0}
+
+
+def warm_worker(background: bool = False) -> None:
+    """Make sure a local worker is up when one could be needed soon (it imports Keras while idle, so
+    a run launched a minute later starts training at once); at most every WARM_WORKER_EVERY seconds.
+    Never raises: the Launch button starts one too. `background`: without waiting for it."""
+    checks = _worker_checks()
+    if time.time() - checks["last"] < WARM_WORKER_EVERY or get_dataset_info() is None:
+        return
+    checks["last"] = time.time()
+
+    def start() -> None:
+        try:
+            ensure_worker()
+        except Exception:
+            pass
+    if background:
+        import threading
+        threading.Thread(target=start, name="digitlab-warm-worker", daemon=True).start()
+    else:
+        start()
+
+
+def warm_up_status() -> None:
+    """One line in the sidebar while the warm-up runs (it refreshes itself), then how long it took."""
+    status = warm_up()
+    if status is None:
+        return
+
+    @st.fragment(run_every=1.0 if not status["done"] else None)
+    def line() -> None:
+        if status["done"]:
+            if st.session_state.get("_digitlab_warming"):
+                st.session_state["_digitlab_warming"] = False
+                st.rerun()  # the whole app once: the line stops polling
+            if status["error"] is None:
+                st.caption(f":material/check_circle: Warmed up in {status['seconds']:.0f} s: Keras and the "
+                           "default model are loaded.")
+            return
+        st.session_state["_digitlab_warming"] = True
+        st.caption(f":material/hourglass_top: Warming up ({time.time() - status['started']:.0f} s): "
+                   f"{status['stage']} Pages work meanwhile; the first drawing is read as soon as this ends.")
+
+    with st.sidebar:
+        line()

@@ -24,6 +24,7 @@ if info is None:
     tables.page_link("data", "Go to the Data page", icon=":material/arrow_forward:")
     st.stop()
 state.dataset_banner()
+state.warm_worker(background=True)  # a worker importing Keras now trains the run launched below at once
 
 
 def start_worker() -> None:

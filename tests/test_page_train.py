@@ -369,3 +369,28 @@ def test_unnamed_runs_are_named_after_what_differs_or_numbered(app_env):
     names = app_env.store.list_runs().sort_values("created_at")["name"].tolist()
     assert names == ["mlp-128-64", "mlp-128-64 #2", "mlp-128-64 · lr 0.01 · batch 64",
                      "mlp-128-64 · lr 0.01 · batch 64 · augment"]
+
+
+def test_the_dashboard_warms_up_keras_and_the_default_model_in_the_background(populated_env):
+    """The first drawing after a server start is read without 'Loading the model…': the app's
+    first visit starts a thread that imports Keras, loads the Draw page's default model into its
+    cache and traces its predict function; the sidebar says what is happening meanwhile."""
+    import time
+
+    from dashboard import draw_predictions, state
+
+    at = AppTest.from_file(str(Path(PAGE).parents[1] / "dashboard" / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    status = state._warm_up(populated_env.db_url)  # the same process-wide status the page started
+    sidebar = " ".join(c.value for c in at.sidebar.caption)
+    assert "Warming up" in sidebar or "Warmed up" in sidebar
+    deadline = time.time() + 90
+    while not status["done"] and time.time() < deadline:
+        time.sleep(0.2)
+    assert status["done"] and status["error"] is None and status["stage"] == "Ready"
+    best = draw_predictions.completed_runs(populated_env.store)["run_id"].iloc[0]
+    started = time.perf_counter()
+    draw_predictions.cached_model(populated_env.store, best)
+    assert time.perf_counter() - started < 0.5  # already in the cache: no load
+    at.run()
+    assert "Warmed up in" in " ".join(c.value for c in at.sidebar.caption)
