@@ -52,6 +52,54 @@ print(json.dumps({"import_inference_s": t1 - t0, "import_keras_s": t2 - t1, "fir
 """
 
 
+# The first drawing read after a server start, in a fresh process: without a warm-up it waits for
+# Keras, the model load and the first (tracing) predict; the dashboard's warm-up does those three
+# in the background at start-up, so a drawing made after it waits only for a warm predict.
+FIRST_PREDICTION = """
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+from core.inference import load_model, predict_image
+import keras
+t1 = time.perf_counter()
+model = load_model(sys.argv[1])
+t2 = time.perf_counter()
+drawing = np.load(sys.argv[2])
+predict_image(model, drawing)
+t3 = time.perf_counter()
+predict_image(model, drawing)
+t4 = time.perf_counter()
+print(json.dumps({"imports_s": t1 - t0, "load_s": t2 - t1, "first_predict_s": t3 - t2,
+                  "cold_first_prediction_s": t3 - t0, "warm_prediction_ms": (t4 - t3) * 1e3}))
+"""
+
+
+def first_prediction_after_startup(presets: list[str], rounds: int, out: Path) -> None:
+    """`--first-prediction`: the first drawing read after a start, without and with the warm-up
+    (medians of `rounds` fresh processes per preset); writes `out`."""
+    results = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()}, "rounds": rounds,
+               "presets": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "drawing.npy", canvas_drawing())
+        for name, model in models().items():
+            if presets and name not in presets:
+                continue
+            model.save(Path(tmp) / f"{name}.keras")
+            samples = [json.loads(subprocess.run(
+                [sys.executable, "-c", FIRST_PREDICTION, str(Path(tmp) / f"{name}.keras"), str(Path(tmp) / "drawing.npy")],
+                cwd=REPO, capture_output=True, text=True, check=True,
+                env={**os.environ, "PYTHONPATH": str(REPO)}).stdout.strip().splitlines()[-1]) for _ in range(rounds)]
+            row = {k: float(np.median([s[k] for s in samples])) for k in samples[0]}
+            results["presets"][name] = row
+            print(f"{name:18s} first drawing after a start: {row['cold_first_prediction_s']:.1f} s without a warm-up "
+                  f"(imports {row['imports_s']:.1f} s, load {row['load_s']:.2f} s, first predict "
+                  f"{row['first_predict_s']:.2f} s); after the warm-up {row['warm_prediction_ms']:.0f} ms", flush=True)
+    results["load_avg_at_end"] = os.getloadavg()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+
+
 def canvas_drawing() -> np.ndarray:
     """A '4' drawn with a 20-px white brush on a transparent 280×280 canvas (RGBA uint8)."""
     im = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
@@ -128,7 +176,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30, help="untimed calls first (default 30)")
     parser.add_argument("--presets", default="", help="comma-separated preset names (default: all)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "inference.json")
+    parser.add_argument("--first-prediction", type=int, metavar="ROUNDS", default=0,
+                        help="only time the first drawing read after a start, in ROUNDS fresh processes per preset "
+                             "(writes bench/results/first_prediction.json)")
     args = parser.parse_args()
+    if args.first_prediction:
+        return first_prediction_after_startup([p for p in args.presets.split(",") if p], args.first_prediction,
+                                              REPO / "bench" / "results" / "first_prediction.json")
 
     drawing = canvas_drawing()
     pre = preprocess(drawing)
