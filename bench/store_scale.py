@@ -16,12 +16,20 @@ view, the parallel-coordinates figure over all runs, Compare's curves and evalua
 Each figure is the median of --repeats warm calls (after one untimed call); the SQL each
 call issued and SQLite's EXPLAIN QUERY PLAN for it are saved with the figures.
 
-Run: python bench/store_scale.py            (sizes 100, 1,000, 10,000; 9 repeats)
+The same sizes and calls run on PostgreSQL too (a throwaway server started with
+tests/pg_server.py when the server programs are installed; --backends sqlite skips it), and
+two team figures are measured on each backend: claim throughput (8 processes claiming and
+finishing --claim-runs queued runs at once) and fetching a model from the store (first use
+into an empty cache, then from the hash-checked cache).
+
+Run: python bench/store_scale.py            (sizes 100, 1,000, 10,000; 9 repeats; SQLite and PostgreSQL)
 """
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -113,11 +121,12 @@ def _evaluation(rng: np.random.Generator, run_id: str, accuracy: float, now: flo
                 confusion=confusion.tolist(), report=report, created_at=now)
 
 
-def build_store(folder: Path, n_runs: int, epochs: int, batch_points: int, seed: int = 0) -> tuple[RunStore, dict]:
-    """A RunStore at folder/runs.db holding `n_runs` finished synthetic runs; returns it and build facts."""
+def build_store(folder: Path, n_runs: int, epochs: int, batch_points: int, seed: int = 0,
+                url: str | None = None) -> tuple[RunStore, dict]:
+    """A RunStore at folder/runs.db (or `url`) holding `n_runs` finished synthetic runs; returns it and build facts."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
-    store = RunStore(f"sqlite:///{folder / 'runs.db'}")
+    store = RunStore(url or f"sqlite:///{folder / 'runs.db'}")
     configs = synth_configs(rng, n_runs, epochs)
     cols = ("run_id", "scope", "key", "step", "epoch", "value", "ts")
     insert_metrics = (f"INSERT INTO {metrics_t.name} ({', '.join(cols)}) "
@@ -154,12 +163,21 @@ def build_store(folder: Path, n_runs: int, epochs: int, batch_points: int, seed:
             c.execute(sa.insert(runs_t), runs)
             if evals:
                 c.execute(sa.insert(evaluations_t), evals)
-            c.exec_driver_sql(insert_metrics, rows)
+            if store.is_postgres:  # COPY: the bulk path PostgreSQL offers
+                with c.connection.dbapi_connection.cursor().copy(
+                        f"COPY {metrics_t.name} ({', '.join(cols)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                c.exec_driver_sql(insert_metrics, rows)
         store._tx(write)
     store._tx(lambda c: c.exec_driver_sql("ANALYZE"))  # what a long-lived store has after `PRAGMA optimize`
     seconds = time.perf_counter() - t0
     db = folder / "runs.db"
-    size = sum(p.stat().st_size for p in folder.glob("runs.db*"))
+    if store.is_postgres:
+        size = store._tx(lambda c: c.exec_driver_sql("SELECT pg_database_size(current_database())").scalar())
+    else:
+        size = sum(p.stat().st_size for p in folder.glob("runs.db*"))
     return store, {"build_s": round(seconds, 2), "metric_rows": n_metrics, "db_mb": round(size / 2**20, 1),
                    "db_file": str(db)}
 
@@ -185,8 +203,10 @@ class SqlRecorder:
         return self.statements
 
     def plans(self, statements: list[tuple[str, Any]]) -> list[dict]:
-        """EXPLAIN QUERY PLAN for each distinct statement."""
+        """EXPLAIN QUERY PLAN for each distinct statement (SQLite; PostgreSQL's plans are not kept)."""
         out, seen = [], set()
+        if self.engine.dialect.name != "sqlite":
+            return out
         with self.engine.connect() as conn:
             raw = conn.connection.dbapi_connection
             for sql, params in statements:
@@ -275,12 +295,14 @@ def _page_functions(store, run_id, compare_ids, charts, tables) -> list[tuple[st
     return fns
 
 
-def bench_size(n_runs: int, epochs: int, batch_points: int, repeats: int, seed: int) -> tuple[dict, list]:
+def bench_size(n_runs: int, epochs: int, batch_points: int, repeats: int, seed: int,
+               server=None) -> tuple[dict, list]:
     folder = Path(tempfile.mkdtemp(prefix=f"digitlab-scale-{n_runs}-"))
     try:
-        store, facts = build_store(folder, n_runs, epochs, batch_points, seed)
-        print(f"{n_runs:,} runs: built in {facts['build_s']:.1f} s ({facts['metric_rows']:,} metric rows, "
-              f"{facts['db_mb']} MB)", flush=True)
+        url = server.create_database() if server is not None else None
+        store, facts = build_store(folder, n_runs, epochs, batch_points, seed, url=url)
+        print(f"{'PostgreSQL' if url else 'SQLite'}, {n_runs:,} runs: built in {facts['build_s']:.1f} s "
+              f"({facts['metric_rows']:,} metric rows, {facts['db_mb']} MB)", flush=True)
         ids = store.list_runs()["run_id"].tolist()
         rng = np.random.default_rng(seed + 1)
         run_id = ids[len(ids) // 2]
@@ -302,6 +324,84 @@ def bench_size(n_runs: int, epochs: int, batch_points: int, repeats: int, seed: 
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# -- team figures: claims by 8 processes at once, models fetched from the store -----------------------
+CLAIMER = r"""
+import sys, time
+from core.store import RunStore
+store, n = RunStore(sys.argv[1]), 0
+print("ready", flush=True)
+while open(sys.argv[2]).read() != "go":
+    time.sleep(0.01)
+while (run := store.claim_run(sys.argv[3])) is not None:
+    store.checkpoint(run.id, [(run.id, "epoch", "loss", 1, 1, 0.5)], step=1)
+    store.finish_run(run.id, "completed")
+    n += 1
+print(n)
+"""
+
+
+def claim_throughput(url: str, n_runs: int, n_workers: int = 8) -> dict:
+    """`n_workers` processes claim, checkpoint once and finish `n_runs` queued runs; claims per second."""
+    store = RunStore(url)
+    ids = {store.create_run({"architecture": "mlp-128-64", "epochs": 1}) for _ in range(n_runs)}
+    with tempfile.TemporaryDirectory() as tmp:
+        gate = Path(tmp) / "gate"
+        gate.write_text("wait")
+        root = Path(__file__).resolve().parents[1]
+        procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, url, str(gate), f"w{i}"], cwd=root, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(n_workers)]
+        for p in procs:  # every process imported and opened the store
+            p.stdout.readline()
+        t0 = time.perf_counter()
+        gate.write_text("go")
+        outs = [p.communicate(timeout=600) for p in procs]
+        wall = time.perf_counter() - t0
+    counts = [int(out.split()[-1]) if out.split() else 0 for out, _ in outs]
+    runs = store.list_runs()
+    exact = sum(counts) == n_runs and set(runs["status"]) == {"completed"} and set(runs["run_id"]) == ids
+    store.close()
+    return {"runs": n_runs, "workers": n_workers, "wall_s": round(wall, 3), "claims_per_s": round(n_runs / wall, 1),
+            "per_worker": counts, "each_claimed_once": bool(exact)}
+
+
+def model_fetch(url: str, size_mb: float = 5.0, repeats: int = 5) -> dict:
+    """ms to get a model file via artifact_file: first use (empty cache), then cached (hash checked once per
+    process), and in a fresh process's store (the cache file hashed again)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["DIGITLAB_ARTIFACTS"] = tmp
+        try:
+            store = RunStore(url)
+            run_id = store.create_run({"architecture": "mlp-128-64", "epochs": 1})
+            store.put_artifact(run_id, "model.keras", np.random.default_rng(0).bytes(int(size_mb * 2**20)))
+            first = []
+            for _ in range(repeats):
+                shutil.rmtree(Path(tmp) / run_id, ignore_errors=True)
+                t0 = time.perf_counter()
+                store.artifact_file(run_id, "model.keras")
+                first.append(time.perf_counter() - t0)
+            warm, _ = common.time_call(lambda: store.artifact_file(run_id, "model.keras"), repeats, warmup=1)
+            fresh = []
+            for _ in range(repeats):
+                other = RunStore(url)
+                t0 = time.perf_counter()
+                other.artifact_file(run_id, "model.keras")
+                fresh.append(time.perf_counter() - t0)
+                other.close()
+            store.close()
+        finally:
+            os.environ.pop("DIGITLAB_ARTIFACTS", None)
+    return {"size_mb": size_mb, "first_use_ms": common.stats(t * 1000 for t in first),
+            "cached_ms": common.stats(t * 1000 for t in warm),
+            "cached_new_process_ms": common.stats(t * 1000 for t in fresh)}
+
+
+def start_postgres():
+    """A throwaway PostgreSQL server (tests/pg_server.py), or None when the server programs are absent."""
+    from tests.pg_server import PgServer, find_programs
+    programs = find_programs()
+    return PgServer(*programs) if programs else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common.base_parser(__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100,1000,10000", help="comma-separated numbers of runs")
@@ -309,35 +409,76 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-points", type=int, default=100, help="batch points per synthetic run")
     parser.add_argument("--repeats", type=int, default=9, help="timed calls per query (median reported)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backends", default="sqlite,postgres", help="sqlite and/or postgres (a throwaway server)")
+    parser.add_argument("--claim-runs", type=int, default=400, help="queued runs 8 processes claim (throughput)")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.sizes, args.epochs, args.batch_points, args.repeats = "20,60", 3, 10, 2
+        args.sizes, args.epochs, args.batch_points, args.repeats, args.claim_runs = "20,60", 3, 10, 2, 40
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     started, load_before = time.time(), common.loadavg()
     figures: dict[str, Any] = {"epochs": args.epochs, "batch_points": args.batch_points, "repeats": args.repeats,
                                "target_ms_at_1000": TARGET_MS, "sizes": {}}
     order: list[Query] = []
-    for n in sizes:
-        figures["sizes"][str(n)], qs = bench_size(n, args.epochs, args.batch_points, args.repeats, args.seed)
-        order = order or qs
-    names = [q.name for q in order]
-    headers = ["query", "page", *[f"{n:,} runs: ms median (min–max) · CPU ms" for n in sizes]]
-    rows = []
-    for q in order:
-        cells = []
+    if "sqlite" in backends:
         for n in sizes:
-            found = figures["sizes"][str(n)]["queries"].get(q.name)
-            cells.append(None if found is None else
-                         f"{common.span(found['ms'], '{:,.1f}')} · cpu {found['cpu_ms']['median']:,.1f}")
-        rows.append([q.name, q.page, *cells])
+            figures["sizes"][str(n)], qs = bench_size(n, args.epochs, args.batch_points, args.repeats, args.seed)
+            order = order or qs
+    team_dir = Path(tempfile.mkdtemp(prefix="digitlab-team-"))
+    team = {"sqlite": {"claims": claim_throughput(f"sqlite:///{team_dir / 'claims.db'}", args.claim_runs),
+                       "model_fetch": model_fetch(f"sqlite:///{team_dir / 'models.db'}")}}
+    shutil.rmtree(team_dir, ignore_errors=True)
+    server = start_postgres() if "postgres" in backends else None
+    if "postgres" in backends and server is None:
+        figures["postgres_skipped"] = "PostgreSQL server programs (initdb, pg_ctl) are not installed"
+    if server is not None:
+        try:
+            figures["postgres"] = {"sizes": {}}
+            for n in sizes:
+                figures["postgres"]["sizes"][str(n)], qs = bench_size(n, args.epochs, args.batch_points, args.repeats,
+                                                                      args.seed, server=server)
+                order = order or qs
+            team["postgres"] = {"claims": claim_throughput(server.create_database(), args.claim_runs),
+                                "model_fetch": model_fetch(server.create_database())}
+        finally:
+            server.close()
+    figures["team"] = team
+    names = [q.name for q in order]
+    per_backend = [(label, doc["sizes"]) for label, doc in (("SQLite", figures), ("PostgreSQL", figures.get("postgres")))
+                   if doc and doc["sizes"]]
+    for label, by_size in per_backend:
+        headers = ["query", "page", *[f"{label} {n:,} runs: ms median (min–max) · CPU ms" for n in sizes]]
+        rows = []
+        for q in order:
+            cells = []
+            for n in sizes:
+                found = by_size[str(n)]["queries"].get(q.name)
+                cells.append(None if found is None else
+                             f"{common.span(found['ms'], '{:,.1f}')} · cpu {found['cpu_ms']['median']:,.1f}")
+            rows.append([q.name, q.page, *cells])
+        print()
+        print(common.table(headers, rows))
+        print(f"{label} build: " + ", ".join(f"{n:,} runs {by_size[str(n)]['build_s']:.1f} s "
+                                             f"({by_size[str(n)]['metric_rows']:,} metric rows)" for n in sizes))
+        for n in sizes:
+            if by_size[str(n)]["page_skipped"]:
+                print(f"{n:,} runs: {by_size[str(n)]['page_skipped']}")
+        slow = {k: v["ms"]["median"] for k, v in by_size.get("1000", {}).get("queries", {}).items()
+                if v["ms"]["median"] > TARGET_MS}
+        if "1000" in by_size:
+            print(f"{label}: at 1,000 runs every query is within 300 ms (median)" if not slow else
+                  f"{label}: over 300 ms at 1,000 runs: " + ", ".join(f"{k} {v:.0f} ms" for k, v in slow.items()))
     print()
-    print(common.table(headers, rows))
-    print("build: " + ", ".join(f"{n:,} runs {figures['sizes'][str(n)]['build_s']:.1f} s "
-                                f"({figures['sizes'][str(n)]['metric_rows']:,} metric rows)" for n in sizes))
-    for n in sizes:
-        skipped = figures["sizes"][str(n)]["page_skipped"]
-        if skipped:
-            print(f"{n:,} runs: {skipped}")
+    print(common.table(["team figure", *team], [
+        ["claims/s, 8 processes (each run once?)",
+         *[f"{t['claims']['claims_per_s']:,.0f} ({t['claims']['runs']} runs, {t['claims']['wall_s']:.1f} s, "
+           f"{'yes' if t['claims']['each_claimed_once'] else 'NO'})" for t in team.values()]],
+        *[[f"{t_label} ({next(iter(team.values()))['model_fetch']['size_mb']:.0f} MB model)",
+           *[common.span(t["model_fetch"][key], "{:,.1f}") + " ms" for t in team.values()]]
+          for key, t_label in (("first_use_ms", "model fetch, first use"), ("cached_ms", "model from the cache"),
+                               ("cached_new_process_ms", "model from the cache, new process (hashed)"))]]))
+    if figures.get("postgres_skipped"):
+        print(f"PostgreSQL skipped: {figures['postgres_skipped']}")
     at = figures["sizes"].get("1000")
     if at:
         slow = {k: v["ms"]["median"] for k, v in at["queries"].items() if v["ms"]["median"] > TARGET_MS}
@@ -350,8 +491,11 @@ def main(argv: list[str] | None = None) -> int:
                 for p in q["plans"]:
                     print(f"  {name}: {p['sql'][:120]} … → {'; '.join(p['plan'])}")
     path = common.write_results("store_scale", figures, args.results, started, load_before,
-                                notes=["ms: wall time of warm calls on a SQLite file store; cpu_ms: this "
+                                notes=["ms: wall time of warm calls on a SQLite file store (sizes) and on a local "
+                                       "PostgreSQL 15 server (postgres.sizes); cpu_ms: this "
                                        "process's CPU time for the same calls (robust to other load)",
+                                       "team: 8 processes claiming, checkpointing once and finishing queued runs; "
+                                       "artifact_file of a random model-sized blob",
                                        f"each run: {args.epochs} epochs × {len(EPOCH_KEYS)} epoch keys + "
                                        f"{args.batch_points} batch points × {len(BATCH_KEYS)} batch keys"])
     print(f"wrote {path}")

@@ -132,3 +132,8 @@ if groups:
         st.session_state.pop("train_sweep_pick", None)
     chosen = st.selectbox("Group", groups, key="train_sweep_pick")
     sweeps.sweep_panel(store, chosen)
+
+# -- workers: who trains the queue, on this machine or any other on the same store -------------------
+from dashboard.workers import workers_panel  # noqa: E402  (kept with its section)
+
+workers_panel(store)

@@ -247,3 +247,30 @@ def test_copy_store_round_trip_sqlite_postgres_sqlite(populated_env, pg_url, tmp
     target.close()
     line = one_line_error(capsys, ["copy-store", "--from", src.url, "--to", pg_url])
     assert "holds a different run under the id" in line
+
+
+def test_dashboard_on_postgresql_shows_runs_and_the_workers_of_other_hosts(pg, tiny_data, monkeypatch):
+    """Train page's Workers panel: a worker on another host, its current run and runs done; Runs lists them."""
+    from streamlit.testing.v1 import AppTest
+
+    done, current = (queue_run(pg, make_config("mlp-128-64", **TINY), tiny_data) for _ in range(2))
+    with pg.session() as c:  # a worker on another machine, beating now (on the server's clock)
+        c.execute(sa.text("INSERT INTO workers (id, host, pid, started_at, heartbeat_at) "
+                          "VALUES ('gpu-box-2-4242-ab', 'gpu-box-2', 4242, 1.0, EXTRACT(EPOCH FROM now()) - 3)"))
+    pg.claim_run("gpu-box-2-4242-ab", done)
+    pg.finish_run(done, "failed", error="x")
+    pg.claim_run("gpu-box-2-4242-ab", current)
+    for name, value in (("DIGITLAB_DB", pg.url), ("DIGITLAB_DATA", str(tiny_data)), ("DIGITLAB_AUTOSTART_WORKER", "0"),
+                        ("DIGITLAB_OFFLINE", "1")):
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file(str(ROOT / "pages" / "train.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    [table] = [d.value for d in at.dataframe if "current run" in d.value.columns]
+    row = table[table["host"] == "gpu-box-2"].iloc[0]
+    assert row["pid"] == 4242 and current in row["current run"] and row["runs done"] == 1
+    assert row["last heartbeat"] in ("3 s ago", "4 s ago", "5 s ago", "6 s ago")
+    assert any("Auto-start of a local worker is off" in c.value for c in at.caption)
+    at = AppTest.from_file(str(ROOT / "pages" / "runs.py"), default_timeout=60)
+    at.run()
+    assert not at.exception and not at.error

@@ -219,3 +219,31 @@ def test_unwritable_location_is_one_clear_error(tmp_path):
     blocked.write_text("not a folder")
     with pytest.raises(StoreError, match="run store"):
         RunStore(f"sqlite:///{blocked / 'runs.db'}")
+
+
+def test_an_older_stores_local_model_files_are_taken_into_the_store_once(rs):
+    """Runs finished before models moved into the store keep them in artifacts/<id>/: adopted on open."""
+    old, other = _run(rs, name="old"), _run(rs, name="no-file")
+    for run_id in (old, other):
+        rs.claim_run("w", run_id=run_id)
+        rs.complete_run(run_id, {"accuracy": 0.9, "loss": 0.3, "n": 1, "confusion": [[1]], "report": {}})
+    (rs.run_dir(old)).mkdir(parents=True)
+    (rs.run_dir(old) / "model.keras").write_bytes(b"an older store's model")
+    again = RunStore(rs.url)
+    assert again.get_artifact(old, "model.keras") == b"an older store's model"
+    assert again.artifact(other, "model.keras") is None  # nothing to take: its run stays without a model
+    assert again.adopt_local_models() == []  # idempotent
+    again.close()
+
+
+def test_workers_overview_shows_the_current_run_and_runs_done(rs):
+    worker = rs.register_worker()
+    first, second = _run(rs), _run(rs)
+    rs.claim_run(worker, run_id=first)
+    rs.finish_run(first, "completed")
+    rs.claim_run(worker, run_id=second)
+    [row] = rs.workers_overview().to_dict("records")
+    assert (row["worker"], row["run_id"], row["runs_done"]) == (worker, second, 1)
+    assert 0 <= row["heartbeat_age"] < 5
+    rs.remove_worker(worker)
+    assert rs.workers_overview().empty
