@@ -410,12 +410,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=9, help="timed calls per query (median reported)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backends", default="sqlite,postgres", help="sqlite and/or postgres (a throwaway server)")
-    parser.add_argument("--claim-runs", type=int, default=400, help="queued runs 8 processes claim (throughput)")
+    parser.add_argument("--claim-runs", type=int, default=400, help="queued runs the claiming processes take")
+    parser.add_argument("--claim-workers", type=int, default=8, help="processes claiming at once (default 8)")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.sizes, args.epochs, args.batch_points, args.repeats, args.claim_runs = "20,60", 3, 10, 2, 40
+        args.sizes, args.epochs, args.batch_points, args.repeats = "20,60", 3, 10, 2
+        args.claim_runs, args.claim_workers, args.model_mb = 20, 2, 1.0
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    model_mb = getattr(args, "model_mb", 5.0)
     started, load_before = time.time(), common.loadavg()
     figures: dict[str, Any] = {"epochs": args.epochs, "batch_points": args.batch_points, "repeats": args.repeats,
                                "target_ms_at_1000": TARGET_MS, "sizes": {}}
@@ -425,8 +428,9 @@ def main(argv: list[str] | None = None) -> int:
             figures["sizes"][str(n)], qs = bench_size(n, args.epochs, args.batch_points, args.repeats, args.seed)
             order = order or qs
     team_dir = Path(tempfile.mkdtemp(prefix="digitlab-team-"))
-    team = {"sqlite": {"claims": claim_throughput(f"sqlite:///{team_dir / 'claims.db'}", args.claim_runs),
-                       "model_fetch": model_fetch(f"sqlite:///{team_dir / 'models.db'}")}}
+    team = {"sqlite": {"claims": claim_throughput(f"sqlite:///{team_dir / 'claims.db'}", args.claim_runs,
+                                                  args.claim_workers),
+                       "model_fetch": model_fetch(f"sqlite:///{team_dir / 'models.db'}", model_mb)}}
     shutil.rmtree(team_dir, ignore_errors=True)
     server = start_postgres() if "postgres" in backends else None
     if "postgres" in backends and server is None:
@@ -438,8 +442,9 @@ def main(argv: list[str] | None = None) -> int:
                 figures["postgres"]["sizes"][str(n)], qs = bench_size(n, args.epochs, args.batch_points, args.repeats,
                                                                       args.seed, server=server)
                 order = order or qs
-            team["postgres"] = {"claims": claim_throughput(server.create_database(), args.claim_runs),
-                                "model_fetch": model_fetch(server.create_database())}
+            team["postgres"] = {"claims": claim_throughput(server.create_database(), args.claim_runs,
+                                                           args.claim_workers),
+                                "model_fetch": model_fetch(server.create_database(), model_mb)}
         finally:
             server.close()
     figures["team"] = team
@@ -470,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{label}: over 300 ms at 1,000 runs: " + ", ".join(f"{k} {v:.0f} ms" for k, v in slow.items()))
     print()
     print(common.table(["team figure", *team], [
-        ["claims/s, 8 processes (each run once?)",
+        [f"claims/s, {args.claim_workers} processes (each run once?)",
          *[f"{t['claims']['claims_per_s']:,.0f} ({t['claims']['runs']} runs, {t['claims']['wall_s']:.1f} s, "
            f"{'yes' if t['claims']['each_claimed_once'] else 'NO'})" for t in team.values()]],
         *[[f"{t_label} ({next(iter(team.values()))['model_fetch']['size_mb']:.0f} MB model)",
