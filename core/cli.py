@@ -459,6 +459,9 @@ def cmd_copy_store(args) -> int:
     """Copy one store into another, with a progress bar on stderr; one line saying what was copied."""
     from core.store import RunStore
     from core.transfer import copy_store
+    source = settings.sqlite_file(settings.db_url(args.src))
+    if source is not None and not source.is_file():  # opening it would make an empty store
+        raise UserError(f"there is no store at {source} to copy from: check --from")
     src, dst = RunStore(settings.db_url(args.src)), RunStore(settings.db_url(args.dst))
     tty = sys.stderr.isatty()
 
