@@ -1,0 +1,120 @@
+"""Grid, random, TPE and TPE with median pruning at an equal budget: best accuracy reached and compute spent.
+
+One space (learning rate on a log range, batch size, dropout, optimizer) on `mlp-128-64`,
+10,000 MNIST digits (9,000 to train, 1,000 to validate), up to 4 epochs, 16 runs per study:
+
+  grid        the 2×2×2×2 grid lr {1e-3, 1e-2} × batch {32, 128} × dropout {0, 0.3} × {adam, sgd}
+  random      Optuna's RandomSampler over lr 1e-4…1e-1 (log), batch 16…256 (int, log), dropout 0…0.5, {adam, sgd}
+  tpe         TPESampler (constant liar) over the same space
+  tpe-median  the same, with the median pruner after 1 warm-up epoch
+
+Each study is created with core.study.create_study in a fresh SQLite store and trained by one
+in-process `core.worker.run_worker` (the loop `python -m core worker` runs: it claims, trains,
+tells the study and tops it up), so the figures include everything a user's study costs.
+Repeated for each seed (the sampler's and the training's). Reported per method: the best
+validation accuracy (the objective), the test accuracy of that best run, epochs trained, and
+the CPU and wall seconds of the whole study.
+
+Run: python bench/search.py                (3 seeds; about 20 minutes on 2 busy cores)
+"""
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+GRID = {"learning_rate": [1e-3, 1e-2], "batch_size": [32, 128], "dropout": [0.0, 0.3], "optimizer": ["adam", "sgd"]}
+SPACE = ["learning_rate=1e-4:1e-1:log", "batch_size=16:256:log", "dropout=0.0:0.5", "optimizer=adam,sgd"]
+METHODS = {"grid": ("grid", "none"), "random": ("random", "none"), "tpe": ("tpe", "none"),
+           "tpe-median": ("tpe", "median")}
+
+
+def run_study(method: str, seed: int, data: Path, budget: int, epochs: int, train_limit: int) -> dict[str, Any]:
+    from core.config import make_config
+    from core.store import RunStore
+    from core.study import create_study, parse_space, summary
+    from core.worker import run_worker
+
+    search, pruner = METHODS[method]
+    space = ({f: {"type": "categorical", "choices": v} for f, v in GRID.items()} if search == "grid"
+             else parse_space(SPACE))
+    if search == "grid" and budget < 16:  # --smoke: the first `budget` grid points
+        space = {f: {"type": "categorical", "choices": v[:1] if i >= 2 else v} for i, (f, v) in enumerate(GRID.items())}
+    folder = Path(tempfile.mkdtemp(prefix="digitlab-search-"))
+    store = RunStore(f"sqlite:///{folder / 'runs.db'}")
+    try:
+        base = make_config("mlp-128-64", epochs=epochs, train_limit=train_limit, validation_split=0.1, seed=seed)
+        with common.timer() as t:
+            create_study(store, replace(base, name=method), space, method, data, search=search,
+                         budget=None if search == "grid" else budget, pruner=pruner, warmup_epochs=1, seed=seed)
+            run_worker(store, data, once=True, log=lambda line: None)
+        data_ = summary(store, method)
+        runs = store.list_runs(group=method)
+        best = runs[runs["run_id"] == data_["best_run_id"]].iloc[0]
+        return {"method": method, "seed": seed, "runs": len(runs), "counts": {k: v for k, v in data_["counts"].items() if v},
+                "best_val_accuracy": data_["best_value"], "best_test_accuracy": float(best["test_accuracy"]),
+                "best_params": data_["best_params"], "epochs_trained": int(runs["epoch"].sum()),
+                "cpu_s": t["cpu"], "wall_s": t["wall"], "importance": data_["importance"]}
+    finally:
+        store.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = common.base_parser(__doc__.split("\n")[0])
+    common.add_data_argument(parser)
+    parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}")
+    args = parser.parse_args(argv)
+    budget, epochs, train_limit = (4, 2, 300) if args.smoke else (16, 4, 10_000)
+    seeds = [int(s) for s in args.seeds.split(",")][:1 if args.smoke else None]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+
+    common.quiet_tensorflow()
+    started, load_before = time.time(), common.loadavg()
+    data = common.mnist_h5(args.data)
+    results = []
+    for seed in seeds:  # methods interleaved within each seed, so machine load drifts evenly across them
+        for method in methods:
+            r = run_study(method, seed, data, budget, epochs, train_limit)
+            results.append(r)
+            print(f"seed {seed} {method:<10} best val {r['best_val_accuracy']:.4f} test {r['best_test_accuracy']:.4f} "
+                  f"{r['epochs_trained']} epochs {r['cpu_s']:.0f} CPU-s {r['wall_s']:.0f} s {r['counts']}", flush=True)
+    summary_rows, figures = [], {"budget": budget, "epochs": epochs, "train_limit": train_limit, "seeds": seeds,
+                                 "space": SPACE, "grid": GRID, "studies": results, "methods": {}}
+    grid_cpu = statistics.mean(r["cpu_s"] for r in results if r["method"] == "grid") if "grid" in methods else None
+    for method in methods:
+        rs = [r for r in results if r["method"] == method]
+        agg = {key: statistics.mean(r[key] for r in rs)
+               for key in ("best_val_accuracy", "best_test_accuracy", "epochs_trained", "cpu_s", "wall_s")}
+        agg["best_val_min"] = min(r["best_val_accuracy"] for r in rs)
+        agg["pruned_runs"] = sum(r["counts"].get("pruned", 0) for r in rs)
+        agg["cpu_vs_grid"] = agg["cpu_s"] / grid_cpu if grid_cpu else None
+        figures["methods"][method] = agg
+        summary_rows.append([method, f"{100 * agg['best_val_accuracy']:.2f}", f"{100 * agg['best_val_min']:.2f}",
+                             f"{100 * agg['best_test_accuracy']:.2f}", f"{agg['epochs_trained']:.0f}",
+                             agg["pruned_runs"], f"{agg['cpu_s']:.0f}", f"{agg['wall_s']:.0f}",
+                             "–" if agg["cpu_vs_grid"] is None else f"{100 * agg['cpu_vs_grid']:.0f}%"])
+    print()
+    print(common.table(["method", "best val % (mean)", "best val % (worst seed)", "its test %", "epochs",
+                        "pruned", "CPU-s", "wall s", "CPU vs grid"], summary_rows))
+    path = common.write_results("search", figures, args.results, started, load_before,
+                                notes=["means over seeds; CPU-s is this process (all threads) for the whole study: "
+                                       "proposals, training, pruning checks, test evaluation and model saves"])
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
