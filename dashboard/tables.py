@@ -83,8 +83,9 @@ def dataset_label(dataset: Mapping[str, Any] | None, short: bool = False) -> str
     else:
         kind = f"{n_train + n_test:,}-digit set"
     sha = f"#{str(dataset.get('sha256') or '')[:8]}" if dataset.get("sha256") else ""
-    if short:
-        return " · ".join(filter(None, [kind, sha]))
+    if short:  # the Runs table's narrow column: "full MNIST #ae9e84", "sample #1c2d3e"
+        kind = {"offline 5,000-digit sample": "sample"}.get(kind, kind).replace("-digit set", " digits")
+        return " ".join(filter(None, [kind, sha[:7]]))
     return " · ".join(filter(None, [kind, f"{n_train:,} train / {n_test:,} test", sha]))
 
 
@@ -96,7 +97,7 @@ def dataset_differences(datasets: Mapping[str, Mapping[str, Any] | None]) -> str
         by_hash.setdefault(key or "", []).append(label)
     known = {k: v for k, v in by_hash.items() if k}
     if len(known) > 1:
-        parts = [f"{', '.join(labels)}: {dataset_label(datasets[labels[0]], short=True)}" for labels in known.values()]
+        parts = [f"{', '.join(labels)}: {dataset_label(datasets[labels[0]])}" for labels in known.values()]
         return ("These runs were trained on different datasets, so their accuracies are not comparable as they "
                 "stand (" + "; ".join(parts) + ").")
     if known and "" in by_hash:
@@ -140,9 +141,10 @@ def runs_view(runs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-# What the Runs table shows until the user picks other columns: fits a 1440 px wide window.
-DEFAULT_COLUMNS = ("name", "status", "architecture", "learning rate", "batch", "epochs", "best val %", "test %",
-                   "duration", "dataset", "created", "details")
+# What the Runs table shows until the user picks other columns (the Columns button): with the
+# widths below it fits the page at 1440 px (about 980 px of table beside the sidebar).
+DEFAULT_COLUMNS = ("name", "status", "architecture", "learning rate", "epochs", "best val %", "test %",
+                   "duration", "dataset", "details")
 
 
 def runs_column_config() -> dict[str, Any]:
@@ -150,29 +152,31 @@ def runs_column_config() -> dict[str, Any]:
     cc = st.column_config
     pct = "%.2f%%"
     return {
-        "name": cc.TextColumn("name", width="medium", pinned=True),
-        "status": cc.TextColumn("status", width="small"),
-        "architecture": cc.TextColumn("architecture", width="small"),
-        "learning rate": cc.NumberColumn("learning rate", format="%.0e", width="small",
-                                         help="initial learning rate"),
-        "batch": cc.NumberColumn("batch size", format="%d", width="small"),
-        "epochs": cc.TextColumn("epochs", width="small", help="epochs finished / planned"),
-        "best val %": cc.NumberColumn("best val. acc.", format=pct, width="small",
+        "name": cc.TextColumn("name", width=160, pinned=True),
+        "status": cc.TextColumn("status", width=82),
+        "architecture": cc.TextColumn("architecture", width=100),
+        "optimizer": cc.TextColumn("optimizer"),
+        "learning rate": cc.NumberColumn("learning rate", format="%.0e", width=95, help="initial learning rate"),
+        "batch": cc.NumberColumn("batch size", format="%d", width=80),
+        "epochs": cc.TextColumn("epochs", width=62, help="epochs finished / planned"),
+        "best val %": cc.NumberColumn("best val. acc.", format=pct, width=100,
                                       help="best validation accuracy over the epochs"),
         "best @": cc.NumberColumn("best val. epoch", format="%d", help="epoch of the best validation accuracy"),
         "last val %": cc.NumberColumn("last val. acc.", format=pct, help="validation accuracy after the last epoch"),
         "last @": cc.NumberColumn("last val. epoch", format="%d", help="epoch of the last validation accuracy"),
-        "test %": cc.NumberColumn("test acc.", format=pct, width="small", help="accuracy on the test split"),
+        "test %": cc.NumberColumn("test acc.", format=pct, width=72, help="accuracy on the test split"),
         "drawn %": cc.NumberColumn("drawn-set acc.", format=pct, help="accuracy on the digits drawn on the Draw page"),
-        "duration": cc.TextColumn("duration", width="small", help="training time (so far, while running)"),
+        "duration": cc.TextColumn("duration", width=70, help="training time (so far, while running)"),
         "params": cc.NumberColumn("parameters", format="localized"),
-        "dataset": cc.TextColumn("dataset", width="small",
+        "dataset": cc.TextColumn("dataset", width=130,
                                  help="the data that trained the run and its fingerprint (the Run detail page says more)"),
         "group": cc.TextColumn("group"),
-        "created": cc.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm", width="small"),
-        "details": cc.LinkColumn("details", display_text="open ↗", width="small",
+        "tags": cc.TextColumn("tags"),
+        "note": cc.TextColumn("note"),
+        "created": cc.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm", width=130),
+        "details": cc.LinkColumn("details", display_text="open ↗", width=58,
                                  help="open the run's detail page in a new tab"),
-        "id": cc.TextColumn("run id", width="small"),
+        "id": cc.TextColumn("run id", width=110),
     }
 
 
@@ -276,7 +280,7 @@ def _param_text(value: Any) -> str:
 
 def param_diff(configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """Rows: the parameters whose values differ between the configs; columns: one per config label."""
-    keys = list(dict.fromkeys(k for cfg in configs.values() for k in cfg))
+    keys = [k for k in dict.fromkeys(k for cfg in configs.values() for k in cfg) if k != "name"]  # names head the columns
     rows = {}
     for key in keys:
         values = [_param_text(cfg.get(key)) for cfg in configs.values()]
@@ -307,7 +311,7 @@ def summary_table(runs: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame
         "drawn-set accuracy": _percent(runs["drawn_accuracy"]).map(lambda v: _fmt(v, "{:.2f}%")),
         "duration": pd.to_numeric(runs["duration"], errors="coerce").map(duration_text),
         "parameters": pd.to_numeric(runs["n_params"], errors="coerce").map(lambda v: _fmt(v, "{:,.0f}")),
-        "dataset": runs["dataset"].map(dataset_label) if "dataset" in runs else "—",
+        "dataset": runs["dataset"].map(lambda d: dataset_label(d, short=True)) if "dataset" in runs else "—",
     }
     columns = [labels[r] for r in runs["run_id"]]
     return pd.DataFrame({k: list(v) for k, v in rows.items()}, index=columns).T.rename_axis("result")

@@ -20,7 +20,7 @@ statuses = f1.multiselect("Status", sorted(runs["status"].unique()), key="runs_s
 architectures = f2.multiselect("Architecture", sorted(runs["architecture"].unique()), key="runs_arch")
 groups = f3.multiselect("Group", tables.all_groups(runs), key="runs_group")
 tags = f4.multiselect("Tag", tables.all_tags(runs), key="runs_tags")
-s1, s2, s3, s4, s5 = st.columns([2, 1, 0.5, 0.5, 0.5], vertical_alignment="bottom")
+s1, s2, s3, s4, s5 = st.columns([1.8, 1, 0.55, 0.55, 0.65], vertical_alignment="bottom")
 search = s1.text_input("Search", key="runs_search", placeholder="name or id")
 sort = s2.selectbox("Sort by", list(tables.SORTS), key="runs_sort")
 reverse = s3.toggle("Reverse", key="runs_reverse")

@@ -217,3 +217,66 @@ def test_draw_a_digit_save_it_and_find_it_in_the_drawn_set(app, page):
     expect(drawn_set.get_by_text("1 drawing", exact=True)).to_be_visible(timeout=20_000)
     shot(page, "drawn_set")
     no_exception(page)
+
+
+def test_a_bad_field_blocks_launch_in_the_browser(app, page):
+    """Issue 14, item 1: in the browser a bounded number input kept its last valid value while it
+    showed the rejected one, so Epochs 0 queued epochs=5. The value typed is what is checked."""
+    url, env, _ = app
+    before = len(json.loads(subprocess.run([sys.executable, "-m", "core", "runs", "--json"], cwd=ROOT, env=env,
+                                           capture_output=True, text=True).stdout))
+    page.goto(url)
+    settle(page)
+    for label, value in (("Epochs", "0"), ("Train on at most (digits)", "3")):
+        box = page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Enter")
+        settle(page)
+    expect(page.get_by_text("Epochs must be an integer ≥ 1 and at most 1,000").first).to_be_visible(timeout=20_000)
+    expect(page.get_by_text("Train on at most (digits) must be an integer ≥ 10").first).to_be_visible()
+    assert page.get_by_label("Epochs", exact=True).input_value() == "0"  # what is shown is what is checked
+    launch = page.get_by_role("button", name="Launch")
+    expect(launch).to_be_disabled()
+    no_exception(page)
+    shot(page, "train_invalid")
+    runs = json.loads(subprocess.run([sys.executable, "-m", "core", "runs", "--json"], cwd=ROOT, env=env,
+                                     capture_output=True, text=True).stdout)
+    assert len(runs) == before  # nothing queued
+
+
+def test_run_detail_and_compare_from_the_sidebar_show_the_last_selection(app, page):
+    """Issue 14, item 3: opened from the sidebar (no link), both pages show what was looked at last."""
+    url, _, run_ids = app
+    page.goto(f"{url}/run?run={run_ids[0]}")
+    settle(page)
+    expect(page.get_by_text("mlp baseline").first).to_be_visible(timeout=20_000)
+    nav = page.get_by_test_id("stSidebarNav")
+    nav.get_by_role("link", name="Runs", exact=True).click()  # away, through the sidebar
+    settle(page)
+    nav.get_by_role("link", name="Run detail", exact=True).click()
+    settle(page)
+    assert f"run={run_ids[0]}" in page.url, page.url  # the URL says which run is shown
+    expect(page.get_by_role("heading", name="mlp baseline")).to_be_visible(timeout=20_000)
+    nav.get_by_role("link", name="Compare", exact=True).click()
+    settle(page)
+    assert "runs=" in page.url, page.url  # the newest finished runs, and the link says which
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+    no_exception(page)
+
+
+def test_the_runs_table_fits_a_1440_px_window(app, page):
+    """Issue 14, item 8: the default columns fit beside the sidebar at 1440 × 900."""
+    url, _, _ = app
+    size = page.viewport_size
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"{url}/runs")
+    settle(page)
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    expect(grid).to_be_visible(timeout=20_000)
+    time.sleep(1)
+    scroll, client = page.evaluate("""() => { const s = document.querySelector('[data-testid="stDataFrame"] .dvn-scroller');
+                                        return [s.scrollWidth, s.clientWidth] }""")
+    assert scroll <= client + 1, (scroll, client)  # no horizontal scrolling: the last column is in view
+    no_exception(page)
+    shot(page, "runs_1440")
+    page.set_viewport_size(size)

@@ -44,12 +44,12 @@ def test_without_runs_in_the_link_compares_the_two_newest_finished_ones(populate
     assert "runs" not in at.query_params  # the link says nothing is compared
 
 
-def test_group_runs_differ_only_in_learning_rate_and_name(populated_env):
+def test_group_runs_differ_only_in_learning_rate(populated_env):
     a, b = _ids(populated_env, f"{GROUP} · learning_rate=0.01", f"{GROUP} · learning_rate=0.001")
     at = _open(runs=f"{a},{b}")
     assert not at.exception and not at.warning
     diff = _frame(at, "parameter")
-    assert sorted(diff.index) == ["learning_rate", "name"]
+    assert sorted(diff.index) == ["learning_rate"]  # names head the columns already
     assert list(diff.loc["learning_rate"]) == ["0.01", "0.001"]
     summary = _frame(at, "result")
     assert "test accuracy" in summary.index and list(summary.columns) == [
@@ -89,7 +89,7 @@ def test_diff_across_architectures_lists_every_differing_setting(populated_env):
     assert not at.exception
     diff = _frame(at, "parameter")
     # mlp-512's preset trains with RMSprop, mlp-128-64's with Adam; seed, epochs, layers... are equal
-    assert sorted(diff.index) == ["architecture", "batch_size", "learning_rate", "name", "optimizer"]
+    assert sorted(diff.index) == ["architecture", "batch_size", "learning_rate", "optimizer"]
     assert list(diff.loc["optimizer"]) == ["adam", "rmsprop"]
 
 
@@ -143,4 +143,4 @@ def test_runs_trained_on_different_datasets_are_flagged(populated_env):
     populated_env.store.set_dataset(b, sample)
     at = _open(runs=f"{a},{b}")
     assert "trained on different datasets" in at.warning[0].value
-    assert "offline 5,000-digit sample · #ffffffff" in at.warning[0].value
+    assert "offline 5,000-digit sample · 4,000 train / 1,000 test · #ffffffff" in at.warning[0].value

@@ -202,7 +202,7 @@ def test_every_run_records_and_shows_its_dataset_and_headers_read_on_their_own(p
         assert d["n_fit"] + d["n_val"] == 300
     at = _open()
     table = _table(at)
-    assert set(table["dataset"]) == {f"360-digit set · #{info.sha256[:8]}"}
+    assert set(table["dataset"]) == {f"360 digits #{info.sha256[:6]}"}
     headers = [cfg["label"] for cfg in runs_column_config().values()]
     assert len(headers) == len(set(headers)) and not any("@" in h for h in headers)
     shown = next(df for df in at.dataframe if "test %" in df.value.columns).proto.column_order
