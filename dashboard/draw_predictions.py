@@ -135,7 +135,7 @@ def probability_table(predictions: list[RunPrediction], combined: RunPrediction 
 def _cell(v) -> str:
     if v is None or pd.isna(v):
         return ""
-    colour = "white" if v >= 0.5 else "inherit"
+    colour = "white" if v >= 0.5 else "#31333f"  # the grid ignores "inherit": small values vanished
     return f"background-color: rgba({SHADE[0]}, {SHADE[1]}, {SHADE[2]}, {0.08 + 0.92 * float(v):.2f}); color: {colour}"
 
 
@@ -178,12 +178,12 @@ def show_predictions(predictions: list[RunPrediction], combine_runs: bool = Fals
                                                      for lb, n in votes.most_common()) +
                    " (marked in orange below)", icon=":material/call_split:")
     table = probability_table(predictions, combined)
-    digit = st.column_config.TextColumn(width=42)
+    digit = st.column_config.TextColumn(width=38)
+    # run, answer and ten digits fit the page's right-hand column at 1440 px (ids are in the picker above)
     st.dataframe(styled_table(table, label if len(ok) > 1 else None), hide_index=True,
-                 column_config={"run": st.column_config.TextColumn("run", width="medium"),
-                                "id": st.column_config.TextColumn("id", width="small"),
-                                "reads": st.column_config.TextColumn("reads", width=52),
-                                "confidence": st.column_config.TextColumn("conf.", width=52),
+                 column_order=["run", "reads", *DIGIT_COLUMNS],
+                 column_config={"run": st.column_config.TextColumn("run", width=150),
+                                "reads": st.column_config.TextColumn("reads", width=48),
                                 **{d: digit for d in DIGIT_COLUMNS}})
     for p in predictions:
         if p.error:
