@@ -322,3 +322,20 @@ def test_the_panel_explains_an_uploaded_image_and_a_chosen_run(populated_env):
     assert not at.exception and not at.error
     assert at.selectbox(key="draw_explain_run").value == ids[2]
     assert len([c for c in image_captions(at) if c.startswith("toward ")]) == 2
+
+
+def test_explain_view_images_keep_their_shapes_and_limits():
+    from dashboard import explain_views as ev
+
+    maps = np.random.default_rng(0).random((8, 8, 200))
+    grid, shown = ev.feature_map_grid(maps)
+    assert len(shown) == ev.MAX_MAPS and grid.ndim == 3 and grid.dtype == np.uint8  # the 64 most active of 200
+    assert set(shown) == set(np.argsort(-maps.mean(axis=(0, 1)))[:ev.MAX_MAPS].tolist())
+    strip, order = ev.unit_strip(np.arange(40.0))
+    assert order == list(range(39, 23, -1)) and strip.shape[2] == 3
+    image = np.zeros((28, 28))
+    image[5:20, 13:15] = 1
+    overlay = ev.attribution_overlay(image, np.where(image > 0, 1.0, 0.0), side=168)
+    assert overlay.shape == (168, 168, 3)
+    assert (overlay[6 * 10, 13 * 6 + 2] == ev.POSITIVE.astype(np.uint8)).all()  # full attribution: pure red
+    assert ev.kernel_grid(np.random.default_rng(1).normal(size=(32, 3, 3))).shape[2] == 3
