@@ -302,10 +302,12 @@ def _widen_status_check(engine: sa.Engine) -> None:
         cur.execute("BEGIN IMMEDIATE")
         try:
             have = [r[1] for r in cur.execute("PRAGMA table_info(runs)").fetchall()]
-            columns = ", ".join(f'"{c.name}"' for c in runs_t.columns if c.name in have)  # schema's own names
+            names = [c.name for c in runs_t.columns if c.name in have]  # schema's own names
+            copy = sa.insert(sa.table("runs_rebuilt", *map(sa.column, names))).from_select(
+                names, sa.select(*map(sa.column, names)).select_from(sa.table("runs")))
             ddl = str(sa.schema.CreateTable(runs_t).compile(dialect=engine.dialect)).strip()
             cur.execute(ddl.replace("CREATE TABLE runs", "CREATE TABLE runs_rebuilt", 1))
-            cur.execute(f"INSERT INTO runs_rebuilt ({columns}) SELECT {columns} FROM runs")
+            cur.execute(str(copy.compile(dialect=engine.dialect)))
             cur.execute("DROP TABLE runs")
             cur.execute("ALTER TABLE runs_rebuilt RENAME TO runs")
             for index in runs_t.indexes:

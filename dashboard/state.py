@@ -206,12 +206,15 @@ def warm_up_status() -> None:
     if status is None:
         return
 
+    whole_run = {"now": True}  # this call renders inside a run of the whole app; reruns of the line alone come later
+
     @st.fragment(run_every=1.0 if not status["done"] else None)
     def line() -> None:
         if status["done"]:
             if st.session_state.get("_digitlab_warming"):
                 st.session_state["_digitlab_warming"] = False
-                st.rerun()  # the whole app once: the line stops polling
+                if not whole_run["now"]:  # rerunning a whole run would drop the click that started it
+                    st.rerun()  # the whole app once: the line stops polling
             if status["error"] is None:
                 st.caption(f":material/check_circle: Warmed up in {status['seconds']:.0f} s: Keras and the "
                            "default model are loaded.")
@@ -222,3 +225,4 @@ def warm_up_status() -> None:
 
     with st.sidebar:
         line()
+    whole_run["now"] = False

@@ -313,8 +313,9 @@ def test_a_model_with_code_inside_is_refused_and_its_code_never_runs(populated_e
     inputs = keras.Input((28, 28, 1))
     outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(payload(inputs)))
     run = completed(populated_env)
-    model_file = populated_env.store.run_dir(run.id) / "model.keras"
+    model_file = tmp_path / "model.keras"
     keras.Model(inputs, outputs).save(model_file)
+    populated_env.store.put_artifact(run.id, "model.keras", model_file)  # models live in the store
     marker.unlink()  # building and saving called it; from here on nothing may
     image = tmp_path / "digit.png"
     image.write_bytes(png(np.pad(np.full((12, 4), 255, np.uint8), 8)))
