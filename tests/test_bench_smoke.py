@@ -77,3 +77,29 @@ def test_dashboard_smoke(tmp_path, populated_data):
     assert set(pages["Compare"]["tabs_s"]) == {"Hyperparameters", "Confusion matrices"}
     assert all(t["median"] > 0 for t in pages["Compare"]["tabs_s"].values())
     assert "Compare → Confusion matrices" in out
+
+
+def test_search_smoke(tmp_path, populated_data):
+    out, doc = run_bench("search.py", tmp_path, "--data", str(populated_data), timeout=300)
+    methods = doc["figures"]["methods"]
+    assert set(methods) == {"grid", "random", "tpe", "tpe-median"}
+    for name, agg in methods.items():
+        assert 0.0 <= agg["best_val_accuracy"] <= 1.0 and 0.0 <= agg["best_test_accuracy"] <= 1.0, name
+        assert 0 < agg["fit_s"] <= agg["wall_s"] and agg["epochs_trained"] >= 1, name
+    assert methods["grid"]["cpu_vs_grid"] == pytest.approx(1.0) and methods["grid"]["pruned_runs"] == 0
+    assert all(s["runs"] == 4 for s in doc["figures"]["studies"])  # the smoke budget, for every method
+    assert "fit vs grid" in out
+
+
+def test_writers_smoke(tmp_path, populated_env):
+    runs = list(populated_env.runs["run_id"][:2])
+    args = ["--data", str(populated_env.data_path), "--store", populated_env.db_url, "--name", "writers"]
+    for run_id in runs:
+        args += ["--run", run_id]
+    out, doc = run_bench("writers.py", tmp_path, *args, "--ensemble", timeout=300)
+    models = doc["figures"]["models"]
+    assert set(runs) <= set(models) and len(models) == 3, list(models)  # the two runs and their ensemble
+    for fig in models.values():
+        assert 0.0 <= fig["proxy_mean"] <= 1.0 and 0.0 <= fig["mnist_test"] <= 1.0
+        assert len(fig["per_writer"]) == len(doc["figures"]["writers"])
+    assert "drawn-like" in out and "MNIST test" in out
