@@ -220,7 +220,7 @@ class Evaluation:
 _HYPERPARAMETERS = {"optimizer": "optimizer", "learning_rate": "learning_rate", "batch_size": "batch_size",
                     "epochs_planned": "epochs", "dropout": "dropout", "activation": "activation",
                     "validation_split": "validation_split", "seed": "seed", "lr_schedule": "lr_schedule",
-                    "train_limit": "train_limit", "augment": "augment"}
+                    "train_limit": "train_limit", "augment": "augment", "elastic": "elastic"}
 
 
 def runs_frame(names: list[str], rows: list[tuple]) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 
+from core.architectures import BN_MOMENTUM
 from core.config import TrainConfig
 
 # Keras constructors for each optimizer name of core.config.OPTIMIZERS, as in core.train.make_optimizer.
@@ -140,7 +141,7 @@ def _layer_code(layer: dict) -> str:
     if kind == "Dropout":
         return f"layers.Dropout({layer['rate']!r})"
     if kind == "BatchNormalization":
-        return "layers.BatchNormalization()"
+        return f"layers.BatchNormalization(momentum={BN_MOMENTUM!r})"  # as Digit Lab trains it
     if kind == "Flatten":
         return "layers.Flatten()"
     if kind == "Activation":

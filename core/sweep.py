@@ -28,7 +28,7 @@ SWEEPABLE: dict[str, str] = {
     "learning_rate": "float", "batch_size": "int", "epochs": "int", "optimizer": "choice",
     "dropout": "float", "activation": "choice", "validation_split": "float", "seed": "int",
     "early_stopping": "int", "lr_schedule": "choice", "train_limit": "int", "augment": "bool",
-    "architecture": "choice",
+    "elastic": "bool", "architecture": "choice",
 }
 CHOICES: dict[str, tuple[str, ...]] = {"optimizer": OPTIMIZERS, "activation": ACTIVATIONS,
                                        "lr_schedule": LR_SCHEDULES, "architecture": ARCHITECTURES}

@@ -24,7 +24,7 @@ from core.store import RunStore
 
 # Hyperparameters shown as table columns and offered to the parallel-coordinates plot.
 HYPERPARAMETERS = ("architecture", "optimizer", "learning_rate", "batch_size", "epochs_planned", "dropout",
-                   "activation", "validation_split", "lr_schedule", "train_limit", "augment", "seed")
+                   "activation", "validation_split", "lr_schedule", "train_limit", "augment", "elastic", "seed")
 METRICS = {"test_accuracy": "test accuracy", "best_val_accuracy": "best validation accuracy",
            "last_val_accuracy": "last validation accuracy", "drawn_accuracy": "drawn-set accuracy"}
 # Sort choices on the Runs page: label -> (column, descending by default).
@@ -366,6 +366,9 @@ def layer_table(config: TrainConfig) -> pd.DataFrame:
     if config.augment:
         rows.insert(1, {"layer": "RandomRotation · RandomTranslation · RandomZoom",
                         "output shape": "(28, 28, 1)", "parameters": 0, "note": "augmentation, training only"})
+    if config.elastic:
+        rows.insert(1, {"layer": "ElasticDistortion", "output shape": "(28, 28, 1)", "parameters": 0,
+                        "note": "elastic distortion, training only"})
     return pd.DataFrame(rows)
 
 

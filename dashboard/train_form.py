@@ -23,13 +23,14 @@ HIDDEN_ACTIVATIONS = (*ACTIVATIONS, "linear")
 FLOAT_FIELDS = ("learning_rate", "validation_split")
 INT_FIELDS = ("batch_size", "epochs", "seed", "early_stopping")
 HYPERPARAMETERS = ("optimizer", "learning_rate", "batch_size", "epochs", "dropout", "activation",
-                   "validation_split", "seed", "early_stopping", "lr_schedule", "train_limit", "augment")
+                   "validation_split", "seed", "early_stopping", "lr_schedule", "train_limit", "augment", "elastic")
 # Each field's widget label: the form's messages name a field as the user sees it.
 LABELS = {"optimizer": "Optimizer", "learning_rate": "Learning rate", "lr_schedule": "Learning-rate schedule",
           "batch_size": "Batch size", "epochs": "Epochs",
           "early_stopping": "Early-stopping patience (epochs, 0 = off)", "validation_split": "Validation split",
           "train_limit": "Train on at most (digits)", "activation": "Hidden activation", "dropout": "Dropout rate",
-          "seed": "Random seed", "augment": "Augment (rotate, shift, zoom)", "architecture": "Architecture",
+          "seed": "Random seed", "augment": "Augment (rotate, shift, zoom)",
+          "elastic": "Elastic distortion (other writers' strokes)", "architecture": "Architecture",
           "layers": "Hidden layers", "name": "Run name"}
 
 
@@ -208,6 +209,7 @@ def hyperparameter_inputs(n_train: int | None) -> tuple[dict[str, Any], dict[str
                                        help=HELP["dropout"], placeholder="empty: keep the architecture's rates"))
         add("seed", st.number_input(label("seed"), step=1, key=_key("seed"), help=HELP["seed"]))
         add("augment", st.toggle(label("augment"), key=_key("augment"), help=HELP["augment"]))
+        add("elastic", st.toggle(label("elastic"), key=_key("elastic"), help=HELP["elastic"]))
     return v, slots
 
 
