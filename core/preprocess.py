@@ -386,10 +386,11 @@ def load_image_file(path_or_bytes: str | Path | bytes | Any, max_bytes: int = MA
             return _pil_to_array(ImageOps.exif_transpose(im))
     except InferenceError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise InferenceError(f"{name} is over the {max_pixels / 1e6:g} megapixel limit for images: {exc}") from None
+    except Image.DecompressionBombError:
+        raise InferenceError(f"{name} is over the {max_pixels / 1e6:g} megapixel limit for images: "
+                             f"scale it down and try again") from None
     except Image.UnidentifiedImageError:  # its text names Pillow's internal buffer, not the file
-        raise InferenceError(f"{name} is not a readable image (PNG or JPEG): its content is not an image "
-                             f"format Pillow knows") from None
+        raise InferenceError(f"{name} is not a readable image: its content is none of the formats read here "
+                             f"(PNG, JPEG, BMP, GIF, WebP). Save the digit as a PNG and try again") from None
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors...
         raise InferenceError(f"{name} is not a readable image (PNG or JPEG): {exc}") from None

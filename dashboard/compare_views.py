@@ -96,4 +96,4 @@ def confusion(store: RunStore, chosen: list[str], labels: Mapping[str, str]) -> 
         if changes.empty:
             st.info("Both runs make exactly the same mistakes.")
         else:
-            st.dataframe(changes, hide_index=True, key="compare_changes")
+            st.dataframe(changes, hide_index=True, key="compare_changes", placeholder="—")

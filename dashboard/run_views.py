@@ -143,7 +143,19 @@ def evaluation(store: RunStore, run: Run) -> None:
                 st.image(charts.digit_tiles(images), width=84,
                          caption=[f"{t}→{p} · {c:.0%}" for t, p, c in
                                   zip(wrong["true_label"], wrong["pred_label"], wrong["confidence"])])
-                st.caption(f"Showing {len(wrong)} digits (true → predicted · confidence).")
+                total = mistakes_of_kind(evaluation.confusion, true, pred)
+                shown = (f"all {len(wrong)}" if total is None or total <= len(wrong)
+                         else f"the {len(wrong)} most confident of {total:,}")
+                st.caption(f"Showing {shown} such mistakes (true → predicted · confidence).")
+
+
+def mistakes_of_kind(confusion: list[list[int]] | None, true: int | None, pred: int | None) -> int | None:
+    """How many test digits the confusion matrix counts as misread with this true and predicted
+    digit (None: any); None without a 10 x 10 matrix."""
+    if not confusion or len(confusion) != 10:
+        return None
+    return sum(int(n) for t, row in enumerate(confusion) for p, n in enumerate(row)
+               if t != p and true in (None, t) and pred in (None, p))
 
 
 def model(store: RunStore, run: Run, config: TrainConfig | None) -> None:
@@ -151,7 +163,7 @@ def model(store: RunStore, run: Run, config: TrainConfig | None) -> None:
     st.markdown("#### Model")
     stored_model = store.artifact(run.id, "model.keras")  # in the store: downloadable from any machine
     if config is not None:
-        st.dataframe(tables.layer_table(config), hide_index=True, key="detail_layers",
+        st.dataframe(tables.layer_table(config), hide_index=True, placeholder="—", key="detail_layers",
                      column_config={"layer": st.column_config.TextColumn(width="large"),
                                     "note": st.column_config.TextColumn(width="medium"),
                                     "parameters": st.column_config.NumberColumn(format="localized")})
@@ -165,7 +177,7 @@ def model(store: RunStore, run: Run, config: TrainConfig | None) -> None:
         st.caption("No model file in the store: " + ("it was removed or never saved." if run.status == "completed"
                                         else f"the run is {run.status}; completed runs save one."))
     with st.expander("Config (the resolved hyperparameters)"):
-        st.dataframe(tables.config_table(run.config), hide_index=True, key="detail_params")
+        st.dataframe(tables.config_table(run.config), hide_index=True, key="detail_params", placeholder="—")
     if config is not None:
         with st.expander("Equivalent standalone Keras script"):
             script = keras_script(config, run.dataset)

@@ -206,7 +206,8 @@ def charts(store: RunStore, name: str, data: dict) -> None:
                                          study.objective), key="study_parcoords")
     with st.expander(f"The {len(table)} runs", icon=":material/table_rows:"):
         shown = table.drop(columns=["finished_at"]).rename(columns={"value": study.objective})
-        st.dataframe(shown.sort_values("trial", ascending=False), hide_index=True, width="stretch")
+        st.dataframe(shown.sort_values("trial", ascending=False), hide_index=True, width="stretch",
+                     placeholder="—")
 
 
 def actions(store: RunStore, name: str, data: dict) -> None:

@@ -82,7 +82,7 @@ def sweep_panel(store: RunStore, group: str) -> None:
         table = runs.sort_values("created_at")[["name", "status", "test_accuracy", "best_val_accuracy", "run_id"]]
         table = table.assign(test_accuracy=table["test_accuracy"] * 100, best_val_accuracy=table["best_val_accuracy"] * 100)
         percent = {"format": "%.2f%%"}
-        st.dataframe(table, hide_index=True, width="stretch",
+        st.dataframe(table, hide_index=True, width="stretch", placeholder="—",
                      column_config={"test_accuracy": st.column_config.NumberColumn("test accuracy", **percent),
                                     "best_val_accuracy": st.column_config.NumberColumn("best val accuracy", **percent),
                                     "run_id": "run id"})

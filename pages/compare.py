@@ -49,13 +49,13 @@ if warning := tables.dataset_differences(dict(zip(selected["run_id"].map(labels)
 # side by side while the tables are narrow, so the charts stay in view
 left, right = st.columns(2, gap="large") if len(chosen) <= 4 else (st.container(), st.container())
 left.subheader("Summary")
-left.dataframe(tables.summary_table(selected, labels), key="compare_summary")
+left.dataframe(tables.summary_table(selected, labels), key="compare_summary", placeholder="—")
 right.subheader("Settings that differ")
 diff = tables.param_diff({labels[r]: cfg for r, cfg in zip(selected["run_id"], selected["config"])})
 if diff.empty:
     right.success("These runs have identical settings (a repeat shows how much results vary by chance alone).")
 else:
-    right.dataframe(diff, key="compare_params")
+    right.dataframe(diff, key="compare_params", placeholder="—")
 
 # Only the open tab runs and is drawn (lazy tabs), so the page comes up quickly with 10 runs;
 # the open tab is in the link (`&view=…`), so a shared link opens the same view.

@@ -27,7 +27,7 @@ with set_tab:
         drawn_set.evaluate_buttons(store, runs, picked, key="draw_eval")
         drawn_set.evaluation_panel(store, runs, picked)  # the buttons' callbacks ran first: `runs` is up to date
         drawn_set.ensemble_scorer(store, runs, captions, key="draw_ens")
-        st.dataframe(drawn_set.leaderboard(runs), hide_index=True,
+        st.dataframe(drawn_set.leaderboard(runs), hide_index=True, placeholder="—",
                      column_config={c: st.column_config.NumberColumn(format="percent")
                                     for c in ("test accuracy", "drawn-set accuracy")})
 
@@ -57,7 +57,7 @@ with draw_tab:
             canvas = st_canvas(stroke_width=brush, stroke_color="#FFFFFF", background_color="#000000",
                                height=ui.CANVAS_SIDE, width=ui.CANVAS_SIDE, drawing_mode="freedraw",
                                return_image_data=True, key=ui.canvas_key())
-            st.button("Clear", key="draw_clear", on_click=ui.clear_canvas, icon=":material/ink_eraser:")
+            st.caption("Undo, redo and clear (the bin) are in the canvas's toolbar: point at the canvas to see it.")
             image, original = canvas.image_data, canvas.image_bytes
         else:
             upload = st.file_uploader("A PNG or JPEG of one digit, any size, dark on light or light on dark",

@@ -113,9 +113,18 @@ def test_choosing_a_confusion_cell_filters_the_gallery(populated_env):
     gallery = at.get("image")
     assert len(gallery) == 1 and len(gallery[0].captions) == len(expected)
     assert all(c.startswith(f"{true}→{pred} · ") for c in gallery[0].captions)
-    assert f"Showing {len(expected)} digits" in _text(at)
+    total = populated_env.store.evaluation(run_id).confusion[true][pred]
+    assert (f"Showing all {len(expected)} such mistakes" if total <= 48
+            else f"the 48 most confident of {total:,}") in _text(at)
     at.selectbox("detail_pred").select(true).run()  # the diagonal: correct digits, not mistakes
     assert "pick a cell off the diagonal" in _text(at)
+    at.selectbox("detail_true").select(None)
+    at.selectbox("detail_pred").select(None).run()  # any mistake: more than the gallery holds
+    matrix = populated_env.store.evaluation(run_id).confusion
+    total = sum(matrix[t][p] for t in range(10) for p in range(10) if t != p)
+    shown = len(populated_env.store.misclassified(run_id, limit=48))
+    assert (f"Showing the 48 most confident of {total:,} such mistakes" if total > 48
+            else f"Showing all {shown} such mistakes") in _text(at), _text(at)
 
 
 def test_clicking_a_confusion_cell_sets_the_gallery_filter(populated_env):

@@ -280,8 +280,9 @@ def test_unreadable_files_are_inference_errors(tmp_path, content):
         content = buf.getvalue()[: len(buf.getvalue()) // 2]
     path = tmp_path / "upload.png"
     path.write_bytes(content)
-    with pytest.raises(InferenceError, match="not a readable image"):
+    with pytest.raises(InferenceError, match="not a readable image") as caught:
         load_image_file(path)
+    assert "Pillow" not in str(caught.value) and "upload.png" in str(caught.value)  # the file, not the library
     with pytest.raises(InferenceError, match="not a readable image"):
         load_image_file(tmp_path / "missing.png")
 
