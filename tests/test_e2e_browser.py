@@ -188,17 +188,29 @@ def test_draw_a_digit_save_it_and_find_it_in_the_drawn_set(app, page):
     settle(page)
     canvas = page.locator("canvas.upper-canvas").first
     expect(canvas).to_be_visible(timeout=30_000)
-    box = canvas.bounding_box()
-    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
-    # a "7": the top bar, then the diagonal stroke
-    page.mouse.move(x0 + 0.3 * w, y0 + 0.25 * h)
-    page.mouse.down()
-    page.mouse.move(x0 + 0.7 * w, y0 + 0.25 * h, steps=12)
-    page.mouse.move(x0 + 0.45 * w, y0 + 0.8 * h, steps=16)
-    page.mouse.up()
-    settle(page)
-    expect(page.get_by_text("What the model sees").first).to_be_visible(timeout=30_000)
+
+    def draw_seven() -> None:  # the top bar, then the diagonal stroke
+        box = canvas.bounding_box()
+        x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+        page.mouse.move(x0 + 0.3 * w, y0 + 0.25 * h)
+        page.mouse.down()
+        page.mouse.move(x0 + 0.7 * w, y0 + 0.25 * h, steps=12)
+        page.mouse.move(x0 + 0.45 * w, y0 + 0.8 * h, steps=16)
+        page.mouse.up()
+        settle(page)
+        expect(page.get_by_text("What the model sees").first).to_be_visible(timeout=30_000)
+
+    draw_seven()
+    expect(page.get_by_text("Inside the model").first).to_be_visible(timeout=30_000)
     no_exception(page)
+    # one way to clear: the canvas toolbar's bin (no second Clear button), and the page follows it
+    canvas.hover()
+    page.get_by_role("button", name="Reset canvas & history").click()
+    settle(page)
+    expect(page.get_by_text("Draw a digit").first).to_be_visible(timeout=20_000)
+    assert page.get_by_text("What the model sees").count() == 0
+    assert page.get_by_role("button", name="Clear", exact=True).count() == 0
+    draw_seven()
     shot(page, "draw")
     label = page.get_by_test_id("stSelectbox").filter(has_text="Label")
     expect(label).to_be_visible(timeout=30_000)
