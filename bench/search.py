@@ -7,6 +7,7 @@ One space (learning rate on a log range, batch size, dropout, optimizer) on `mlp
   random      Optuna's RandomSampler over lr 1e-4…1e-1 (log), batch 16…256 (int, log), dropout 0…0.5, {adam, sgd}
   tpe         TPESampler (constant liar) over the same space
   tpe-median  the same, with the median pruner after 1 warm-up epoch
+  tpe-hyperband  the same, with the Hyperband pruner (min 1 epoch, max 4, reduction factor 3)
 
 Each study is created with core.study.create_study in a fresh SQLite store and trained by one
 in-process `core.worker.run_worker` (the loop `python -m core worker` runs: it claims, trains,
@@ -36,7 +37,7 @@ import common  # noqa: E402
 GRID = {"learning_rate": [1e-3, 1e-2], "batch_size": [32, 128], "dropout": [0.0, 0.3], "optimizer": ["adam", "sgd"]}
 SPACE = ["learning_rate=1e-4:1e-1:log", "batch_size=16:256:log", "dropout=0.0:0.5", "optimizer=adam,sgd"]
 METHODS = {"grid": ("grid", "none"), "random": ("random", "none"), "tpe": ("tpe", "none"),
-           "tpe-median": ("tpe", "median")}
+           "tpe-median": ("tpe", "median"), "tpe-hyperband": ("tpe", "hyperband")}
 
 
 def run_study(method: str, seed: int, data: Path, budget: int, epochs: int, train_limit: int) -> dict[str, Any]:

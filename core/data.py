@@ -137,7 +137,36 @@ def dataset_identity(path: str | Path = DEFAULT_DATA) -> dict:
 
 
 def load_dataset(path: str | Path = DEFAULT_DATA) -> Dataset:
-    """Load all four arrays, checking shapes, dtypes, counts and the label range."""
+    """Load all four arrays, checking shapes, dtypes, counts and the label range.
+
+    The last file loaded is kept in this process (its arrays read-only) while the file is
+    unchanged (same inode, size and modification time): a worker that trains run after run
+    reads and checks the 55 MB once, not per run (measured: ~0.3-0.7 CPU-s a load).
+    """
+    global _LOADED
+    key = _file_key(path)
+    if key is not None and _LOADED is not None and _LOADED[0] == key:
+        return _LOADED[1]
+    data = _read_dataset(path)
+    for a in (data.x_train, data.y_train, data.x_test, data.y_test):
+        a.setflags(write=False)
+    _LOADED = (key, data) if key is not None else None
+    return data
+
+
+_LOADED: tuple[tuple, Dataset] | None = None
+
+
+def _file_key(path: str | Path) -> tuple | None:
+    """What identifies the file's current contents without reading it, or None when it cannot be stat'ed."""
+    try:
+        st = Path(path).resolve().stat()
+    except OSError:
+        return None
+    return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _read_dataset(path: str | Path) -> Dataset:
     info = dataset_info(path)
     try:
         with h5py.File(info.path, "r") as f:

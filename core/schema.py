@@ -9,7 +9,8 @@ Tables (SQLAlchemy Core, one `MetaData`, `md`):
   drawn accuracy), the model file and the error that stopped it, the dataset that trained it
   (source, split sizes, hash) and, for a study's run, its Optuna trial number.
 - `metrics`: logged values, one row per (run, scope, key, step): "batch" rows are running
-  means sampled every N steps, "epoch" rows the epoch logs; NaN and infinities are NULL.
+  means sampled every N steps, "epoch" rows the epoch logs, "pruner" rows the rung values a
+  study's pruner noted on the run (core.study); NaN and infinities are NULL.
 - `evaluations`: one row per (run, split): accuracy, loss, the 10×10 confusion matrix and a
   per-class report, on the test split or on the saved drawings.
 - `misclassified`: the test digits a run got wrong, with the predicted label and its confidence.
@@ -92,7 +93,7 @@ metrics_t = sa.Table(
     "metrics", md,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("scope", sa.String(8), nullable=False),     # "batch" (running means) or "epoch"
+    sa.Column("scope", sa.String(8), nullable=False),     # "batch" (running means), "epoch" or "pruner" (core.study)
     sa.Column("key", sa.String(64), nullable=False),
     sa.Column("step", sa.Integer, nullable=False),        # global batch step
     sa.Column("epoch", sa.Integer),                       # 1-based

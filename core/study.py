@@ -21,7 +21,9 @@ one source of truth and the one queue:
   can never exceed the budget. Workers call `after_run()` when a run ends and `top_up_all()`
   when they find the queue empty;
 - pruning: `prune_check(store, run)` gives the run's StoreLogger a function called once per
-  epoch end (one read transaction, none per batch) that rebuilds the study and asks its pruner.
+  epoch end (one read transaction, none per batch) that rebuilds the study and asks its pruner;
+  what the pruner notes on the trial (Hyperband's rung values) is kept as "pruner" metric rows
+  and handed back to the next rebuild (`_pruner_state`).
 
 A grid is the plan itself: `search="grid"` queues every combination at once, in grid order
 (`core.sweep.expand_grid`), so the whole plan shows in the queue; Optuna still prunes its runs
@@ -397,6 +399,31 @@ def _objective_values(c: sa.Connection, study: Study, runs: list[dict]) -> dict[
     return values
 
 
+PRUNER_SCOPE = "pruner"  # metric rows that keep a pruner's per-trial state (see _pruner_state)
+
+
+def _pruner_state(c: sa.Connection, runs: list[dict]) -> dict[str, dict[str, float]]:
+    """What the pruner wrote on each run's trial ({run id: {attribute: value}}), as `prune_check` kept it.
+
+    Optuna's successive-halving (and so Hyperband) pruner records, on the trial itself, the value with
+    which it passed each rung ("completed_rung_0" …) and compares a run only with the values others
+    recorded at the same rung. A rebuilt study would hold none of them, so every run would be alone at
+    its rung and always promoted: Hyperband would never prune. They are kept as metric rows of scope
+    "pruner" (written at an epoch end, with the decision) and handed back to the rebuilt trials.
+    """
+    ids = [r["id"] for r in runs]
+    if not ids:
+        return {}
+    m = metrics_t.c
+    rows = c.execute(sa.select(m.run_id, m.key, m.value).where(
+        m.run_id.in_(ids), m.scope == PRUNER_SCOPE).order_by(m.run_id, m.step)).all()
+    state: dict[str, dict[str, float]] = {}
+    for run_id, key, value in rows:
+        if value is not None:
+            state.setdefault(run_id, {})[key] = float(value)
+    return state
+
+
 def _sampler(study: Study, n_trials: int):
     import optuna
 
@@ -426,12 +453,13 @@ def _pruner(study: Study):
 
 
 def _rebuild(study: Study, runs: list[dict], objective: dict[str, dict[int, float]],
-             current: tuple[str, int, float] | None = None):
+             current: tuple[str, int, float] | None = None, pruner_state: dict[str, dict[str, float]] | None = None):
     """An in-memory Optuna study holding every run of `study` as a trial numbered like the run.
 
     `current` = (run id, epoch, value): a value the running run just measured, in case the store
     has not got it yet. Trial numbers missing from the store (a deleted run) become FAIL trials so
-    the numbers stay aligned with `runs.trial`.
+    the numbers stay aligned with `runs.trial`. `pruner_state` (from `_pruner_state`) goes back onto
+    the trials as the system attributes the pruner wrote there.
     """
     import optuna
     from optuna.trial import TrialState, create_trial
@@ -444,12 +472,13 @@ def _rebuild(study: Study, runs: list[dict], objective: dict[str, dict[int, floa
     distributions = {f: _distribution(s) for f, s in study.space.items()}
     for number in range(n):
         run = by_number.get(number)
-        o.add_trial(_trial_for(run, distributions, objective, current) if run else create_trial(state=TrialState.FAIL))
+        o.add_trial(_trial_for(run, distributions, objective, current, (pruner_state or {}).get(run["id"]))
+                    if run else create_trial(state=TrialState.FAIL))
     return o
 
 
 def _trial_for(run: dict, distributions: dict, objective: dict[str, dict[int, float]],
-               current: tuple[str, int, float] | None):
+               current: tuple[str, int, float] | None, system_attrs: dict[str, float] | None = None):
     from optuna.trial import TrialState, create_trial
 
     values = dict(objective.get(run["id"], {}))
@@ -463,7 +492,8 @@ def _trial_for(run: dict, distributions: dict, objective: dict[str, dict[int, fl
         state = TrialState.FAIL
     try:
         return create_trial(state=state, params=params, distributions=distributions, intermediate_values=values,
-                            value=last if state in (TrialState.COMPLETE, TrialState.PRUNED) else None)
+                            value=last if state in (TrialState.COMPLETE, TrialState.PRUNED) else None,
+                            system_attrs=dict(system_attrs or {}))
     except ValueError:  # a param outside its distribution (a config edited by hand): keep the number only
         return create_trial(state=TrialState.FAIL)
 
@@ -489,11 +519,20 @@ def prune_check(store: RunStore, run: Run) -> Callable[[int, dict], bool] | None
 
         def read(c):
             runs = _study_runs(c, study.name)
-            return runs, _objective_values(c, study, runs)
-        runs, objective = store._tx(read, write=False)
-        optuna_study = _rebuild(study, runs, objective, current=(run.id, epoch, float(value)))
+            return runs, _objective_values(c, study, runs), _pruner_state(c, runs)
+        runs, objective, state = store._tx(read, write=False)
+        optuna_study = _rebuild(study, runs, objective, current=(run.id, epoch, float(value)), pruner_state=state)
         trial = optuna_study.trials[run.trial]
-        return bool(optuna_study.pruner.prune(optuna_study, trial))
+        prune = bool(optuna_study.pruner.prune(optuna_study, trial))
+        written = optuna_study.get_trials(deepcopy=False)[run.trial].system_attrs
+        new = [(run.id, PRUNER_SCOPE, key, epoch, epoch, float(v)) for key, v in written.items()
+               if key not in trial.system_attrs and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if new:
+            try:  # the rung this run passed, for the next decisions (this one stands even if the write fails)
+                store.log_metrics(new)
+            except Exception:
+                pass
+        return prune
     return check
 
 

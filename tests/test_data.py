@@ -166,6 +166,24 @@ def test_different_inputs_replace_the_existing_file(tmp_path):
     assert np.array_equal(load_dataset(out).y_train, new["y_train"])
 
 
+def test_a_loaded_dataset_is_kept_read_only_until_its_file_changes(tmp_path):
+    """A worker trains run after run on one file: it is read once, shared read-only, and re-read once replaced."""
+    write_mnist_dir(tmp_path / "a", n_train=10, seed=1)
+    new = write_mnist_dir(tmp_path / "b", n_train=12, seed=2)
+    out = tmp_path / "mnist.h5"
+    ingest(tmp_path / "a", out)
+    first = load_dataset(out)
+    assert load_dataset(out) is first
+    with pytest.raises(ValueError):
+        first.x_train[0, 0, 0] = 1  # shared between runs: nobody may change it in place
+    ingest(tmp_path / "b", out)
+    again = load_dataset(out)
+    assert again is not first and np.array_equal(again.y_train, new["y_train"])
+    out.unlink()
+    with pytest.raises(DataError, match="No dataset"):
+        load_dataset(out)  # a deleted file is not served from memory
+
+
 def _rewrite(folder: Path, split: str, kind: str, data: bytes) -> None:
     (folder / idx_name(split, kind)).write_bytes(data)
 

@@ -259,17 +259,32 @@ def test_median_pruning_stops_a_run_below_the_finished_runs_after_the_warmup(any
     assert prune_check(store, store.get_run(no_pruner[0])) is None
 
 
-def test_hyperband_pruning_decides_from_the_rebuilt_study(store, tiny_data):
-    for _ in range(3):
+def test_hyperband_prunes_against_the_rung_values_earlier_runs_passed_with(any_store, tiny_data):
+    """Optuna's Hyperband keeps each trial's rung values on the trial; a rebuilt study must get them back,
+    or every run is alone at its rung, always promoted, and nothing is ever pruned."""
+    store = any_store
+    for _ in range(6):
         store.register_worker()
-    ids = create_study(store, BASE, SPACE, "hb", tiny_data, search="random", budget=6, pruner="hyperband")
-    finish(store, ids[0], [0.5, 0.8, 0.9])
-    finish(store, ids[1], [0.6, 0.85, 0.92])
-    store.claim_run("w", run_id=ids[2])
-    check = prune_check(store, store.get_run(ids[2]))
-    assert check(1, {"val_accuracy": 0.95}) is False  # ahead of every finished run: never stopped
-    assert check(3, {"val_accuracy": 0.01}) is False  # the last epoch: the run ends anyway
-    assert isinstance(check(1, {"val_accuracy": 0.01}), bool)  # Optuna's bracket decides; it answers at once
+    # 3 epochs, warm-up 2: one bracket (min resource 2, max 3), whose first rung is epoch 2
+    ids = create_study(store, BASE, SPACE, "hb", tiny_data, search="random", budget=6, pruner="hyperband",
+                       warmup_epochs=2)
+    for run_id, value in zip(ids[:3], (0.90, 0.91, 0.92)):
+        store.claim_run("w", run_id=run_id)
+        check = prune_check(store, store.get_run(run_id))
+        assert check(1, {"val_accuracy": value}) is False  # before the first rung
+        store.log_metrics([(run_id, "epoch", "val_accuracy", i, i + 1, value) for i in range(2)])
+        assert check(2, {"val_accuracy": value}) is False  # the best so far at its rung: promoted
+        rung = store.metric_history(run_id, scope="pruner")
+        assert list(rung["key"]) == ["completed_rung_0"] and rung["value"].iloc[0] == pytest.approx(value)
+        store.log_metrics([(run_id, "epoch", "val_accuracy", 2, 3, value)])
+        store.complete_run(run_id, EVALUATION, epoch=3)
+    poor = ids[3]
+    store.claim_run("w", run_id=poor)
+    store.log_metrics([(poor, "epoch", "val_accuracy", i, i + 1, 0.3) for i in range(2)])
+    assert prune_check(store, store.get_run(poor))(2, {"val_accuracy": 0.3}) is True  # not in the top third
+    store.claim_run("w", run_id=ids[4])
+    assert prune_check(store, store.get_run(ids[4]))(2, {"val_accuracy": 0.95}) is False  # the top one goes on
+    assert store.histories(list(ids), "epoch", ["completed_rung_0"]).empty  # kept apart from the curves
 
 
 def test_summary_best_is_the_best_completed_run_and_importance_sums_to_one(any_store, tiny_data):
