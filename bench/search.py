@@ -1,4 +1,4 @@
-"""Grid, random, TPE and TPE with median pruning at an equal budget: best accuracy reached and compute spent.
+"""Grid, random, TPE and TPE with median or Hyperband pruning at an equal budget: best accuracy reached and compute spent.
 
 One space (learning rate on a log range, batch size, dropout, optimizer) on `mlp-128-64`,
 10,000 MNIST digits (9,000 to train, 1,000 to validate), up to 4 epochs, 16 runs per study:
@@ -8,6 +8,8 @@ One space (learning rate on a log range, batch size, dropout, optimizer) on `mlp
   tpe         TPESampler (constant liar) over the same space
   tpe-median  the same, with the median pruner after 1 warm-up epoch
   tpe-hyperband  the same, with the Hyperband pruner (min 1 epoch, max 4, reduction factor 3)
+  tpe-median-x2, tpe-hyperband-x2  (only when named in --methods) the same with 32 runs: what
+                TPE reaches when pruning's saving is spent on more runs (results: search_x2.json)
 
 Each study is created with core.study.create_study in a fresh SQLite store and trained by one
 in-process `core.worker.run_worker` (the loop `python -m core worker` runs: it claims, trains,
@@ -18,7 +20,7 @@ the seconds spent in training itself (the epochs' own durations), and the CPU an
 seconds of the whole study (which add each run's fixed cost: building and tracing the model,
 loading the digits, the test evaluation and the model save, ~3 CPU-s per run here).
 
-Run: python bench/search.py                (3 seeds; about 20 minutes on 2 busy cores)
+Run: python bench/search.py                (3 seeds, 5 methods; about 25 minutes on 2 cores)
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ GRID = {"learning_rate": [1e-3, 1e-2], "batch_size": [32, 128], "dropout": [0.0,
 SPACE = ["learning_rate=1e-4:1e-1:log", "batch_size=16:256:log", "dropout=0.0:0.5", "optimizer=adam,sgd"]
 METHODS = {"grid": ("grid", "none"), "random": ("random", "none"), "tpe": ("tpe", "none"),
            "tpe-median": ("tpe", "median"), "tpe-hyperband": ("tpe", "hyperband")}
+# Not in the default set: twice the runs (what the samplers reach when pruning's saving is spent on more runs)
+EXTRA = {"tpe-median-x2": ("tpe", "median", 2), "tpe-hyperband-x2": ("tpe", "hyperband", 2)}
 
 
 def run_study(method: str, seed: int, data: Path, budget: int, epochs: int, train_limit: int) -> dict[str, Any]:
@@ -46,7 +50,8 @@ def run_study(method: str, seed: int, data: Path, budget: int, epochs: int, trai
     from core.study import create_study, parse_space, summary
     from core.worker import run_worker
 
-    search, pruner = METHODS[method]
+    search, pruner, factor = (*METHODS[method], 1) if method in METHODS else EXTRA[method]
+    budget *= factor
     space = ({f: {"type": "categorical", "choices": v} for f, v in GRID.items()} if search == "grid"
              else parse_space(SPACE))
     if search == "grid" and budget < 16:  # --smoke: the first `budget` grid points
@@ -76,14 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = common.base_parser(__doc__.split("\n")[0])
     common.add_data_argument(parser)
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated, from {', '.join([*METHODS, *EXTRA])} (default: all but the x2 ones, "
+                             "which have twice the budget)")
     args = parser.parse_args(argv)
     budget, epochs, train_limit = (4, 2, 300) if args.smoke else (16, 4, 10_000)
     seeds = [int(s) for s in args.seeds.split(",")][:1 if args.smoke else None]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in METHODS and m not in EXTRA]
     if unknown:
-        parser.error(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+        parser.error(f"unknown method {unknown[0]!r}; choose from {', '.join([*METHODS, *EXTRA])}")
 
     common.quiet_tensorflow()
     started, load_before = time.time(), common.loadavg()
@@ -108,16 +115,17 @@ def main(argv: list[str] | None = None) -> int:
         agg["cpu_vs_grid"] = agg["cpu_s"] / grid_cpu if grid_cpu else None
         agg["fit_vs_grid"] = agg["fit_s"] / grid_fit if grid_fit else None
         figures["methods"][method] = agg
-        summary_rows.append([method, f"{100 * agg['best_val_accuracy']:.2f}", f"{100 * agg['best_val_min']:.2f}",
+        summary_rows.append([method, rs[0]["runs"], f"{100 * agg['best_val_accuracy']:.2f}", f"{100 * agg['best_val_min']:.2f}",
                              f"{100 * agg['best_test_accuracy']:.2f}", f"{agg['epochs_trained']:.0f}",
                              agg["pruned_runs"], f"{agg['fit_s']:.0f}",
                              "–" if agg["fit_vs_grid"] is None else f"{100 * agg['fit_vs_grid']:.0f}%",
                              f"{agg['cpu_s']:.0f}", f"{agg['wall_s']:.0f}",
                              "–" if agg["cpu_vs_grid"] is None else f"{100 * agg['cpu_vs_grid']:.0f}%"])
     print()
-    print(common.table(["method", "best val % (mean)", "best val % (worst seed)", "its test %", "epochs",
+    print(common.table(["method", "runs", "best val % (mean)", "best val % (worst seed)", "its test %", "epochs",
                         "pruned", "fit s", "fit vs grid", "CPU-s", "wall s", "CPU vs grid"], summary_rows))
-    path = common.write_results("search", figures, args.results, started, load_before,
+    name = "search_x2" if any(m in EXTRA for m in methods) else "search"  # keep the main figures apart
+    path = common.write_results(name, figures, args.results, started, load_before,
                                 notes=["means over seeds; CPU-s is this process (all threads) for the whole study: "
                                        "proposals, training, pruning checks, test evaluation and model saves; fit s is the "
                                        "training alone: the epochs' own seconds (Keras fit, validation included)"])

@@ -82,7 +82,7 @@ def test_dashboard_smoke(tmp_path, populated_data):
 def test_search_smoke(tmp_path, populated_data):
     out, doc = run_bench("search.py", tmp_path, "--data", str(populated_data), timeout=300)
     methods = doc["figures"]["methods"]
-    assert set(methods) == {"grid", "random", "tpe", "tpe-median"}
+    assert set(methods) == {"grid", "random", "tpe", "tpe-median", "tpe-hyperband"}
     for name, agg in methods.items():
         assert 0.0 <= agg["best_val_accuracy"] <= 1.0 and 0.0 <= agg["best_test_accuracy"] <= 1.0, name
         assert 0 < agg["fit_s"] <= agg["wall_s"] and agg["epochs_trained"] >= 1, name
