@@ -4,7 +4,10 @@ One space (learning rate on a log range, batch size, dropout, optimizer) on `mlp
 10,000 MNIST digits (9,000 to train, 1,000 to validate), up to 4 epochs, 16 runs per study:
 
   grid        the 2×2×2×2 grid lr {1e-3, 1e-2} × batch {32, 128} × dropout {0, 0.3} × {adam, sgd}
-  random      Optuna's RandomSampler over lr 1e-4…1e-1 (log), batch 16…256 (int, log), dropout 0…0.5, {adam, sgd}
+  random      Optuna's RandomSampler over the space the grid spans (--space box, the default): lr 1e-3…1e-2
+              (log), batch 32…128 (int, log), dropout 0…0.3, {adam, sgd}; the grid's points are its corners.
+              With --space wide: lr 1e-4…1e-1, batch 16…256, dropout 0…0.5, a 1,000× wider learning-rate
+              range than the grid covers (results: search_wide*.json)
   tpe         TPESampler (constant liar) over the same space
   tpe-median  the same, with the median pruner after 1 warm-up epoch
   tpe-hyperband  the same, with the Hyperband pruner (min 1 epoch, max 4, reduction factor 3)
@@ -37,14 +40,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 GRID = {"learning_rate": [1e-3, 1e-2], "batch_size": [32, 128], "dropout": [0.0, 0.3], "optimizer": ["adam", "sgd"]}
-SPACE = ["learning_rate=1e-4:1e-1:log", "batch_size=16:256:log", "dropout=0.0:0.5", "optimizer=adam,sgd"]
+# One space for every method (the issue's comparison): the box the grid's points are the corners of.
+# "wide" searches far beyond the grid: what a user who does not know good values yet would give.
+SPACES = {"box": ["learning_rate=1e-3:1e-2:log", "batch_size=32:128:log", "dropout=0.0:0.3", "optimizer=adam,sgd"],
+          "wide": ["learning_rate=1e-4:1e-1:log", "batch_size=16:256:log", "dropout=0.0:0.5", "optimizer=adam,sgd"]}
 METHODS = {"grid": ("grid", "none"), "random": ("random", "none"), "tpe": ("tpe", "none"),
            "tpe-median": ("tpe", "median"), "tpe-hyperband": ("tpe", "hyperband")}
 # Not in the default set: twice the runs (what the samplers reach when pruning's saving is spent on more runs)
 EXTRA = {"tpe-median-x2": ("tpe", "median", 2), "tpe-hyperband-x2": ("tpe", "hyperband", 2)}
 
 
-def run_study(method: str, seed: int, data: Path, budget: int, epochs: int, train_limit: int) -> dict[str, Any]:
+def run_study(method: str, seed: int, data: Path, budget: int, epochs: int, train_limit: int,
+              space_name: str = "box") -> dict[str, Any]:
     from core.config import make_config
     from core.store import RunStore
     from core.study import create_study, parse_space, summary
@@ -53,7 +60,7 @@ def run_study(method: str, seed: int, data: Path, budget: int, epochs: int, trai
     search, pruner, factor = (*METHODS[method], 1) if method in METHODS else EXTRA[method]
     budget *= factor
     space = ({f: {"type": "categorical", "choices": v} for f, v in GRID.items()} if search == "grid"
-             else parse_space(SPACE))
+             else parse_space(SPACES[space_name]))
     if search == "grid" and budget < 16:  # --smoke: the first `budget` grid points
         space = {f: {"type": "categorical", "choices": v[:1] if i >= 2 else v} for i, (f, v) in enumerate(GRID.items())}
     folder = Path(tempfile.mkdtemp(prefix="digitlab-search-"))
@@ -81,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = common.base_parser(__doc__.split("\n")[0])
     common.add_data_argument(parser)
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
+    parser.add_argument("--space", choices=tuple(SPACES), default="box",
+                        help="the samplers' space: the box the grid spans (default) or a wide one")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated, from {', '.join([*METHODS, *EXTRA])} (default: all but the x2 ones, "
                              "which have twice the budget)")
@@ -98,12 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for seed in seeds:  # methods interleaved within each seed, so machine load drifts evenly across them
         for method in methods:
-            r = run_study(method, seed, data, budget, epochs, train_limit)
+            r = run_study(method, seed, data, budget, epochs, train_limit, args.space)
             results.append(r)
             print(f"seed {seed} {method:<10} best val {r['best_val_accuracy']:.4f} test {r['best_test_accuracy']:.4f} "
                   f"{r['epochs_trained']} epochs {r['cpu_s']:.0f} CPU-s {r['wall_s']:.0f} s {r['counts']}", flush=True)
     summary_rows, figures = [], {"budget": budget, "epochs": epochs, "train_limit": train_limit, "seeds": seeds,
-                                 "space": SPACE, "grid": GRID, "studies": results, "methods": {}}
+                                 "space": SPACES[args.space], "space_name": args.space, "grid": GRID, "studies": results, "methods": {}}
     grid_cpu = statistics.mean(r["cpu_s"] for r in results if r["method"] == "grid") if "grid" in methods else None
     grid_fit = statistics.mean(r["fit_s"] for r in results if r["method"] == "grid") if "grid" in methods else None
     for method in methods:
@@ -124,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(common.table(["method", "runs", "best val % (mean)", "best val % (worst seed)", "its test %", "epochs",
                         "pruned", "fit s", "fit vs grid", "CPU-s", "wall s", "CPU vs grid"], summary_rows))
-    name = "search_x2" if any(m in EXTRA for m in methods) else "search"  # keep the main figures apart
+    name = ("search" + ("_wide" if args.space == "wide" else "")
+            + ("_x2" if any(m in EXTRA for m in methods) else ""))  # keep the main figures apart
     path = common.write_results(name, figures, args.results, started, load_before,
                                 notes=["means over seeds; CPU-s is this process (all threads) for the whole study: "
                                        "proposals, training, pruning checks, test evaluation and model saves; fit s is the "
