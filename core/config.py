@@ -14,7 +14,7 @@ from core.architectures import (ACTIVATIONS, ARCHITECTURES, CUSTOM, PRESETS, Arc
                                 describe, resolve_layers)
 
 OPTIMIZERS = ("adam", "sgd", "sgd-momentum", "rmsprop", "adagrad")
-LR_SCHEDULES = ("constant", "exponential", "plateau")
+LR_SCHEDULES = ("constant", "exponential", "cosine", "plateau")
 
 # One sentence each, for --help and the Train page: users come to learn.
 HELP = {
@@ -31,8 +31,9 @@ HELP = {
     "validation_split": "Fraction of training digits held out to measure generalisation after each epoch (0 disables validation).",
     "seed": "Fixes the random initial weights, data shuffling and dropout masks so a run can be reproduced.",
     "early_stopping": "Stop when validation loss has not improved for this many epochs and keep the best weights (0 = off).",
-    "lr_schedule": "Keep the learning rate constant, multiply it by 0.9 every epoch (exponential), or halve it when the "
-                   "validation loss stalls for 2 epochs (plateau).",
+    "lr_schedule": "Keep the learning rate constant, multiply it by 0.9 every epoch (exponential), lower it along a "
+                   "half cosine towards 0 over the run's epochs (cosine), or halve it when the validation loss stalls "
+                   "for 2 epochs (plateau).",
     "train_limit": "Train on only this many digits (a random subset) for quick experiments; empty uses all of them.",
     "augment": "Randomly rotate (±10°), shift (±3 px) and zoom (±10%) training digits so the model copes with digits "
                "drawn off-centre or slanted.",

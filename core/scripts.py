@@ -43,6 +43,7 @@ Needs only numpy and keras:
 """
 import hashlib
 import json
+import math
 import os
 
 import numpy as np
@@ -177,6 +178,9 @@ def _callback_lines(config: TrainConfig) -> list[str]:
     if config.lr_schedule == "exponential":
         body.append("callbacks.append(keras.callbacks.LearningRateScheduler("
                     "lambda epoch, lr: LEARNING_RATE * 0.9 ** epoch))  # x0.9 per epoch")
+    elif config.lr_schedule == "cosine":
+        body.append("callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: "
+                    "LEARNING_RATE * 0.5 * (1 + math.cos(math.pi * epoch / EPOCHS))))  # half cosine towards 0")
     elif config.lr_schedule == "plateau":
         body.append("callbacks.append(keras.callbacks.ReduceLROnPlateau("
                     "monitor=monitor, factor=0.5, patience=2, min_lr=1e-6))  # halve when stalled")

@@ -6,6 +6,8 @@ process, as `python -m core train` does.
 """
 from __future__ import annotations
 
+import math
+
 import os
 import threading
 import time
@@ -133,12 +135,24 @@ def make_optimizer(name: str, lr: float):
             "adagrad": lambda: keras.optimizers.Adagrad(lr)}[name]()
 
 
+def cosine_rate(base: float, epoch: int, epochs: int) -> float:
+    """The cosine schedule's rate for a 0-based epoch: the base rate first, then a half cosine towards 0.
+
+    Per epoch (not per step), so the rate each epoch logs is the one it trained with and the
+    standalone script can say it in one line; the last epoch trains at a small rate, not at 0.
+    """
+    return base * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
+
+
 def _schedule_callbacks(config: TrainConfig, has_val: bool) -> list:
     import keras
     monitor = "val_loss" if has_val else "loss"
     cbs = []
     if config.lr_schedule == "exponential":
         cbs.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: config.learning_rate * 0.9 ** epoch))
+    elif config.lr_schedule == "cosine":
+        cbs.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: cosine_rate(config.learning_rate, epoch,
+                                                                                      config.epochs)))
     elif config.lr_schedule == "plateau":
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2, min_lr=1e-6))
     if config.early_stopping:

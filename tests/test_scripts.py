@@ -53,7 +53,7 @@ def test_script_is_valid_python_with_the_run_settings(arch, options):
     assert "keras.datasets.mnist.load_data()" in source and "MNIST_NPZ" in source
     assert ("RandomRotation" in source) == config.augment  # a preset (cnn-draw) may augment by default
     assert ("ReduceLROnPlateau" in source) == (config.lr_schedule == "plateau")
-    assert ("LearningRateScheduler" in source) == (config.lr_schedule == "exponential")
+    assert ("LearningRateScheduler" in source) == (config.lr_schedule in ("exponential", "cosine"))
     assert ("EarlyStopping" in source) == bool(config.early_stopping)
 
 
@@ -120,10 +120,11 @@ def test_script_runs_one_epoch_on_a_small_npz(tmp_path, script_npz):
     assert (tmp_path / "mnist_tiny_run.keras").stat().st_size > 0
 
 
-def test_script_main_trains_without_validation(tmp_path, script_npz, monkeypatch, capsys):
-    """The exponential schedule and no validation split, run in this process (keras already imported)."""
+@pytest.mark.parametrize("schedule", ["exponential", "cosine"])
+def test_script_main_trains_without_validation(tmp_path, script_npz, monkeypatch, capsys, schedule):
+    """A per-epoch schedule and no validation split, run in this process (keras already imported)."""
     npz, _ = script_npz
-    config = make_config("mlp-128-64", epochs=1, batch_size=16, lr_schedule="exponential",
+    config = make_config("mlp-128-64", epochs=2, batch_size=16, lr_schedule=schedule, train_limit=200,
                          validation_split=0.0, optimizer="sgd-momentum")
     script = tmp_path / "script.py"
     script.write_text(keras_script(config))

@@ -86,6 +86,17 @@ def test_custom_cnn_with_schedule_early_stopping_and_augment(rs, small_h5):
     assert lrs[0] == pytest.approx(0.05) and (len(lrs) == 1 or lrs[1] == pytest.approx(0.045))
 
 
+def test_cosine_schedule_lowers_the_rate_along_a_half_cosine(rs, small_h5):
+    from core.train import cosine_rate
+    assert [cosine_rate(0.01, e, 4) for e in range(4)] == pytest.approx([0.01, 0.0085355, 0.005, 0.0014645], rel=1e-4)
+    config = make_config("mlp-128-64", epochs=3, batch_size=64, lr_schedule="cosine", learning_rate=0.02,
+                         train_limit=300)
+    run = train(rs, config, small_h5)
+    assert run.status == "completed", run.error
+    lrs = rs.metric_history(run.id, "epoch", keys=["learning_rate"])["value"].tolist()
+    assert lrs == pytest.approx([0.02, 0.015, 0.005])  # what each epoch trained with, as logged
+
+
 def test_logger_batches_writes():
     class FakeStore:  # counts transactions; the real store is covered above
         def __init__(self):
