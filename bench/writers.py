@@ -12,6 +12,10 @@ held-back set of real pen-written digits by 14 people). This set shares nothing 
   wobble along the stroke), speed (fast writers round their corners), pen width, how often
   loops are left open, size and place on the canvas, and one choice per variant above. Each
   digit a writer draws varies a little around its style (seeded too): the set is reproducible;
+- **shape habits** (added 2026-12-04, when the clean skeletons proved too easy): where the middle
+  of a 2-part digit sits (waist), how much each digit's arcs bend and bulge (warp, a smooth
+  random displacement field) and how loosely strokes meet (joins: later strokes shifted, ends
+  stopping short or running on), each a per-writer range with per-digit variation;
 - the strokes are **rendered as the Draw page's canvas** draws them (bench/augment.render: a
   round brush, white on black, 280×280) and read by `core.preprocess.preprocess`.
 
@@ -61,6 +65,9 @@ class Style:
     nine_curved: bool
     two_loop: bool
     three_flat: bool
+    waist: float = 0.0    # where the middle of 2-part digits sits: > 0 a bigger top part (3, 5, 8, 9, …)
+    warp: float = 0.0     # how much each digit's shape bends from the skeleton (uneven arcs, bulging loops)
+    joins: float = 0.0    # how loosely strokes meet: later strokes shifted, ends stopping short or overshooting
 
     @classmethod
     def from_seed(cls, seed: int) -> "Style":
@@ -72,7 +79,10 @@ class Style:
                    seven_bar=bool(r.random() < 0.3), seven_hook=bool(r.random() < 0.3),
                    one_flag=bool(r.random() < 0.5), one_serif=bool(r.random() < 0.25),
                    nine_curved=bool(r.random() < 0.5), two_loop=bool(r.random() < 0.3),
-                   three_flat=bool(r.random() < 0.25))
+                   three_flat=bool(r.random() < 0.25),
+                   # drawn after the habits above, so each writer keeps them (2026-12-04: shape habits added)
+                   waist=float(r.uniform(-0.12, 0.12)), warp=float(r.uniform(0.0, 0.06)),
+                   joins=float(r.uniform(0.0, 0.06)))
 
     def describe(self) -> str:
         v = [f"slant {self.slant:+.2f}", f"aspect {self.aspect:.2f}", f"pen {self.brush:.0f}px",
@@ -82,6 +92,7 @@ class Style:
         v += [s for s, on in (("crossed 7", self.seven_bar), ("hooked 7", self.seven_hook), ("flag 1", self.one_flag),
                               ("serif 1", self.one_serif), ("curved-tail 9", self.nine_curved),
                               ("looped 2", self.two_loop), ("flat-top 3", self.three_flat)) if on]
+        v += [f"waist {self.waist:+.2f}", f"warp {self.warp:.2f}", f"joins {self.joins:.2f}"]
         return ", ".join(v)
 
 
@@ -184,6 +195,43 @@ def hand(stroke: np.ndarray, s: Style, rng: np.random.Generator) -> np.ndarray:
     return p + wobble / scale * s.jitter * 4
 
 
+def reshape(strokes: list[np.ndarray], s: Style, rng: np.random.Generator) -> list[np.ndarray]:
+    """One digit's own shape, beyond the skeleton: where its middle sits, a smooth bend, loose joins.
+
+    Real writers do not draw the same proportions twice: the top of a 3 or a 9 is bigger or
+    smaller than its bottom (waist), arcs bulge and flatten (a smooth random displacement field
+    across the digit box, warp), and the strokes of a 4, 5 or 7 meet loosely, their ends
+    stopping short or running on (joins). The ranges are set once, by eye on the contact sheet
+    of the tuning writers, and not fitted to any accuracy.
+    """
+    waist = s.waist + rng.normal(0, 0.03)
+    freq = rng.uniform(0.5, 1.5, (2, 2, 2))          # axis × component × (x, y) spatial frequency
+    phase = rng.uniform(0, 2 * np.pi, (2, 2))
+    amp = s.warp * rng.uniform(0.5, 1.0)
+    out = []
+    for i, p in enumerate(strokes):
+        p = p.copy()
+        if s.joins and len(p) > 2:
+            for end in (0, -1):                      # run on (> 0) or stop short (< 0) along the stroke
+                e = rng.normal(0, s.joins)
+                q = p if end == -1 else p[::-1]
+                step = q[-1] - q[-2]
+                if e > 0 and np.linalg.norm(step) > 0:
+                    q = np.vstack([q, q[-1] + step / np.linalg.norm(step) * e])
+                elif e < 0:
+                    d = np.r_[0, np.cumsum(np.linalg.norm(np.diff(q, axis=0), axis=1))]
+                    q = q[d <= max(d[-1] + e, 0.5 * d[-1])]
+                p = q if end == -1 else q[::-1]
+            if i > 0:
+                p = p + rng.normal(0, s.joins, 2)
+        x, y = p[:, 0], p[:, 1]
+        y = y + waist * np.sin(np.pi * np.clip(y, 0, 1))
+        dx = sum(np.sin(2 * np.pi * (freq[0, c, 0] * x + freq[0, c, 1] * y) + phase[0, c]) for c in range(2))
+        dy = sum(np.sin(2 * np.pi * (freq[1, c, 0] * x + freq[1, c, 1] * y) + phase[1, c]) for c in range(2))
+        out.append(np.stack([x + amp * dx / 2, y + amp * dy / 2], 1))
+    return out
+
+
 def to_segments(strokes: list[np.ndarray]) -> np.ndarray:
     """Strokes (x, y) in box units → segments (K, 2, 2) of (y, x) points in 28-unit space, as render() takes."""
     segs = []
@@ -204,8 +252,8 @@ def draw(digit: int, style: Style, sample: int) -> np.ndarray:
                 brush=float(style.brush * rng.uniform(0.9, 1.1)))
     strokes = []
     turn = np.radians(rng.normal(0, 3))
-    for stroke in skeleton(digit, s):
-        p = hand(stroke, s, rng)
+    shape = np.random.default_rng([style.seed, digit, sample, 1])  # its own stream: the habits above stay as they were
+    for p in reshape([hand(stroke, s, rng) for stroke in skeleton(digit, s)], s, shape):
         x = (p[:, 0] - 0.5) * s.aspect
         y = p[:, 1] - 0.5
         x = x + s.slant * -y                                     # shear: the top leans by `slant`

@@ -34,7 +34,7 @@ def test_every_field_has_help():
     ({"validation_split": 0.9}, "validation_split", "0.9"),
     ({"optimizer": "adamw"}, "optimizer", "adamw"),
     ({"activation": "swish"}, "activation", "swish"),
-    ({"lr_schedule": "cosine"}, "lr_schedule", "cosine"),
+    ({"lr_schedule": "cyclic"}, "lr_schedule", "cyclic"),
     ({"train_limit": 5}, "train_limit", "5"),
 ])
 def test_invalid_values_name_field_value_and_allowed(overrides, field, value):

@@ -36,7 +36,7 @@ BAD_TRAIN = [["--epochs", "0"], ["--epochs", "-3"], ["--epochs", "ten"], ["--epo
              ["--lr", "0"], ["--lr", "-0.1"], ["--lr", "nan"], ["--lr", "inf"], ["--lr", "1e9"],
              ["--batch-size", "0"], ["--batch-size", "1000000"], ["--optimizer", "adamw"],
              ["--activation", "swish"], ["--dropout", "1"], ["--dropout", "-0.2"], ["--validation-split", "0.9"],
-             ["--seed", "-1"], ["--early-stopping", "-2"], ["--lr-schedule", "cosine"], ["--train-limit", "5"],
+             ["--seed", "-1"], ["--early-stopping", "-2"], ["--lr-schedule", "cyclic"], ["--train-limit", "5"],
              ["--train-limit", "100000000"], ["--arch", "resnet50"], ["--arch", "custom"], ["--name", "x" * 300],
              ["--no-such-flag"]] + [["--arch", "custom", "--layers", layers] for layers in BAD_LAYERS]
 UNKNOWN_IDS = ["nope", "../../etc/passwd", "", "a/b", "0" * 12, "DROP TABLE runs"]
