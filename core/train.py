@@ -7,7 +7,6 @@ process, as `python -m core train` does.
 from __future__ import annotations
 
 import math
-
 import os
 import threading
 import time
