@@ -80,14 +80,20 @@ def test_elastic_distortion_warps_each_digit_smoothly_and_keeps_its_ink(tmp_path
 
     from core.inference import load_model
 
+    from core.architectures import ELASTIC, elastic_layer_class
+
     model = build_model([{"type": "Dense", "units": 8}], elastic=True)
-    x = np.zeros((4, 28, 28, 1), np.float32)
+    # One warp of a single digit can stretch its ink by 2x or squeeze it to half (bilinear resampling of
+    # a stretched or compressed field), so the ink check is on 64 digits at once, from a seeded layer.
+    layer = elastic_layer_class()(**ELASTIC, seed=3)
+    x = np.zeros((64, 28, 28, 1), np.float32)
     x[:, 6:22, 12:16] = 1.0  # a "1"
-    warped = np.asarray(model.get_layer("aug_elastic")(x, training=True))
+    warped = np.asarray(layer(x, training=True))
     assert warped.shape == x.shape and warped.min() >= 0 and warped.max() <= 1 + 1e-6
     assert not np.allclose(warped[0], warped[1])                      # each digit its own field
     assert 0.2 < np.abs(warped - x).mean() / x.mean() < 1.5           # moved, not erased or blurred away
-    assert abs(warped.sum() / x.sum() - 1) < 0.25                     # about as much ink as before
+    assert abs(warped.sum() / x.sum() - 1) < 0.25                     # about as much ink as before, on average
+    x = x[:4]
     model.save(tmp_path / "m.keras")
     again = load_model(tmp_path / "m.keras")
     assert np.allclose(again.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)
