@@ -76,5 +76,5 @@ def test_a_wave_1_config_without_elastic_still_loads_and_elastic_is_validated():
 
 def test_cnn_draw_defaults_turn_augmentation_on_and_elastic_can_be_added():
     config = make_config("cnn-draw")
-    assert config.augment and not config.elastic and config.epochs == 6
+    assert config.augment and not config.elastic and config.epochs == 8
     assert make_config("cnn-draw", elastic=True).elastic and not make_config("cnn-draw", augment=False).augment
