@@ -265,3 +265,19 @@ def test_a_cancelled_runs_partial_epoch_is_not_plotted():
     assert complete_epochs(rows, 10)["epoch"].tolist() == [1, 1]
     assert complete_epochs(rows, {"a": 10, "b": 20})[["run_id", "epoch"]].values.tolist() == [["a", 1], ["b", 1]]
     assert len(complete_epochs(rows, {"a": None})) == 3  # unknown: kept
+
+
+def test_history_best_so_far_runs_to_the_last_trial_and_ticks_are_whole_trials():
+    from dashboard import study_charts
+    table = pd.DataFrame({"trial": [3, 0, 1, 2, 4], "run_id": list("dabce"), "name": list("dabce"),
+                          "status": ["pruned", "pruned", "completed", "completed", "running"],
+                          "value": [0.97, 0.5, 0.8, 0.9, None]})
+    fig = study_charts.history_chart(table, "val_accuracy", "maximize")
+    best = next(t for t in fig.data if t.name == "best so far")
+    assert list(best.x) == [1, 2, 3] and list(best.y) == [0.8, 0.9, 0.9]  # a pruned value is never the best
+    assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis.tickmode == "linear"
+    low = study_charts.history_chart(table.assign(value=[0.1, 0.9, 0.5, 0.7, None]), "val_loss", "minimize")
+    assert list(next(t for t in low.data if t.name == "best so far").y) == [0.5, 0.5, 0.5]
+    many = pd.DataFrame({"trial": range(120), "run_id": range(120), "name": range(120),
+                         "status": "completed", "value": np.linspace(0.1, 0.9, 120)})
+    assert study_charts.history_chart(many, "val_accuracy", "maximize").layout.xaxis.dtick == 12

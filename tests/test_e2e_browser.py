@@ -2,7 +2,8 @@
 
 Opens every page (no exception box), launches a tiny run from the Train page and watches its
 live progress, finds it completed in Runs and its curves in Run detail, compares two runs,
-draws a digit on the canvas, saves it with a label and finds it in the Drawn set. Screenshots
+draws a digit on the canvas, saves it with a label and finds it in the Drawn set, starts a small
+study from the Sweep tab and follows it on its page. Screenshots
 of each page land in docs/screenshots/ (the README shows them).
 
 Skipped when Chromium is absent, except in CI (CI=true), where that is a failure.
@@ -292,3 +293,64 @@ def test_the_runs_table_fits_a_1440_px_window(app, page):
     no_exception(page)
     shot(page, "runs_1440")
     page.set_viewport_size(size)
+
+
+def test_launch_a_small_study_and_open_its_view(app, page):
+    """Issue 12: from the Train page's Sweep tab a small TPE study with median pruning is started,
+    the dashboard's worker trains it, and its view shows progress, the best run and every chart,
+    agreeing with `python -m core study --json`."""
+    url, env, _ = app
+    page.goto(url)
+    settle(page)
+    arch = page.get_by_test_id("stSelectbox").filter(has_text="Architecture")
+    arch.click()
+    page.get_by_role("option", name="mlp-128-64").click()
+    settle(page)
+    for label, value in (("Epochs", "2"), ("Train on at most (digits)", "1000")):
+        box = page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Enter")
+        settle(page)
+    page.get_by_role("tab", name="Sweep").click()
+    page.get_by_test_id("stRadio").get_by_text("Study", exact=True).click()
+    settle(page)
+    budget = page.get_by_label("Budget (runs)", exact=True)
+    budget.fill("3")
+    budget.press("Enter")
+    settle(page)
+    for i, (field, low, high) in enumerate((("learning_rate", "1e-3", "1e-1"), ("dropout", "0.0", "0.5"))):
+        page.get_by_test_id("stSelectbox").filter(has_text=f"Parameter {i + 1}").click()
+        page.get_by_role("option", name=field, exact=True).click()
+        settle(page)
+        for label, value in ((f"{field} from", low), (f"{field} to", high)):
+            box = page.get_by_label(label, exact=True)
+            box.fill(value)
+            box.press("Enter")
+            settle(page)
+    preview = page.get_by_text("3 runs: tpe").first
+    expect(preview).to_be_visible(timeout=20_000)
+    assert "median pruner" in preview.inner_text()
+    page.get_by_label("Study name", exact=True).fill("browser study")
+    page.get_by_role("button", name="Start the study (3 runs)").click()
+    expect(page.get_by_text("Started the study").first).to_be_visible(timeout=30_000)
+    no_exception(page)
+
+    page.get_by_role("link", name="Open the study browser study").click()
+    settle(page)
+    assert "study=browser" in page.url, page.url
+    expect(page.get_by_text("3 of 3 done").first).to_be_visible(timeout=240_000)  # it refreshes itself
+    settle(page)
+    expect(page.get_by_text("Best run so far").first).to_be_visible(timeout=30_000)
+    # history, importance, intermediate values, a slice per parameter, parallel coordinates
+    expect(page.locator(".js-plotly-plot").nth(5)).to_be_visible(timeout=30_000)
+    no_exception(page)
+    page.evaluate("""() => document.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"]')
+                              .forEach(e => e.scrollTop = 0)""")  # the link's click left it scrolled down
+    shot(page, "study")
+    data = _cli(env, "study", "browser study", "--json")
+    assert data["search"] == "tpe" and data["counts"]["completed"] + data["counts"]["pruned"] == 3
+    assert data["counts"]["queued"] == data["counts"]["running"] == 0
+    best = page.get_by_role("link", name="Open the best run")
+    assert data["best_run_id"] in best.get_attribute("href")
+    banner = page.get_by_test_id("stAlert").filter(has_text="Best run so far").first.inner_text()
+    assert f"{data['best_value']:.4f}" in banner, banner
