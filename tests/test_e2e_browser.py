@@ -118,6 +118,25 @@ def no_exception(page) -> None:
         '[data-testid="stException"]').first.inner_text()
 
 
+def fill(page, label: str, value: str) -> None:
+    """Type into the input labelled `label` and submit it, as a user does."""
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    settle(page)
+
+
+def open_train_form(page, url: str, epochs: int) -> None:
+    """The Train page with mlp-128-64, `epochs` epochs and at most 1,000 training digits."""
+    page.goto(url)
+    settle(page)
+    page.get_by_test_id("stSelectbox").filter(has_text="Architecture").click()
+    page.get_by_role("option", name="mlp-128-64").click()
+    settle(page)
+    fill(page, "Epochs", str(epochs))
+    fill(page, "Train on at most (digits)", "1000")
+
+
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -148,17 +167,7 @@ def test_every_page_opens_without_an_exception(app, page):
 
 def test_launch_a_tiny_run_and_follow_it_to_run_detail(app, page):
     url, env, _ = app
-    page.goto(url)
-    settle(page)
-    arch = page.get_by_test_id("stSelectbox").filter(has_text="Architecture")
-    arch.click()
-    page.get_by_role("option", name="mlp-128-64").click()
-    settle(page)
-    for label, value in (("Epochs", "1"), ("Train on at most (digits)", "1000")):
-        box = page.get_by_label(label, exact=True)
-        box.fill(value)
-        box.press("Enter")
-        settle(page)
+    open_train_form(page, url, epochs=1)
     page.get_by_label("Run name", exact=True).fill("browser run")
     page.get_by_role("button", name="Launch").click()
     # live progress, then the end of the run, both on the Train page
@@ -240,11 +249,8 @@ def test_a_bad_field_blocks_launch_in_the_browser(app, page):
                                            capture_output=True, text=True).stdout))
     page.goto(url)
     settle(page)
-    for label, value in (("Epochs", "0"), ("Train on at most (digits)", "3")):
-        box = page.get_by_label(label, exact=True)
-        box.fill(value)
-        box.press("Enter")
-        settle(page)
+    fill(page, "Epochs", "0")
+    fill(page, "Train on at most (digits)", "3")
     expect(page.get_by_text("Epochs must be an integer ≥ 1 and at most 1,000").first).to_be_visible(timeout=20_000)
     expect(page.get_by_text("Train on at most (digits) must be an integer ≥ 10").first).to_be_visible()
     assert page.get_by_label("Epochs", exact=True).input_value() == "0"  # what is shown is what is checked
@@ -300,33 +306,17 @@ def test_launch_a_small_study_and_open_its_view(app, page):
     the dashboard's worker trains it, and its view shows progress, the best run and every chart,
     agreeing with `python -m core study --json`."""
     url, env, _ = app
-    page.goto(url)
-    settle(page)
-    arch = page.get_by_test_id("stSelectbox").filter(has_text="Architecture")
-    arch.click()
-    page.get_by_role("option", name="mlp-128-64").click()
-    settle(page)
-    for label, value in (("Epochs", "2"), ("Train on at most (digits)", "1000")):
-        box = page.get_by_label(label, exact=True)
-        box.fill(value)
-        box.press("Enter")
-        settle(page)
+    open_train_form(page, url, epochs=2)
     page.get_by_role("tab", name="Sweep").click()
     page.get_by_test_id("stRadio").get_by_text("Study", exact=True).click()
     settle(page)
-    budget = page.get_by_label("Budget (runs)", exact=True)
-    budget.fill("3")
-    budget.press("Enter")
-    settle(page)
+    fill(page, "Budget (runs)", "3")
     for i, (field, low, high) in enumerate((("learning_rate", "1e-3", "1e-1"), ("dropout", "0.0", "0.5"))):
         page.get_by_test_id("stSelectbox").filter(has_text=f"Parameter {i + 1}").click()
         page.get_by_role("option", name=field, exact=True).click()
         settle(page)
-        for label, value in ((f"{field} from", low), (f"{field} to", high)):
-            box = page.get_by_label(label, exact=True)
-            box.fill(value)
-            box.press("Enter")
-            settle(page)
+        fill(page, f"{field} from", low)
+        fill(page, f"{field} to", high)
     preview = page.get_by_text("3 runs: tpe").first
     expect(preview).to_be_visible(timeout=20_000)
     assert "median pruner" in preview.inner_text()
