@@ -206,23 +206,20 @@ def warm_up_status() -> None:
     if status is None:
         return
 
-    whole_run = {"now": True}  # this call renders inside a run of the whole app; reruns of the line alone come later
-
+    # It polls while Keras loads, then shows how long that took. It never reruns the whole app to stop
+    # its timer: a full rerun started from a fragment before the user's first input made the browser
+    # show the Train form's values (set through session state) at the widgets' defaults, learning
+    # rate 0 and batch size 8, and send those back with the next edit. The timer stops at the next
+    # run of the whole page (any input or page change), where `done` turns run_every off.
     @st.fragment(run_every=1.0 if not status["done"] else None)
     def line() -> None:
         if status["done"]:
-            if st.session_state.get("_digitlab_warming"):
-                st.session_state["_digitlab_warming"] = False
-                if not whole_run["now"]:  # rerunning a whole run would drop the click that started it
-                    st.rerun()  # the whole app once: the line stops polling
             if status["error"] is None:
                 st.caption(f":material/check_circle: Warmed up in {status['seconds']:.0f} s: Keras and the "
                            "default model are loaded.")
             return
-        st.session_state["_digitlab_warming"] = True
         st.caption(f":material/hourglass_top: Warming up ({time.time() - status['started']:.0f} s): "
                    f"{status['stage']} Pages work meanwhile; the first drawing is read as soon as this ends.")
 
     with st.sidebar:
         line()
-    whole_run["now"] = False

@@ -52,6 +52,25 @@ def _cli(env: dict, *args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1]) if "--json" in args else {}
 
 
+def _serve(env: dict) -> tuple[subprocess.Popen, str]:
+    """The real dashboard on a free port with `env`, once it answers its health check."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://localhost:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return server, url
+        except OSError:
+            time.sleep(0.3)
+    server.kill()
+    pytest.fail("the dashboard did not answer /_stcore/health within 60 s")
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """The real dashboard on a free port over a populated temp store; yields (url, env)."""
@@ -63,22 +82,7 @@ def app(tmp_path_factory):
     runs = [_cli(env, "train", "--arch", arch, "--train-limit", "3000", "--epochs", "2", "--lr", lr,
                  "--name", name, "--json")
             for arch, lr, name in (("mlp-128-64", "0.001", "mlp baseline"), ("cnn-small", "0.002", "cnn quick"))]
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://localhost:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        server.kill()
-        pytest.fail("the dashboard did not answer /_stcore/health within 60 s")
+    server, url = _serve(env)
     yield url, env, [r["run_id"] for r in runs]
     os.killpg(server.pid, 15)
     server.wait(timeout=20)
@@ -140,6 +144,27 @@ def open_train_form(page, url: str, epochs: int) -> None:
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_the_first_page_of_a_fresh_server_keeps_the_form_after_the_warm_up(app, page, tmp_path):
+    """The first visit after a server start, on an empty store: the sidebar's warm-up line polls
+    until Keras is loaded. A full rerun started from that fragment made the browser show every
+    hyperparameter the form sets through session state at its widget default (learning rate 0,
+    batch size 8, seed 0), and the first edit sent those back (a Streamlit fragment-rerun bug)."""
+    env = {**app[1], "DIGITLAB_DB": f"sqlite:///{tmp_path / 'fresh.db'}", "DIGITLAB_NO_WORKER": "1"}
+    server, url = _serve(env)  # the warm-up runs once per server process: this test needs its own
+    try:
+        page.goto(url)
+        settle(page)
+        expect(page.get_by_text("Warmed up in").first).to_be_visible(timeout=120_000)
+        settle(page)
+        fill(page, "Epochs", "3")
+        assert page.get_by_label("Learning rate", exact=True).input_value() == "0.001"
+        assert page.get_by_label("Random seed", exact=True).input_value() == "42"
+        assert page.get_by_test_id("stAlert").count() == 0, page.get_by_test_id("stAlert").all_inner_texts()
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=20)
 
 
 def test_every_page_opens_without_an_exception(app, page):
