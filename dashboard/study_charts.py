@@ -31,7 +31,6 @@ def history_chart(table: pd.DataFrame, objective: str, direction: str, height: i
     done = _finished(table)
     if done.empty:
         return _empty("No run of this study has finished yet", height)
-    done = done.reset_index(drop=True)
     fig = go.Figure()
     for status, (colour, symbol) in STATUS_STYLE.items():
         part = done[done["status"] == status]
@@ -40,15 +39,15 @@ def history_chart(table: pd.DataFrame, objective: str, direction: str, height: i
                                      marker=dict(color=colour, symbol=symbol, size=9), text=part["name"],
                                      customdata=part["run_id"],
                                      hovertemplate="trial %{x}: %{y:.4f}<br>%{text}<extra>" + status + "</extra>"))
-    completed = done["value"].where(done["status"] == "completed")
-    if completed.notna().any():
-        # a step line through every finished trial: a pruned run leaves the best where it was
-        best = pd.Series(best_so_far(completed.ffill(), direction), index=done.index)
-        start = completed.first_valid_index()
-        fig.add_trace(go.Scatter(x=done.loc[start:, "trial"], y=best.loc[start:], mode="lines", name="best so far",
-                                 line=dict(color="#d62728", shape="hv", width=2),
+    # a step line through every finished trial from the first completed one: a pruned run's value
+    # is carried over from the completed run before it, so it never becomes the best
+    carried = done["value"].where(done["status"] == "completed").ffill()
+    since = carried.notna()
+    if since.any():
+        fig.add_trace(go.Scatter(x=done.loc[since, "trial"], y=best_so_far(carried[since], direction), mode="lines",
+                                 name="best so far", line=dict(color="#d62728", shape="hv", width=2),
                                  hovertemplate="best after trial %{x}: %{y:.4f}<extra></extra>"))
-    span = int(done["trial"].max() - done["trial"].min()) if len(done) > 1 else 0
+    span = int(done["trial"].max() - done["trial"].min())
     fig.update_layout(title="Optimization history", height=height, margin=_MARGIN,
                       xaxis=dict(title="trial", tickmode="linear", tick0=0, dtick=max(1, -(-span // 10))),
                       yaxis_title=key_label(objective), legend=dict(orientation="h", y=-0.2))

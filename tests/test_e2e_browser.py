@@ -10,6 +10,7 @@ Skipped when Chromium is absent, except in CI (CI=true), where that is a failure
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -52,8 +53,10 @@ def _cli(env: dict, *args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1]) if "--json" in args else {}
 
 
-def _serve(env: dict) -> tuple[subprocess.Popen, str]:
-    """The real dashboard on a free port with `env`, once it answers its health check."""
+@contextlib.contextmanager
+def serving(env: dict):
+    """The real dashboard on a free port with `env`: yields its URL once it answers its health check,
+    and stops it afterwards."""
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
@@ -64,11 +67,17 @@ def _serve(env: dict) -> tuple[subprocess.Popen, str]:
     while time.time() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                return server, url
+                break
         except OSError:
             time.sleep(0.3)
-    server.kill()
-    pytest.fail("the dashboard did not answer /_stcore/health within 60 s")
+    else:
+        server.kill()
+        pytest.fail("the dashboard did not answer /_stcore/health within 60 s")
+    try:
+        yield url
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +91,8 @@ def app(tmp_path_factory):
     runs = [_cli(env, "train", "--arch", arch, "--train-limit", "3000", "--epochs", "2", "--lr", lr,
                  "--name", name, "--json")
             for arch, lr, name in (("mlp-128-64", "0.001", "mlp baseline"), ("cnn-small", "0.002", "cnn quick"))]
-    server, url = _serve(env)
-    yield url, env, [r["run_id"] for r in runs]
-    os.killpg(server.pid, 15)
-    server.wait(timeout=20)
+    with serving(env) as url:
+        yield url, env, [r["run_id"] for r in runs]
     subprocess.run([sys.executable, "-m", "core", "worker", "--once"], cwd=ROOT, env=env, capture_output=True)
     subprocess.run(["pkill", "-f", str(base)], capture_output=True)  # the worker the dashboard started
 
@@ -152,8 +159,7 @@ def test_the_first_page_of_a_fresh_server_keeps_the_form_after_the_warm_up(app, 
     hyperparameter the form sets through session state at its widget default (learning rate 0,
     batch size 8, seed 0), and the first edit sent those back (a Streamlit fragment-rerun bug)."""
     env = {**app[1], "DIGITLAB_DB": f"sqlite:///{tmp_path / 'fresh.db'}", "DIGITLAB_NO_WORKER": "1"}
-    server, url = _serve(env)  # the warm-up runs once per server process: this test needs its own
-    try:
+    with serving(env) as url:  # the warm-up runs once per server process: this test needs its own
         page.goto(url)
         settle(page)
         expect(page.get_by_text("Warmed up in").first).to_be_visible(timeout=120_000)
@@ -162,9 +168,6 @@ def test_the_first_page_of_a_fresh_server_keeps_the_form_after_the_warm_up(app, 
         assert page.get_by_label("Learning rate", exact=True).input_value() == "0.001"
         assert page.get_by_label("Random seed", exact=True).input_value() == "42"
         assert page.get_by_test_id("stAlert").count() == 0, page.get_by_test_id("stAlert").all_inner_texts()
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=20)
 
 
 def test_every_page_opens_without_an_exception(app, page):
