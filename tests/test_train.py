@@ -122,7 +122,7 @@ def test_training_makes_no_variables_inside_the_traced_step(optimizer):
 
     from core.architectures import build_model
     from core.train import compile_for_training
-    model = build_model(make_config("cnn-small").hidden_layers(), augment=True)
+    model = build_model(make_config("cnn-small").hidden_layers(), augment=True, elastic=True)
     compile_for_training(model, optimizer, 1e-3)
     made = []
 
