@@ -104,14 +104,13 @@ def prepare(arch: str, data: Path, n_train: int, epochs: int, seed: int) -> Setu
     from core.architectures import build_model
     from core.callbacks import batch_interval
     from core.config import make_config
-    from core.train import load_splits, make_optimizer
+    from core.train import compile_for_training, load_splits
 
     config = make_config(arch, train_limit=n_train, epochs=epochs, seed=seed)
     splits = load_splits(config, data)
     keras.utils.set_random_seed(seed)
     model = build_model(config.hidden_layers(), augment=config.augment)
-    model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    compile_for_training(model, config.optimizer, config.learning_rate)
     steps = int(np.ceil(len(splits.y_train) / config.batch_size))
     return Setup(arch, config, splits, model, model.get_weights(), steps, batch_interval(steps))
 

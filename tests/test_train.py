@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from core.callbacks import StoreLogger, batch_interval
-from core.config import make_config
+from core.config import OPTIMIZERS, make_config
 from core.ingest import ingest
 from core.store import RunStore
 from core.train import execute, queue_run, train
@@ -114,7 +114,7 @@ def test_logger_batches_writes():
     assert store.calls == [25 * 2 + 3]  # 25 samples × 2 keys + epoch loss, accuracy, seconds: one write
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd", "sgd-momentum", "rmsprop", "adagrad"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_training_makes_no_variables_inside_the_traced_step(optimizer):
     """A variable made inside the first traced step makes TensorFlow trace that step twice (0.3–0.4
     CPU-s on every run's first epoch); compile_for_training makes them all before fit."""
