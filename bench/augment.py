@@ -1,14 +1,14 @@
 """Does training-time augmentation help cnn-small read digits drawn in the browser?
 
 Trains cnn-small with its preset defaults twice, augment off and on (same seed, same data,
-`core.train.train`, the code path of `python -m core train --arch cnn-small [--augment]`),
+`core.train.run.train`, the code path of `python -m core train --arch cnn-small [--augment]`),
 then measures each model on:
 
   MNIST test      the 10,000 test digits (the run's own test evaluation)
   drawn-like      MNIST test digits re-drawn as a person draws on the 280×280 canvas: each
                   digit's centre line (thinned at 4× resolution) is stroked with a round brush
                   of constant width, white on black, anti-aliased; placed at a size and
-                  position set by the variant below; then read by `core.preprocess.preprocess`
+                  position set by the variant below; then read by `core.predict.preprocess.preprocess`
                   exactly as the Draw page reads the canvas
   real drawings   labelled drawings saved on the Draw page (`--drawings-db`), if any, read again
                   from their original PNG by the current `preprocess`
@@ -165,7 +165,7 @@ def drawn_like(digits: np.ndarray, variant: str, seed: int) -> list[np.ndarray]:
 
 def preprocess_all(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """28×28 model inputs as the Draw page makes them; and which images could be read at all."""
-    from core.preprocess import EmptyDrawing, preprocess
+    from core.predict.preprocess import EmptyDrawing, preprocess
 
     out, ok = np.zeros((len(images), 28, 28), np.float32), np.ones(len(images), bool)
     for i, image in enumerate(images):
@@ -181,8 +181,8 @@ def train_or_reuse(store, data: Path, augment: bool, epochs: int, seed: int, tra
                    reuse: bool):
     """A completed cnn-small run with these settings: reused from the store if asked, else trained now."""
     from core.config import make_config
-    from core.data import dataset_info
-    from core.train import train
+    from core.data.dataset import dataset_info
+    from core.train.run import train
 
     n_train = dataset_info(data).n_train
     config = make_config("cnn-small", n_train=n_train, epochs=epochs, seed=seed, augment=augment,
@@ -201,13 +201,13 @@ def train_or_reuse(store, data: Path, augment: bool, epochs: int, seed: int, tra
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
-    from core.inference import predict_probabilities
+    from core.predict.inference import predict_probabilities
     return float((predict_probabilities(model, x).argmax(axis=1) == y).mean())
 
 
 def paired(models: dict, inputs: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, int]:
     """Over every drawn-like image: how many only the augment-off model reads right, and only the -on one."""
-    from core.inference import predict_probabilities
+    from core.predict.inference import predict_probabilities
     right = {flag: np.concatenate([predict_probabilities(m, inputs[v]).argmax(axis=1) == labels for v in inputs])
              for flag, m in models.items()}
     return {"images": int(right["off"].size), "only_off_right": int((right["off"] & ~right["on"]).sum()),
@@ -222,9 +222,9 @@ def real_drawings(url: str | None) -> tuple[np.ndarray, np.ndarray]:
     """
     if not url:
         return np.zeros((0, 28, 28), np.float32), np.zeros(0, np.int64)
-    from core.drawings import drawing_original, list_drawings
-    from core.preprocess import load_image_file, preprocess
-    from core.store import RunStore
+    from core.predict.drawings import drawing_original, list_drawings
+    from core.predict.preprocess import load_image_file, preprocess
+    from core.store.facade import RunStore
     store = RunStore(url)
     try:
         df = list_drawings(store).sort_values("id")
@@ -269,9 +269,9 @@ def main() -> int:
     common.quiet_tensorflow()
     started, load_before = time.time(), common.loadavg()
 
-    from core.data import load_dataset
-    from core.inference import load_model
-    from core.store import RunStore
+    from core.data.dataset import load_dataset
+    from core.predict.inference import load_model
+    from core.store.facade import RunStore
 
     data = common.mnist_h5(args.data)
     epochs, per_variant, limit = (1, 30, 1000) if args.smoke else (args.epochs, args.per_variant, None)

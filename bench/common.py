@@ -217,8 +217,8 @@ def add_data_argument(parser: argparse.ArgumentParser) -> None:
 
 def mnist_h5(path: str | Path | None = None) -> Path:
     """The dataset to benchmark on: `path`, else full MNIST ingested once into CACHE_DIR."""
-    from core.data import DataError, dataset_info
-    from core.ingest import ingest
+    from core.data.dataset import DataError, dataset_info
+    from core.data.ingest import ingest
 
     if path is not None:
         dataset_info(path)  # DataError with a clear line if it is not a dataset

@@ -84,7 +84,7 @@ PROBE_PAGE = '''"""Digit Lab benchmark probe: one ingredient of the Runs/Compare
 import sys
 sys.path.insert(0, {root!r})
 import streamlit as st
-from core.store import RunStore
+from core.store.facade import RunStore
 from dashboard import charts, tables
 
 store = st.cache_resource(lambda: RunStore({db!r}))()

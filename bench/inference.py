@@ -2,13 +2,13 @@
 
     python bench/inference.py [--runs 300] [--warmup 30] [--presets cnn-small,mlp-128-64]
 
-Builds each preset from core.architectures (untrained weights time the same as trained
+Builds each preset from core.model.architectures (untrained weights time the same as trained
 ones), or a local cnn-small and MLP 784-128-64-10 if that module is missing; saves each to
 a temporary .keras file; times a cold load in a fresh process and, with the model cached,
 `preprocess`, the model call (`predict_on_batch`, with eager `model(x)` and `model.predict`
 for comparison) and `predict_image` on a drawable-canvas RGBA image.
 It also times the Draw page's "Inside the model" compute per drawing with the model's
-`core.explain.Explainer` built and warmed up: activations of every layer, integrated gradients
+`core.predict.explain.Explainer` built and warmed up: activations of every layer, integrated gradients
 (32 steps) for the top two digits in one batch, and the 8 nearest of 10,000 indexed training
 digits. Prints a table and writes bench/results/inference.json. Targets: predict median
 ≤ 15 ms; explain ≤ 150 ms for cnn-small, on 2 cores.
@@ -33,13 +33,13 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from core.inference import load_model, predict_image, predict_probabilities  # noqa: E402
-from core.preprocess import preprocess  # noqa: E402
+from core.predict.inference import load_model, predict_image, predict_probabilities  # noqa: E402
+from core.predict.preprocess import preprocess  # noqa: E402
 
 COLD_LOAD = """
 import json, sys, time
 t0 = time.perf_counter()
-from core.inference import load_model
+from core.predict.inference import load_model
 t1 = time.perf_counter()
 import keras
 t2 = time.perf_counter()
@@ -59,7 +59,7 @@ FIRST_PREDICTION = """
 import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
-from core.inference import load_model, predict_image
+from core.predict.inference import load_model, predict_image
 import keras
 t1 = time.perf_counter()
 model = load_model(sys.argv[1])
@@ -114,7 +114,7 @@ def models() -> dict[str, object]:
     import keras
 
     try:
-        from core.architectures import PRESETS, build_model
+        from core.model.architectures import PRESETS, build_model
     except ImportError:
         PRESETS, build_model = {}, None
     built = {}
@@ -148,7 +148,7 @@ def timings(fn, runs: int, warmup: int) -> dict[str, float]:
 def explain_timings(model, image28: np.ndarray, runs: int, warmup: int) -> dict:
     """The Draw page's explain work for one drawing: Explainer.explain (activations + IG of the top
     two digits) and nearest() over a 10,000-digit index of this model's embedding size."""
-    from core.explain import INDEX_SIZE, EmbeddingIndex, Explainer, nearest
+    from core.predict.explain import INDEX_SIZE, EmbeddingIndex, Explainer, nearest
 
     t0 = time.perf_counter()
     explainer = Explainer(model)

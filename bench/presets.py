@@ -1,7 +1,7 @@
 """What each preset costs and what it reaches: full MNIST, the preset's own defaults.
 
 Every preset is trained exactly as the Train page or `python -m core train --arch NAME`
-trains it (core.train.train: queue, fit with the store callback, evaluate on the test
+trains it (core.train.run.train: queue, fit with the store callback, evaluate on the test
 set, save the model) into a temporary store. Reported per preset: training digits per
 second and seconds per epoch (medians over its epochs, validation included), total time
 and MNIST test accuracy.
@@ -24,10 +24,10 @@ from bench import common  # noqa: E402
 
 def bench_preset(store, arch: str, data: Path, epochs: int | None, train_limit: int | None) -> dict:
     """Train one preset with its defaults (optionally fewer epochs / digits) and read back its figures."""
-    from core.architectures import count_params
+    from core.model.architectures import count_params
     from core.config import make_config
-    from core.data import dataset_info
-    from core.train import train
+    from core.data.dataset import dataset_info
+    from core.train.run import train
 
     n_train = dataset_info(data).n_train
     config = make_config(arch, n_train=n_train, epochs=epochs, train_limit=train_limit)
@@ -48,7 +48,7 @@ def bench_preset(store, arch: str, data: Path, epochs: int | None, train_limit: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.architectures import PRESETS
+    from core.model.architectures import PRESETS
 
     parser = common.base_parser(__doc__.split("\n")[0])
     common.add_data_argument(parser)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown preset {unknown[0]!r}; choose from {', '.join(PRESETS)}")
 
     common.quiet_tensorflow()
-    from core.store import RunStore
+    from core.store.facade import RunStore
 
     started, load_before = time.time(), common.loadavg()
     data = common.mnist_h5(args.data)
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     print(common.table(["preset", "params", "epochs", "batch", "optimizer", "digits/s median (min–max)",
                         "s/epoch median (min–max)", "total s", "test acc %"], rows))
     path = common.write_results("presets", figures, args.results, started, load_before,
-                                notes=["trained with core.train.train (store callback, evaluation and model save "
+                                notes=["trained with core.train.run.train (store callback, evaluation and model save "
                                        "included in total_s); epoch_s includes validation"])
     print(f"wrote {path}")
     return 0

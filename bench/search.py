@@ -14,7 +14,7 @@ One space (learning rate on a log range, batch size, dropout, optimizer) on `mlp
   tpe-median-x2, tpe-hyperband-x2  (only when named in --methods) the same with 32 runs: what
                 TPE reaches when pruning's saving is spent on more runs (results: search_x2.json)
 
-Each study is created with core.study.create_study in a fresh SQLite store and trained by one
+Each study is created with core.search.study.create_study in a fresh SQLite store and trained by one
 in-process `core.worker.run_worker` (the loop `python -m core worker` runs: it claims, trains,
 tells the study and tops it up), so the figures include everything a user's study costs.
 Repeated for each seed (the sampler's and the training's). Reported per method: the best
@@ -53,8 +53,8 @@ EXTRA = {"tpe-median-x2": ("tpe", "median", 2), "tpe-hyperband-x2": ("tpe", "hyp
 def run_study(method: str, seed: int, data: Path, budget: int, epochs: int, train_limit: int,
               space_name: str = "box") -> dict[str, Any]:
     from core.config import make_config
-    from core.store import RunStore
-    from core.study import create_study, parse_space, summary
+    from core.store.facade import RunStore
+    from core.search.study import create_study, parse_space, summary
     from core.worker import run_worker
 
     search, pruner, factor = (*METHODS[method], 1) if method in METHODS else EXTRA[method]

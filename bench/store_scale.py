@@ -44,8 +44,8 @@ from bench import common  # noqa: E402
 import numpy as np  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from core.schema import evaluations_t, metrics_t, runs_t  # noqa: E402
-from core.store import RunStore  # noqa: E402
+from core.store.schema import evaluations_t, metrics_t, runs_t  # noqa: E402
+from core.store.facade import RunStore  # noqa: E402
 
 TARGET_MS = 300.0          # each page's queries at 1,000 runs
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
@@ -57,7 +57,7 @@ CHUNK_RUNS = 500           # runs per insert transaction while building
 # -- building a synthetic store ---------------------------------------------------------------------
 def synth_configs(rng: np.random.Generator, n: int, epochs: int) -> list[dict]:
     """`n` valid resolved configs over the presets, as a sweep over hyperparameters would make them."""
-    from core.architectures import PRESETS
+    from core.model.architectures import PRESETS
     from core.config import make_config
 
     archs = list(PRESETS)
@@ -327,7 +327,7 @@ def bench_size(n_runs: int, epochs: int, batch_points: int, repeats: int, seed: 
 # -- team figures: claims by 8 processes at once, models fetched from the store -----------------------
 CLAIMER = r"""
 import sys, time
-from core.store import RunStore
+from core.store.facade import RunStore
 store, n = RunStore(sys.argv[1]), 0
 print("ready", flush=True)
 while open(sys.argv[2]).read() != "go":

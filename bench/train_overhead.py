@@ -5,7 +5,7 @@ before every fit), the same data subset, seed and epochs are fitted with:
 
   bare          model.fit with no callback
   bare-again    bare once more: the A/A control; its spread is this machine's noise
-  digitlab      Digit Lab's StoreLogger at its defaults (as core/train.py uses it) plus the run's
+  digitlab      Digit Lab's StoreLogger at its defaults (as core/train/run.py uses it) plus the run's
                 heartbeat thread, writing to a real SQLite file; the run is created, claimed,
                 flushed and finished inside the timed region
   tensorboard   keras.callbacks.TensorBoard(update_freq=<Digit Lab's batch interval>)
@@ -97,14 +97,14 @@ class Setup:
 
 
 def prepare(arch: str, data: Path, n_train: int, epochs: int, seed: int) -> Setup:
-    """Build and compile the preset's model once, exactly as core/train.py does."""
+    """Build and compile the preset's model once, exactly as core/train/run.py does."""
     import keras
     import numpy as np
 
-    from core.architectures import build_model
-    from core.callbacks import batch_interval
+    from core.model.architectures import build_model
+    from core.train.callbacks import batch_interval
     from core.config import make_config
-    from core.train import compile_for_training, load_splits
+    from core.train.run import compile_for_training, load_splits
 
     config = make_config(arch, train_limit=n_train, epochs=epochs, seed=seed)
     splits = load_splits(config, data)
@@ -148,10 +148,10 @@ def _bare(setup: Setup, i: int) -> Iterator[list]:
 
 
 def digitlab_variant(tmp: Path) -> Variant:
-    """StoreLogger as core/train.py builds it, with the heartbeat thread, on a real SQLite file."""
-    from core.callbacks import StoreLogger
-    from core.store import RunStore
-    from core.train import _Heartbeat
+    """StoreLogger as core/train/run.py builds it, with the heartbeat thread, on a real SQLite file."""
+    from core.train.callbacks import StoreLogger
+    from core.store.facade import RunStore
+    from core.train.run import _Heartbeat
 
     store = RunStore(f"sqlite:///{tmp / 'digitlab' / 'runs.db'}")
 

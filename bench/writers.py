@@ -17,7 +17,7 @@ held-back set of real pen-written digits by 14 people). This set shares nothing 
   random displacement field) and how loosely strokes meet (joins: later strokes shifted, ends
   stopping short or running on), each a per-writer range with per-digit variation;
 - the strokes are **rendered as the Draw page's canvas** draws them (bench/augment.render: a
-  round brush, white on black, 280×280) and read by `core.preprocess.preprocess`.
+  round brush, white on black, 280×280) and read by `core.predict.preprocess.preprocess`.
 
 Seeds: REPORT_SEEDS are the writers whose figures are reported (README, docs/augment.md);
 TUNING_SEEDS are other writers, the only ones used to choose augmentation or preset
@@ -308,9 +308,9 @@ def save_sheet(path: Path, seeds: tuple[int, ...], samples: int = 2) -> None:
 def score_runs(store, run_ids: list[str], ensemble: bool, seeds: tuple[int, ...], per_digit: int,
                drawn_per_variant: int, data) -> dict:
     """Per run (and their ensemble): accuracy per writer, the proxy's mean, the drawn-like mean, MNIST test."""
-    from core.data import load_dataset
-    from core.inference import predict_probabilities
-    from core.predict import combine, model_for_run
+    from core.data.dataset import load_dataset
+    from core.predict.inference import predict_probabilities
+    from core.predict.ensemble import combine, model_for_run
 
     x, y, writers = proxy_inputs(seeds, per_digit)
     test = load_dataset(data)
@@ -346,9 +346,9 @@ TUNE_VARIANTS = {"plain": {"augment": False, "elastic": False}, "augment": {"aug
 def tune(store_url: str, data, arch: str, train_limit: int, epochs: int, per_digit: int) -> dict:
     """Train `arch` with each augmentation choice on a subset and score it on the TUNING writers only."""
     from core.config import make_config
-    from core.data import dataset_info
-    from core.store import RunStore
-    from core.train import train
+    from core.data.dataset import dataset_info
+    from core.store.facade import RunStore
+    from core.train.run import train
 
     store = RunStore(store_url)
     n_train = dataset_info(data).n_train
@@ -406,7 +406,7 @@ def main() -> int:
     if not args.store or not args.runs:
         parser.error("give --store URL and at least one --run ID (or --sheet PNG)")
     common.quiet_tensorflow()
-    from core.store import RunStore
+    from core.store.facade import RunStore
 
     started, load_before = time.time(), common.loadavg()
     per_digit = 3 if args.smoke else args.per_digit

@@ -13,6 +13,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
+from core.errors import DigitLabError
 from core import settings
 
 COMMAND_HELP = {
@@ -31,7 +32,7 @@ COMMAND_HELP = {
 }
 
 
-class UserError(Exception):
+class UserError(DigitLabError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
@@ -58,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="rewrite even if the inputs did not change")
     p.add_argument("--offline", action="store_true", help="do not try to download; use the bundled sample")
 
-    from core.architectures import ARCHITECTURES
-    from core.architectures import ACTIVATIONS
+    from core.model.architectures import ARCHITECTURES
+    from core.model.architectures import ACTIVATIONS
     from core.config import HELP as RAW_HELP, LR_SCHEDULES, OPTIMIZERS
     HELP = {k: v.replace("%", "%%") for k, v in RAW_HELP.items()}  # argparse formats help with %
     p = cmd["train"]
@@ -140,11 +141,11 @@ def _catch_worker_stop(argv: list[str]):
 
 
 def _run(argv: list[str], stop) -> int:
-    from core.architectures import ArchitectureError
+    from core.model.architectures import ArchitectureError
     from core.config import ConfigError
-    from core.data import DataError
-    from core.preprocess import InferenceError
-    from core.schema import StoreError
+    from core.data.dataset import DataError
+    from core.predict.preprocess import InferenceError
+    from core.store.schema import StoreError
     errors = (UserError, ConfigError, DataError, StoreError, ArchitectureError, InferenceError)
     try:
         args = build_parser().parse_args(argv)
@@ -167,12 +168,12 @@ def _run(argv: list[str], stop) -> int:
 
 
 def _store(args):
-    from core.store import RunStore
+    from core.store.facade import RunStore
     return RunStore(settings.db_url(args.db))
 
 
 def cmd_ingest(args) -> int:
-    from core.ingest import ingest
+    from core.data.ingest import ingest
     out = args.out or settings.data_path(args.data)
     tty = sys.stderr.isatty()
 
@@ -188,7 +189,7 @@ def cmd_ingest(args) -> int:
 
 def cmd_train(args) -> int:
     from core.config import make_config
-    from core.train import queue_run, train
+    from core.train.run import queue_run, train
     layers = None
     if args.layers:
         try:
@@ -343,7 +344,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from core.predict import predict_files
+    from core.predict.ensemble import predict_files
     results, failures = predict_files(_store(args), args.run_ids, args.images)
     if args.json:
         print(json.dumps(results))
@@ -363,13 +364,13 @@ def _emit(as_json: bool, data: dict, text: str) -> None:
     print(json.dumps(data) if as_json else text)
 
 
-# -- studies (core/study.py) -------------------------------------------------------------------
+# -- studies (core/search/study.py) -------------------------------------------------------------------
 NOT_BASE_OPTIONS = ("help", "db", "data", "name", "group", "queue", "json")  # train options that are not config
 
 
 def _study_arguments(cmd: dict[str, argparse.ArgumentParser]) -> None:
     """`sweep` takes every config option of `train` (the same argparse actions) as its base config."""
-    from core.study import MAX_BUDGET, OBJECTIVES, PRUNERS, SEARCHES
+    from core.search.study import MAX_BUDGET, OBJECTIVES, PRUNERS, SEARCHES
     p = cmd["sweep"]
     shared = [a for a in cmd["train"]._actions if a.option_strings and a.dest not in NOT_BASE_OPTIONS]
     for action in shared:  # shared, not copied: a new train option is a sweep option too
@@ -399,7 +400,7 @@ def cmd_sweep(args) -> int:
     import time
 
     from core.config import make_config
-    from core.study import create_study, parse_space
+    from core.search.study import create_study, parse_space
     overrides = {dest: getattr(args, dest) for dest in args.base_options}
     arch = overrides.pop("architecture")
     if overrides.get("layers"):
@@ -414,7 +415,7 @@ def cmd_sweep(args) -> int:
     run_ids = create_study(store, base, space, name, settings.data_path(args.data), search=args.search,
                            budget=args.trials, objective=args.objective, pruner=args.pruner,
                            warmup_epochs=args.warmup)
-    from core.study import get_study
+    from core.search.study import get_study
     study = get_study(store, name)
     _emit(args.json, {"group": name, "queued": len(run_ids), "run_ids": run_ids, "search": study.search,
                       "budget": study.budget, "pruner": study.pruner, "objective": study.objective},
@@ -424,7 +425,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from core.study import extend_study, stop_study, summary
+    from core.search.study import extend_study, stop_study, summary
     store = _store(args)
     notes = []
     if args.stop:
@@ -457,8 +458,8 @@ COMMANDS = {"sweep": cmd_sweep, "study": cmd_study, "ingest": cmd_ingest, "train
 
 def cmd_copy_store(args) -> int:
     """Copy one store into another, with a progress bar on stderr; one line saying what was copied."""
-    from core.store import RunStore
-    from core.transfer import copy_store
+    from core.store.facade import RunStore
+    from core.store.transfer import copy_store
     source = settings.sqlite_file(settings.db_url(args.src))
     if source is not None and not source.is_file():  # opening it would make an empty store
         raise UserError(f"there is no store at {source} to copy from: check --from")

@@ -10,7 +10,8 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from core.architectures import (ACTIVATIONS, ARCHITECTURES, CUSTOM, PRESETS, ArchitectureError,
+from core.errors import DigitLabError
+from core.model.architectures import (ACTIVATIONS, ARCHITECTURES, CUSTOM, PRESETS, ArchitectureError,
                                 describe, resolve_layers)
 
 OPTIMIZERS = ("adam", "sgd", "sgd-momentum", "rmsprop", "adagrad")
@@ -43,7 +44,7 @@ HELP = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(DigitLabError):
     """A config value that is not allowed; the message names the field, the value and what is allowed."""
 
 

@@ -3,7 +3,7 @@
 `python -m core worker` runs one, on any machine that reaches the store and has the dataset
 (PostgreSQL: many machines, one store; claims are atomic, models go into the store); the
 dashboard starts a local one when none is alive, unless `settings.autostart_worker()` says no.
-A lost database server is waited for (core.db.RECONNECT_SECONDS) and the run carries on.
+A lost database server is waited for (core.store.db.RECONNECT_SECONDS) and the run carries on.
 SIGTERM (or SIGINT) stops the current run at its next logging window, marks it cancelled and
 exits; one that arrives while the worker is still starting exits before it claims any run. A
 worker killed outright leaves a stale heartbeat, and the next worker or dashboard start marks
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Callable
 from core.settings import REPO_ROOT
 
 if TYPE_CHECKING:
-    from core.store import RunStore
+    from core.store.facade import RunStore
 
 WORKER_BEAT = 5.0  # seconds between a worker's heartbeats while idle or training
 
@@ -83,9 +83,9 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
     the main thread, installed for the duration of the call. A stop that arrived before the worker
     registered ends it at once with one line and `stop.early` set: no run is claimed.
     """
-    from core.data import DataError
-    from core.schema import StoreError
-    from core.train import check_dataset, execute
+    from core.data.dataset import DataError
+    from core.store.schema import StoreError
+    from core.train.run import check_dataset, execute
 
     try:  # before this worker registers or claims anything: a worker elsewhere needs its own copy
         check_dataset(data_path)
@@ -158,9 +158,9 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
 
 
 def _study_hook(name: str, *args):
-    """Call core.study's `name` (top_up_all / after_run); a study that cannot top up never stops the worker."""
+    """Call core.search.study's `name` (top_up_all / after_run); a study that cannot top up never stops the worker."""
     try:
-        from core import study
+        from core.search import study
         return getattr(study, name)(*args)
     except Exception as exc:  # the runs already queued still train; say why nothing more was queued
         print(f"worker: study {name} failed: {type(exc).__name__}: {exc}", flush=True)

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
            "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 DIGITS = list(range(10))
-# Legend names of the keys the store logs (core.callbacks.StoreLogger).
+# Legend names of the keys the store logs (core.train.callbacks.StoreLogger).
 KEY_LABELS = {"loss": "train loss", "val_loss": "validation loss", "accuracy": "train accuracy",
               "val_accuracy": "validation accuracy", "learning_rate": "learning rate",
               "epoch_seconds": "seconds per epoch"}

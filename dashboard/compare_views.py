@@ -10,7 +10,7 @@ from typing import Mapping
 import pandas as pd
 import streamlit as st
 
-from core.store import RunStore
+from core.store.facade import RunStore
 from dashboard import charts, tables
 
 METRIC_NAMES = {"accuracy": "accuracy", "loss": "loss", "learning_rate": "learning rate",

@@ -15,7 +15,7 @@ import streamlit as st
 @st.cache_data(max_entries=2, show_spinner="Loading the dataset…")
 def dataset_arrays(path: str, mtime: float) -> dict[str, np.ndarray]:
     """The four arrays of the HDF5 dataset, cached per file version (path + mtime)."""
-    from core.data import load_dataset
+    from core.data.dataset import load_dataset
     data = load_dataset(path)
     return {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test, "y_test": data.y_test}
 

@@ -4,7 +4,7 @@ label, their ensemble, and how they are shown: one run as a card with its probab
 two to ten runs as one compact table (a row per run, a column per digit, shaded by
 probability, disagreements marked), with the ensemble's row on top when runs are combined.
 
-Models come from `core.predict.model_for_run`, and the ensemble from `core.predict.combine`,
+Models come from `core.predict.ensemble.model_for_run`, and the ensemble from `core.predict.ensemble.combine`,
 as `python -m core predict --run A --run B` computes them, so the page and the CLI give the
 same answer for the same image.
 """
@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.inference import predict_probabilities
-from core.predict import combine, model_for_run
-from core.preprocess import InferenceError
-from core.schema import StoreError
-from core.store import RunStore
+from core.predict.inference import predict_probabilities
+from core.predict.ensemble import combine, model_for_run
+from core.predict.preprocess import InferenceError
+from core.store.schema import StoreError
+from core.store.facade import RunStore
 from dashboard.charts import probability_bars
 
 

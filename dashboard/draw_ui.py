@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from core.preprocess import EmptyDrawing, InferenceError, Preprocessed, load_image_file, preprocess
+from core.predict.preprocess import EmptyDrawing, InferenceError, Preprocessed, load_image_file, preprocess
 
 CANVAS_KEY = "draw_canvas"        # the canvas's widget key (a suffix is added after each clear)
 CANVAS_SIDE = 280                 # canvas pixels: ten times MNIST's 28

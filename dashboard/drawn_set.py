@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.drawings import DrawingError, add_drawing, count_drawings, delete_drawing, evaluate_all, \
+from core.predict.drawings import DrawingError, add_drawing, count_drawings, delete_drawing, evaluate_all, \
     evaluate_on_drawn, list_drawings, score_ensemble_on_drawn
-from core.preprocess import InferenceError, Preprocessed
-from core.schema import StoreError
-from core.store import RunStore
+from core.predict.preprocess import InferenceError, Preprocessed
+from core.store.schema import StoreError
+from core.store.facade import RunStore
 from dashboard.auth import can_edit, denied_message, require_editor
 from dashboard.charts import confusion_heatmap
 from dashboard.draw_ui import clear_canvas, fit_box, to_uint8

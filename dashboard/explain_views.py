@@ -3,7 +3,7 @@ block's feature maps (the first layer's kernels beside its maps), the most activ
 hidden Dense layer, integrated-gradients attribution for the predicted digit and the runner-up
 ("why 7 and not 1"), and the 8 nearest training digits in the run's embedding.
 
-The compute lives in `core.explain`; this module caches one `Explainer` per run and model
+The compute lives in `core.predict.explain`; this module caches one `Explainer` per run and model
 version and one embedding index per run (built once, kept as the run's ``embedding.npz``
 artifact), and turns arrays into small images. The image helpers at the top are pure NumPy /
 Pillow, so they are testable without Streamlit running.
@@ -14,11 +14,11 @@ import numpy as np
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from core.data import DataError
-from core.explain import INDEX_ARTIFACT, EmbeddingIndex, Explainer, Explanation, nearest, run_index
-from core.preprocess import InferenceError
-from core.schema import StoreError
-from core.store import RunStore
+from core.data.dataset import DataError
+from core.predict.explain import INDEX_ARTIFACT, EmbeddingIndex, Explainer, Explanation, nearest, run_index
+from core.predict.preprocess import InferenceError
+from core.store.schema import StoreError
+from core.store.facade import RunStore
 from dashboard.draw_predictions import cached_model
 from dashboard.state import data_path
 

@@ -13,8 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.schema import TERMINAL, Run
-from core.store import RunStore
+from core.store.schema import TERMINAL, Run
+from core.store.facade import RunStore
 from dashboard.auth import require_editor
 from dashboard.charts import complete_epochs
 from dashboard.state import ensure_worker

@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from core.config import TrainConfig
-from core.scripts import keras_script, script_file_name
-from core.schema import Run
-from core.store import RunStore
+from core.train.script import keras_script, script_file_name
+from core.store.schema import Run
+from core.store.facade import RunStore
 from dashboard import charts, state, tables
 
 LIVE = ("queued", "running")

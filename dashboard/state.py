@@ -9,8 +9,8 @@ from pathlib import Path
 import streamlit as st
 
 from core import settings
-from core.data import DataError, DatasetInfo, dataset_info
-from core.store import RunStore
+from core.data.dataset import DataError, DatasetInfo, dataset_info
+from core.store.facade import RunStore
 
 
 def _args() -> argparse.Namespace:
@@ -147,7 +147,7 @@ def _warm_up(url: str) -> dict:
             import keras  # noqa: F401  (the slow part: 5-10 s on these machines)
             import numpy as np
 
-            from core.inference import predict_probabilities
+            from core.predict.inference import predict_probabilities
             from dashboard import draw_predictions
 
             runs = draw_predictions.completed_runs(get_store())

@@ -1,7 +1,7 @@
 """Plotly builders for a study: optimization history with the best so far, parameter importance,
 one slice plot per parameter, and every run's objective per epoch with pruned runs marked.
 
-Each takes the plain table core.study.trials_table() returns (one row per run: trial, status,
+Each takes the plain table core.search.study.trials_table() returns (one row per run: trial, status,
 value, param_<field>) and returns a `go.Figure`; none reads the store. Parallel coordinates
 come from dashboard.charts.parallel_coordinates.
 """

@@ -15,12 +15,12 @@ import pandas as pd
 import streamlit as st
 
 from core.config import HELP, ConfigError, TrainConfig
-from core.data import DataError
-from core.schema import StoreError
-from core.store import RunStore
-from core.study import (MAX_BUDGET, OBJECTIVES, PRUNERS, SEARCHES, create_study, describe_spec, extend_study,
+from core.data.dataset import DataError
+from core.store.schema import StoreError
+from core.store.facade import RunStore
+from core.search.study import (MAX_BUDGET, OBJECTIVES, PRUNERS, SEARCHES, create_study, describe_spec, extend_study,
                         grid_size, parse_spec, stop_study, summary, trials_table)
-from core.sweep import CHOICES, SWEEPABLE
+from core.search.sweep import CHOICES, SWEEPABLE
 from dashboard import study_charts
 from dashboard.auth import require_editor
 from dashboard.charts import parallel_coordinates

@@ -12,9 +12,9 @@ import pandas as pd
 import streamlit as st
 
 from core.config import HELP
-from core.store import RunStore
-from core.study import get_study
-from core.sweep import CHOICES, MAX_FIELDS, SWEEPABLE, group_progress, parse_values
+from core.store.facade import RunStore
+from core.search.study import get_study
+from core.search.sweep import CHOICES, MAX_FIELDS, SWEEPABLE, group_progress, parse_values
 from dashboard.live import LIVE_EVERY
 from dashboard.tables import page_link
 

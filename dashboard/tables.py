@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.architectures import describe
+from core.model.architectures import describe
 from core.config import TrainConfig
-from core.data import DataError, load_dataset
-from core.schema import FINISHED, Evaluation, StoreError
-from core.store import RunStore
+from core.data.dataset import DataError, load_dataset
+from core.store.schema import FINISHED, Evaluation, StoreError
+from core.store.facade import RunStore
 
 # Hyperparameters shown as table columns and offered to the parallel-coordinates plot.
 HYPERPARAMETERS = ("architecture", "optimizer", "learning_rate", "batch_size", "epochs_planned", "dropout",
@@ -360,7 +360,7 @@ def config_table(config: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def layer_table(config: TrainConfig) -> pd.DataFrame:
-    """The model summary (layer, output shape, parameters) from core.architectures.describe."""
+    """The model summary (layer, output shape, parameters) from core.model.architectures.describe."""
     rows = [{"layer": r.name, "output shape": "(" + ", ".join(map(str, r.output_shape)) + ")",
              "parameters": r.params, "note": r.note} for r in describe(config.hidden_layers())]
     if config.augment:
@@ -415,7 +415,7 @@ def page_link(page: str, label: str, query: Mapping[str, str] | None = None, ico
 # -- the model ------------------------------------------------------------------------------------------
 @st.cache_data(max_entries=16, show_spinner=False)
 def _kernels(url: str, run_id: str, version: str, _store: RunStore) -> np.ndarray | None:
-    from core.predict import first_conv_kernels, model_for_run
+    from core.predict.ensemble import first_conv_kernels, model_for_run
 
     try:
         return first_conv_kernels(_store, run_id)  # from the file's weights: no TensorFlow import
@@ -427,7 +427,7 @@ def _kernels(url: str, run_id: str, version: str, _store: RunStore) -> np.ndarra
 
 def first_layer_kernels(store: RunStore, run_id: str) -> tuple[np.ndarray | None, str]:
     """The run's first Conv2D kernels (filters, k, k), cached per model file; or (None, why not)."""
-    from core.preprocess import InferenceError
+    from core.predict.preprocess import InferenceError
 
     version = store.model_version(run_id)  # its hash in the store: the same on every machine
     try:

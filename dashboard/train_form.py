@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pandas as pd
 import streamlit as st
 
-from core.architectures import (ACTIVATIONS, ARCHITECTURES, CUSTOM, CUSTOM_HELP, LAYER_TYPES, LIMITS,
+from core.model.architectures import (ACTIVATIONS, ARCHITECTURES, CUSTOM, CUSTOM_HELP, LAYER_TYPES, LIMITS,
                                 PRESETS, ArchitectureError, LayerRow, describe, resolve_layers)
 from core.config import HELP, LR_SCHEDULES, OPTIMIZERS, ConfigError, TrainConfig, preset_defaults
 

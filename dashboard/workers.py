@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.store import RunStore
+from core.store.facade import RunStore
 from dashboard import state, tables
 
 REFRESH = 5.0  # seconds between refreshes (workers beat every 5 s)

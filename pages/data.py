@@ -2,8 +2,8 @@
 import numpy as np
 import streamlit as st
 
-from core.data import DataError
-from core.ingest import ingest
+from core.data.dataset import DataError
+from core.data.ingest import ingest
 from dashboard import data_views, state
 from dashboard.charts import digit_tiles
 from dashboard.auth import require_editor
@@ -19,7 +19,7 @@ WHERE_FROM = ("Full MNIST without a download: the four IDX files come from the M
 
 
 def ingest_form(replace: bool) -> None:
-    """Source path, Ingest button and a progress bar fed by core.ingest.ingest's progress callback."""
+    """Source path, Ingest button and a progress bar fed by core.data.ingest.ingest's progress callback."""
     src = st.text_input("Source", key="data_src", help=SOURCE_HELP,
                         placeholder="empty: download MNIST, else the offline 5,000-digit sample")
     st.caption(WHERE_FROM)

@@ -3,7 +3,7 @@ model summary and first-layer kernels, the model file and the equivalent Keras s
 import streamlit as st
 
 from core.config import ConfigError, TrainConfig
-from core.schema import RunNotFound
+from core.store.schema import RunNotFound
 from dashboard import run_views, state, tables
 
 st.title("Run detail")

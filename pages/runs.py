@@ -1,8 +1,8 @@
 """Runs: every run in one table: filter, sort, select; tag, note, delete, export, compare, fork."""
 import streamlit as st
 
-from core.schema import StoreError
-from core.study import get_study
+from core.store.schema import StoreError
+from core.search.study import get_study
 from dashboard import auth, state, tables
 
 st.title("Runs")

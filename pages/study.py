@@ -5,7 +5,7 @@ Open it from the Train page's Sweep tab, from Runs (a group's "Open the study" l
 """
 import streamlit as st
 
-from core.study import list_studies
+from core.search.study import list_studies
 from dashboard import state, study_views
 
 st.title("Study")

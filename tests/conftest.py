@@ -12,7 +12,7 @@ Fixtures (names are stable; other test files rely on them):
   ``data_path`` and ``store``. Use with ``AppTest.from_file("pages/x.py")``.
 - ``populated_data`` (session): a 300 train / 60 test synthetic dataset (Path), shared.
 - ``populated_store`` (session): a ``RunStore`` holding three completed runs, made once per
-  test session by ``core.train.train`` (1 epoch, ≤300 digits, each with a test evaluation
+  test session by ``core.train.run.train`` (1 epoch, ≤300 digits, each with a test evaluation
   and a model file):
       "mlp-base"       mlp-128-64, no group
       "lr-sweep · …"   two mlp-512 runs (learning_rate 0.01 and 0.001) in group "lr-sweep"
@@ -39,9 +39,9 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from core.ingest import ingest  # noqa: E402
+from core.data.ingest import ingest  # noqa: E402
 from core.settings import sqlite_file  # noqa: E402
-from core.store import RunStore  # noqa: E402
+from core.store.facade import RunStore  # noqa: E402
 from tests.idx_helpers import write_mnist_dir  # noqa: E402
 from tests.pg_server import PgServer, find_programs  # noqa: E402
 
@@ -114,7 +114,7 @@ def populated_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def populated_store(tmp_path_factory: pytest.TempPathFactory, populated_data: Path):
     """Three completed runs trained for real (1 epoch on 300 digits); read-only, see above."""
     from core.config import make_config
-    from core.train import train
+    from core.train.run import train
 
     folder = tmp_path_factory.mktemp("populated_store")
     run_store = RunStore(_sqlite_url(folder / "runs.db"))

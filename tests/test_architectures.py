@@ -1,7 +1,7 @@
 """Presets reproduce the tutorials' parameter counts; custom stacks are validated before building."""
 import pytest
 
-from core.architectures import PRESETS, ArchitectureError, build_model, count_params, describe, resolve_layers
+from core.model.architectures import PRESETS, ArchitectureError, build_model, count_params, describe, resolve_layers
 
 EXPECTED_PARAMS = {"mlp-128-64": 109_386, "mlp-512-dropout": 407_050, "mlp-512": 407_050,
                    "mlp-512x2-dropout": 669_706, "cnn-small": 70_378, "cnn-draw": 198_250}
@@ -78,8 +78,8 @@ def test_elastic_distortion_warps_each_digit_smoothly_and_keeps_its_ink(tmp_path
     a model holding the layer saves and loads again (safe_mode) and predicts the same."""
     import numpy as np
 
-    from core.architectures import elastic_layer_class
-    from core.inference import load_model
+    from core.model.architectures import elastic_layer_class
+    from core.predict.inference import load_model
 
     model = build_model([{"type": "Dense", "units": 8}], elastic=True)
     # One warp of a single digit can stretch its ink by 2x or squeeze it to half (bilinear resampling of

@@ -27,7 +27,7 @@ def demo_app():
     """A page with content and a delete action, behind the gate (as app.py puts every page)."""
     import streamlit as st
 
-    from core.store import RunStore
+    from core.store.facade import RunStore
     from dashboard import auth
 
     auth.gate()
@@ -253,7 +253,7 @@ def test_every_write_action_in_pages_and_dashboard_asks_require_editor():
 def test_streamlit_settings_are_safe_for_a_demo():
     import tomllib
 
-    from core.preprocess import MAX_BYTES
+    from core.predict.preprocess import MAX_BYTES
 
     settings = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert settings["server"]["address"] == "localhost"

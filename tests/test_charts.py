@@ -222,7 +222,7 @@ def test_filter_and_sort_runs():
 
 
 def test_gallery_digits_checks_the_test_split(tiny_data, tmp_path):
-    from core.data import load_dataset
+    from core.data.dataset import load_dataset
 
     data = load_dataset(tiny_data)
     images, why = tables.gallery_digits(tiny_data, [3, 0], data.y_test[[3, 0]])

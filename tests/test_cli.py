@@ -100,14 +100,14 @@ def test_every_command_has_help_and_is_in_the_readme():
 
 
 def test_every_preset_is_in_the_readme():
-    from core.architectures import PRESETS
+    from core.model.architectures import PRESETS
     readme = (ROOT / "README.md").read_text()
     assert all(f"`{name}`" in readme for name in PRESETS)
 
 
 def test_importing_core_does_not_import_streamlit_or_tensorflow():
-    code = ("import core, core.store, core.config, core.architectures, core.data, core.ingest, core.cli, core.train, "
-            "core.worker, core.inference, core.predict, sys; "
+    code = ("import core, core.store.facade, core.config, core.model.architectures, core.data.dataset, core.data.ingest, core.cli, core.train.run, "
+            "core.worker, core.predict.inference, core.predict.ensemble, sys; "
             "print(sorted(m for m in ('streamlit', 'plotly', 'tensorflow', 'keras') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr

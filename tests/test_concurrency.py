@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from core.callbacks import batch_interval
+from core.train.callbacks import batch_interval
 from core.config import make_config
 from core.settings import sqlite_file
-from core.store import RunStore
-from core.train import queue_run
+from core.store.facade import RunStore
+from core.train.run import queue_run
 
 ROOT = Path(__file__).resolve().parents[1]
 E2E_DEADLINE_S = 420  # a hang guard: ~35 CPU-s of work, 1.5-4 min wall on 2 shared cores (more when busy)
@@ -32,7 +32,7 @@ EPOCH_KEYS = {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "
 # Polls like a dashboard page: the runs table, then the curves of every running run.
 READER = r"""
 import json, os, sys, time
-from core.store import RunStore
+from core.store.facade import RunStore
 store, stop = RunStore(sys.argv[1]), sys.argv[2]
 polls, errors, rows_seen = 0, [], 0
 while not os.path.exists(stop):
@@ -50,7 +50,7 @@ print(json.dumps({"polls": polls, "errors": errors[:5], "n_errors": len(errors)}
 # A worker stripped to its store traffic: claim, checkpoint rows in windows, finish.
 FAKE_WORKER = r"""
 import sys
-from core.store import RunStore
+from core.store.facade import RunStore
 store, worker_id = RunStore(sys.argv[1]), sys.argv[2]
 windows, per_window = int(sys.argv[3]), int(sys.argv[4])
 while (run := store.claim_run(worker_id)) is not None:

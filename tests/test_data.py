@@ -1,4 +1,4 @@
-"""core/ingest.py and core/data.py: IDX/npz/download/offline-sample ingestion into HDF5 and loading it back."""
+"""core/data/ingest.py and core/data/dataset.py: IDX/npz/download/offline-sample ingestion into HDF5 and loading it back."""
 from __future__ import annotations
 
 import gzip
@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from core.data import DataError, dataset_info, load_dataset
-from core.ingest import ingest, parse_idx
+from core.data.dataset import DataError, dataset_info, load_dataset
+from core.data.ingest import ingest, parse_idx
 from tests.idx_helpers import digits, idx_bytes, idx_name, write_idx, write_mnist_dir, write_mnist_npz
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -426,7 +426,7 @@ def test_real_mnist(tmp_path):
 
 
 def test_importing_core_data_and_ingest_stays_light():
-    code = ("import sys, core.data, core.ingest; "
+    code = ("import sys, core.data.dataset, core.data.ingest; "
             "heavy = [m for m in ('keras', 'tensorflow', 'streamlit', 'plotly', 'mlxtend') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -435,7 +435,7 @@ def test_importing_core_data_and_ingest_stays_light():
 def test_the_fingerprint_names_the_digits_not_the_file(tmp_path):
     """Same digits from an IDX folder or a mnist.npz: one fingerprint; other digits: another.
     A file written before ingest recorded one gets the same value computed from its arrays."""
-    from core.data import dataset_identity
+    from core.data.dataset import dataset_identity
 
     write_mnist_dir(tmp_path / "idx", n_train=40, n_test=10)
     write_mnist_npz(tmp_path / "mnist.npz", n_train=40, n_test=10)

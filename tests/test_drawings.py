@@ -1,4 +1,4 @@
-"""core/drawings.py on real SQLite files: saving, listing, deleting drawings, and scoring real
+"""core/predict/drawings.py on real SQLite files: saving, listing, deleting drawings, and scoring real
 Keras runs (conftest's populated_env: three 1-epoch runs on synthetic digits) on the drawn set."""
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data import load_dataset
-from core.drawings import (DrawingError, add_drawing, count_drawings, delete_drawing, drawing_original,
+from core.data.dataset import load_dataset
+from core.predict.drawings import (DrawingError, add_drawing, count_drawings, delete_drawing, drawing_original,
                            drawn_arrays, evaluate_all, evaluate_on_drawn, list_drawings)
-from core.inference import ModelUnavailable, predict_probabilities
-from core.predict import model_for_run
+from core.predict.inference import ModelUnavailable, predict_probabilities
+from core.predict.ensemble import model_for_run
 
 
 def png(side: int = 280) -> bytes:

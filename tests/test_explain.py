@@ -1,11 +1,11 @@
-"""core.explain: activations per layer, integrated gradients, nearest training digits and the index artifact."""
+"""core.predict.explain: activations per layer, integrated gradients, nearest training digits and the index artifact."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core.architectures import PRESETS, build_model, describe, resolve_layers
-from core.explain import INDEX_ARTIFACT, EmbeddingIndex, Explainer, build_index, nearest, run_index
+from core.model.architectures import PRESETS, build_model, describe, resolve_layers
+from core.predict.explain import INDEX_ARTIFACT, EmbeddingIndex, Explainer, build_index, nearest, run_index
 
 CUSTOM = [{"type": "Conv2D", "filters": 6, "kernel": 5, "padding": "same", "activation": "tanh"},
           {"type": "BatchNormalization"}, {"type": "MaxPooling2D", "pool": 2},
@@ -111,8 +111,8 @@ def test_a_training_digits_nearest_neighbours_include_itself(trained):
 
 
 def test_the_index_is_built_once_per_run_and_kept_as_its_artifact(populated_env, monkeypatch):
-    from core import explain
-    from core.predict import model_for_run
+    from core.predict import explain
+    from core.predict.ensemble import model_for_run
 
     store = populated_env.store
     run_id = populated_env.runs["run_id"].iloc[0]
@@ -127,6 +127,6 @@ def test_the_index_is_built_once_per_run_and_kept_as_its_artifact(populated_env,
 def test_an_index_from_another_model_is_refused_in_one_line(trained):
     x, y = digits(50)
     index = build_index(Explainer(trained["cnn-small"]), x, y, size=20)
-    from core.preprocess import InferenceError
+    from core.predict.preprocess import InferenceError
     with pytest.raises(InferenceError, match="built for another model"):
         nearest(index, np.ones(128))

@@ -20,11 +20,11 @@ import pytest
 import sqlalchemy as sa
 
 from core import cli
-from core.callbacks import batch_interval
+from core.train.callbacks import batch_interval
 from core.config import make_config
-from core.schema import StoreError, runs_t
-from core.store import RunStore
-from core.train import execute, queue_run
+from core.store.schema import StoreError, runs_t
+from core.store.facade import RunStore
+from core.train.run import execute, queue_run
 from tests.test_concurrency import BATCH_KEYS, EPOCH_KEYS, finish, integrity, metric_rows, spawn  # noqa: F401
 
 LONG = dict(train_limit=200, batch_size=5, epochs=200)   # 36 steps an epoch; stopped long before the end

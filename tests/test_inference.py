@@ -1,4 +1,4 @@
-"""core.inference: safe model loading (safe_mode, cache) and predictions.
+"""core.predict.inference: safe model loading (safe_mode, cache) and predictions.
 
 Keras tests save tiny models under tmp_path; drawings come from tests/test_preprocess.py.
 """
@@ -15,17 +15,17 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from core.inference import (  # noqa: E402
+from core.predict.inference import (  # noqa: E402
     InferenceError, ModelUnavailable, Prediction, load_model, predict_image, predict_probabilities, score,
 )
-from core.preprocess import EmptyDrawing, Preprocessed  # noqa: E402
+from core.predict.preprocess import EmptyDrawing, Preprocessed  # noqa: E402
 from tests.test_preprocess import drawing, rgba  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_importing_inference_does_not_import_tensorflow_or_streamlit():
-    code = "import sys, core.inference; print(sorted({'tensorflow', 'keras', 'streamlit'} & set(sys.modules)))"
+    code = "import sys, core.predict.inference; print(sorted({'tensorflow', 'keras', 'streamlit'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from core.data import dataset_info, load_dataset
+from core.data.dataset import dataset_info, load_dataset
 from tests.idx_helpers import write_mnist_dir
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "data.py")

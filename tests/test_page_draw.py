@@ -19,8 +19,8 @@ from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 from core import cli
-from core.drawings import add_drawing, drawing_original, list_drawings
-from core.preprocess import preprocess
+from core.predict.drawings import add_drawing, drawing_original, list_drawings
+from core.predict.preprocess import preprocess
 from dashboard import draw_predictions, draw_ui, drawn_set
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "draw.py")

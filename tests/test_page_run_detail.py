@@ -6,7 +6,7 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from core.config import make_config
-from core.train import train
+from core.train.run import train
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "run_detail.py")
 
@@ -195,7 +195,7 @@ def test_running_run_shows_progress_and_partial_curves(populated_env):
 
 
 def test_the_dataset_that_trained_the_run_is_shown(populated_env):
-    from core.data import dataset_info
+    from core.data.dataset import dataset_info
 
     run_id = _run_id(populated_env, "mlp-base")
     at = _open(run_id)

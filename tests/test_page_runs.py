@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from core.config import make_config
-from core.schema import runs_t
+from core.store.schema import runs_t
 from dashboard import tables
 from tests.conftest import GROUP
 
@@ -192,7 +192,7 @@ def test_a_thousand_runs_render_in_one_table(app_env):
 
 
 def test_every_run_records_and_shows_its_dataset_and_headers_read_on_their_own(populated_env):
-    from core.data import dataset_info
+    from core.data.dataset import dataset_info
     from dashboard.tables import DEFAULT_COLUMNS, runs_column_config
 
     info = dataset_info(populated_env.data_path)

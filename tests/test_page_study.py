@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.config import TrainConfig
-from core.study import create_study, get_study, top_up
+from core.search.study import create_study, get_study, top_up
 from tests.test_auth import network_address  # noqa: F401  (a fixture: every visitor is a viewer)
 from tests.test_study import SPACE, finish
 

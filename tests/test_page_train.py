@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.config import HELP, make_config
-from core.train import queue_run
+from core.train.run import queue_run
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 
@@ -294,7 +294,7 @@ def test_window_means_undo_keras_running_means():
     import pandas as pd
 
     from dashboard.live import progress_numbers, window_means
-    from core.schema import Run
+    from core.store.schema import Run
 
     # batch losses 4, 2 | 3, 1 in epoch 1 and 1, 1 | 2, 2 in epoch 2 (4 steps per epoch, sampled every 2)
     running = [(2, 1, 3.0), (4, 1, 2.5), (6, 2, 1.0), (8, 2, 1.5)]
@@ -337,7 +337,7 @@ def test_time_left_is_estimated_from_recent_steps_not_since_the_start():
 def test_time_left_of_a_live_run_reads_its_metric_rows(app_env):
     import pandas as pd
 
-    from core.schema import Run
+    from core.store.schema import Run
     from dashboard.live import eta_seconds, step_samples
 
     run = Run(id="r", name="r", architecture="mlp-128-64", status="running", config={}, epochs=2, step=46,

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 from core import cli
 from core.config import make_config
-from core.schema import artifacts_t, drawings_t, evaluations_t, metrics_t, misclassified_t, runs_t, studies_t
-from core.store import RunStore
-from core.train import queue_run
+from core.store.schema import artifacts_t, drawings_t, evaluations_t, metrics_t, misclassified_t, runs_t, studies_t
+from core.store.facade import RunStore
+from core.train.run import queue_run
 from tests.test_concurrency import FAKE_WORKER, ROOT, env, finish
 from tests.test_faults import assert_rows_match_progress, one_line_error, wait_for
 

@@ -1,4 +1,4 @@
-"""core/predict.py: first-layer kernels read from a .keras file without TensorFlow."""
+"""core/predict/ensemble.py: first-layer kernels read from a .keras file without TensorFlow."""
 from __future__ import annotations
 
 import io
@@ -11,8 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from core.preprocess import InferenceError
-from core.predict import first_conv_kernels
+from core.predict.preprocess import InferenceError
+from core.predict.ensemble import first_conv_kernels
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def _empty_h5() -> bytes:
 
 
 def test_reading_kernels_does_not_import_tensorflow():
-    code = ("import sys, core.predict; from core.store import RunStore; "
+    code = ("import sys, core.predict.ensemble; from core.store.facade import RunStore; "
             "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -91,8 +91,8 @@ def _png(tmp_path, name="seven.png"):
 
 
 def test_an_ensemble_of_one_run_equals_that_run(populated_env, tmp_path):
-    from core.inference import predict_probabilities
-    from core.predict import ensemble_probabilities, model_for_run, predict_files
+    from core.predict.inference import predict_probabilities
+    from core.predict.ensemble import ensemble_probabilities, model_for_run, predict_files
 
     store, run_id = populated_env.store, populated_env.runs["run_id"].iloc[0]
     x = np.random.default_rng(0).random((5, 28, 28)).astype("float32")
@@ -122,7 +122,7 @@ def test_cli_predict_with_several_runs_averages_them_and_says_which(populated_en
 
 
 def test_the_drawn_set_scores_an_ensemble(populated_env):
-    from core.drawings import DrawingError, add_drawing, score_ensemble_on_drawn
+    from core.predict.drawings import DrawingError, add_drawing, score_ensemble_on_drawn
 
     store, ids = populated_env.store, populated_env.runs["run_id"].tolist()
     with pytest.raises(DrawingError, match="empty"):

@@ -1,4 +1,4 @@
-"""core.preprocess: drawings and photos → MNIST-like 28×28, empty canvases, hints, image files.
+"""core.predict.preprocess: drawings and photos → MNIST-like 28×28, empty canvases, hints, image files.
 
 Drawings are synthetic (Pillow lines) or real MNIST test digits re-drawn on a canvas
 (the shared dataset; those tests skip when it is absent). `drawing` and `rgba` are shared
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from core.preprocess import EmptyDrawing, InferenceError, Preprocessed, load_image_file, preprocess, to_ink
+from core.predict.preprocess import EmptyDrawing, InferenceError, Preprocessed, load_image_file, preprocess, to_ink
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO.parent / "shared" / "datasets" / "mnist"
@@ -299,6 +299,6 @@ def test_oversized_files_and_images_are_refused(tmp_path):
 
 
 def test_importing_preprocess_does_not_import_tensorflow_or_streamlit():
-    code = "import sys, core.preprocess; print(sorted({'tensorflow', 'keras', 'streamlit'} & set(sys.modules)))"
+    code = "import sys, core.predict.preprocess; print(sorted({'tensorflow', 'keras', 'streamlit'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from core import cli
-from core.architectures import ACTIVATIONS, ARCHITECTURES, CUSTOM, LAYER_TYPES
+from core.model.architectures import ACTIVATIONS, ARCHITECTURES, CUSTOM, LAYER_TYPES
 from core.config import LR_SCHEDULES, OPTIMIZERS, ConfigError, TrainConfig, make_config
-from core.data import DataError
-from core.ingest import ingest, parse_idx
+from core.data.dataset import DataError
+from core.data.ingest import ingest, parse_idx
 from core.settings import sqlite_file
 from tests.idx_helpers import idx_bytes, idx_name, write_mnist_dir
 

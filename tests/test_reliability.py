@@ -24,8 +24,8 @@ from PIL import Image
 
 from core import cli
 from core.settings import sqlite_file
-from core.schema import SCHEMA_VERSION, RunNotFound, StoreError
-from core.store import RunStore
+from core.store.schema import SCHEMA_VERSION, RunNotFound, StoreError
+from core.store.facade import RunStore
 from tests.idx_helpers import idx_bytes, write_mnist_dir, write_mnist_npz
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,7 +222,7 @@ def test_a_run_without_a_model_cannot_predict(populated_env, capsys, tmp_path):
 
 
 def test_bad_images_are_one_line_each_and_the_good_one_is_predicted(populated_env, capsys, tmp_path):
-    from core.preprocess import MAX_BYTES
+    from core.predict.preprocess import MAX_BYTES
 
     files = {"text.png": b"hello, not an image", "empty.png": b"", "half.png": png(np.zeros((28, 28), np.uint8))[:40],
              "huge.png": b"\x89PNG" + b"\0" * (MAX_BYTES + 1), "blank.png": png(np.zeros((56, 56), np.uint8)),
@@ -325,7 +325,7 @@ def test_a_model_with_code_inside_is_refused_and_its_code_never_runs(populated_e
 
 
 def test_every_model_load_uses_safe_mode():
-    """Only core/inference.py loads models, and it passes safe_mode=True."""
+    """Only core/predict/inference.py loads models, and it passes safe_mode=True."""
     loads = []
     for path in sorted([*ROOT.glob("core/*.py"), *ROOT.glob("dashboard/*.py"), *ROOT.glob("pages/*.py")]):
         for node in ast.walk(ast.parse(path.read_text())):

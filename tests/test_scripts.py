@@ -1,4 +1,4 @@
-"""The standalone Keras script: valid Python for every option, equivalent to core.train, and it runs."""
+"""The standalone Keras script: valid Python for every option, equivalent to core.train.run, and it runs."""
 import os
 import runpy
 import subprocess
@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.architectures import PRESETS, build_model, count_params
+from core.model.architectures import PRESETS, build_model, count_params
 from core.config import LR_SCHEDULES, OPTIMIZERS, make_config
-from core.ingest import ingest
-from core.scripts import keras_script
-from core.train import load_splits
+from core.data.ingest import ingest
+from core.train.script import keras_script
+from core.train.run import load_splits
 from tests.idx_helpers import write_mnist_npz
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,8 +143,8 @@ def test_script_reports_learning_rate_schedules_in_docstring():
 
 def test_script_names_its_file_and_checks_it_loads_the_runs_digits(tmp_path, script_npz, monkeypatch, capsys):
     """The docstring's `python FILE` is the download's name, and the data claim is checked, not assumed."""
-    from core.data import dataset_identity
-    from core.scripts import script_file_name
+    from core.data.dataset import dataset_identity
+    from core.train.script import script_file_name
 
     npz, h5 = script_npz
     config = make_config("mlp-128-64", epochs=1, batch_size=32, name="my run")

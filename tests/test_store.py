@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from core.config import make_config
-from core.schema import SCHEMA_VERSION, RunNotFound, StoreError
-from core.store import RunStore
+from core.store.schema import SCHEMA_VERSION, RunNotFound, StoreError
+from core.store.facade import RunStore
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -191,13 +191,13 @@ def test_wave1_store_gains_pruned_status_and_keeps_every_row(tmp_path):
 
 
 def test_artifacts_round_trip_in_chunks_cache_by_hash_and_go_with_their_run(store, monkeypatch):
-    import core.schema
-    import core.store
-    monkeypatch.setattr(core.store, "CHUNK_BYTES", 1000)
+    import core.store.schema
+    import core.store.facade
+    monkeypatch.setattr(core.store.facade, "CHUNK_BYTES", 1000)
     run_id = store.create_run({"architecture": "mlp-128-64", "epochs": 1})
     payload = bytes(range(256)) * 20  # 5,120 bytes → 6 chunks
     info = store.put_artifact(run_id, "model.keras", payload)
-    assert info.size == len(payload) and info.chunks == 6 and core.schema.CHUNK_BYTES > 1000
+    assert info.size == len(payload) and info.chunks == 6 and core.store.schema.CHUNK_BYTES > 1000
     assert store.get_artifact(run_id, "model.keras") == payload
     cached = store.artifact_file(run_id, "model.keras")
     assert cached.read_bytes() == payload

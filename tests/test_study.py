@@ -1,4 +1,4 @@
-"""core/study.py: SPEC parsing, bad input refused with nothing queued, proposals, budget under
+"""core/search/study.py: SPEC parsing, bad input refused with nothing queued, proposals, budget under
 concurrent top-ups, pruning decisions, the summary; and one real 8-run TPE study with median
 pruning trained by two real `python -m core worker` processes."""
 from __future__ import annotations
@@ -18,9 +18,9 @@ from hypothesis import given, settings, strategies as st
 
 from core import cli
 from core.config import ConfigError, TrainConfig
-from core.schema import studies_t
-from core.store import RunStore
-from core.study import (create_study, extend_study, get_study, parse_space, parse_spec, prune_check, stop_study,
+from core.store.schema import studies_t
+from core.store.facade import RunStore
+from core.search.study import (create_study, extend_study, get_study, parse_space, parse_spec, prune_check, stop_study,
                         summary, top_up, top_up_all)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,7 +310,7 @@ REAL_MNIST = ROOT.parent / "shared" / "datasets" / "mnist"
 @pytest.fixture(scope="module")
 def real_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real MNIST (the study trains 1,000 of its digits): the repo's dataset, else ingested from shared/."""
-    from core.ingest import ingest
+    from core.data.ingest import ingest
     from core.settings import DEFAULT_DATA
     if DEFAULT_DATA.is_file():
         return DEFAULT_DATA

@@ -1,11 +1,11 @@
-"""core/sweep.py: parsing values, expanding a grid, queueing a sweep all-or-nothing, group progress."""
+"""core/search/sweep.py: parsing values, expanding a grid, queueing a sweep all-or-nothing, group progress."""
 from __future__ import annotations
 
 import pytest
 
 from core.config import ConfigError, TrainConfig, make_config
-from core.data import DataError
-from core.sweep import MAX_RUNS, expand_grid, group_progress, parse_values, queue_sweep
+from core.data.dataset import DataError
+from core.search.sweep import MAX_RUNS, expand_grid, group_progress, parse_values, queue_sweep
 
 BASE = TrainConfig(architecture="mlp-128-64", epochs=1, batch_size=32)
 

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from core.callbacks import StoreLogger, batch_interval
+from core.train.callbacks import StoreLogger, batch_interval
 from core.config import OPTIMIZERS, make_config
-from core.ingest import ingest
-from core.store import RunStore
-from core.train import execute, queue_run, train
+from core.data.ingest import ingest
+from core.store.facade import RunStore
+from core.train.run import execute, queue_run, train
 from tests.idx_helpers import write_mnist_dir
 
 
@@ -87,7 +87,7 @@ def test_custom_cnn_with_schedule_early_stopping_and_augment(rs, small_h5):
 
 
 def test_cosine_schedule_lowers_the_rate_along_a_half_cosine(rs, small_h5):
-    from core.train import cosine_rate
+    from core.train.run import cosine_rate
     assert [cosine_rate(0.01, e, 4) for e in range(4)] == pytest.approx([0.01, 0.0085355, 0.005, 0.0014645], rel=1e-4)
     config = make_config("mlp-128-64", epochs=3, batch_size=64, lr_schedule="cosine", learning_rate=0.02,
                          train_limit=300)
@@ -120,8 +120,8 @@ def test_training_makes_no_variables_inside_the_traced_step(optimizer):
     CPU-s on every run's first epoch); compile_for_training makes them all before fit."""
     import tensorflow as tf
 
-    from core.architectures import build_model
-    from core.train import compile_for_training
+    from core.model.architectures import build_model
+    from core.train.run import compile_for_training
     model = build_model(make_config("cnn-small").hidden_layers(), augment=True, elastic=True)
     compile_for_training(model, optimizer, 1e-3)
     made = []

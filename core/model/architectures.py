@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import DigitLabError
+
 INPUT_SHAPE = (28, 28, 1)
 N_CLASSES = 10
 LAYER_TYPES = ("Dense", "Conv2D", "MaxPooling2D", "Dropout", "BatchNormalization", "Flatten", "Activation")
@@ -96,7 +98,7 @@ ARCHITECTURES = (*PRESETS, CUSTOM)
 CUSTOM_HELP = "Your own stack of Dense, Conv2D, MaxPooling2D, Dropout, BatchNormalization and Flatten layers."
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(DigitLabError):
     """A layer stack that cannot be built; the message names the layer and the fix."""
 
 
@@ -307,7 +309,7 @@ _ELASTIC_CLASS = None
 def elastic_layer_class():
     """The `ElasticDistortion` Keras layer class, registered for (safe_mode) loading on first use.
 
-    Defined lazily so importing this module never imports TensorFlow; `core.inference.load_model`
+    Defined lazily so importing this module never imports TensorFlow; `core.predict.inference.load_model`
     calls this before loading any model, so a saved model that holds the layer loads again.
 
     Simard, Steinkraus & Platt (2003), "Best practices for convolutional neural networks applied

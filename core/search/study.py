@@ -26,7 +26,7 @@ one source of truth and the one queue:
   and handed back to the next rebuild (`_pruner_state`).
 
 A grid is the plan itself: `search="grid"` queues every combination at once, in grid order
-(`core.sweep.expand_grid`), so the whole plan shows in the queue; Optuna still prunes its runs
+(`core.search.sweep.expand_grid`), so the whole plan shows in the queue; Optuna still prunes its runs
 and weighs its parameters. A run's objective value is its last epoch's `val_accuracy`
 (maximised) or `val_loss` (minimised): what the model it keeps scored on validation.
 """
@@ -41,9 +41,9 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from core.config import ConfigError, TrainConfig
-from core.schema import FINISHED, Run, StoreError, metrics_t, runs_t, studies_t
-from core.store import RunStore
-from core.sweep import CHOICES, SWEEPABLE, parse_values
+from core.store.schema import FINISHED, Run, StoreError, metrics_t, runs_t, studies_t
+from core.store.facade import RunStore
+from core.search.sweep import CHOICES, SWEEPABLE, parse_values
 
 SEARCHES = ("random", "tpe", "grid")
 PRUNERS = ("none", "median", "hyperband")
@@ -209,7 +209,7 @@ def create_study(store: RunStore, base_config: TrainConfig, space: dict[str, dic
     a missing dataset). A grid queues all its combinations; random and TPE queue one run per
     live worker (at least one) and workers top up from there.
     """
-    from core.train import check_dataset
+    from core.train.run import check_dataset
 
     name = (name or "").strip()
     if not name or len(name) > 200:
@@ -353,7 +353,7 @@ def _ask(optuna_study, study: Study, base: TrainConfig, distributions: dict):
 
 
 def _queue_grid(c: sa.Connection, study: Study, base: TrainConfig, parent_id: str | None) -> list[str]:
-    from core.sweep import expand_grid
+    from core.search.sweep import expand_grid
 
     grid = {f: s["choices"] for f, s in study.space.items()}
     configs = expand_grid(base, grid, max_fields=MAX_GRID_FIELDS, max_runs=MAX_BUDGET)[:study.budget]
@@ -364,7 +364,7 @@ def _insert_run(c: sa.Connection, config: TrainConfig, group: str, trial: int, p
     """Queue one study run on connection `c` (inside the locked transaction; same row as create_run)."""
     import uuid
 
-    from core.architectures import count_params
+    from core.model.architectures import count_params
 
     run_id = uuid.uuid4().hex[:12]
     data = config.to_dict()
@@ -565,7 +565,7 @@ def trials_table(store: RunStore, name: str):
 
 def summary(store: RunStore, name: str) -> dict:
     """The study's picture: counts per status, the best completed run, parameter importance."""
-    from core.schema import STATUSES
+    from core.store.schema import STATUSES
 
     study, table, objective = trials_table(store, name)
     counts = {s: int((table["status"] == s).sum()) if not table.empty else 0 for s in STATUSES}

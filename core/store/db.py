@@ -23,7 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from core.schema import SCHEMA_VERSION, STATUSES, StoreError, md, meta_t, runs_t
+from core.store.schema import SCHEMA_VERSION, STATUSES, StoreError, md, meta_t, runs_t
 from core.settings import sqlite_file
 
 T = TypeVar("T")

@@ -16,9 +16,9 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
-from core.schema import (StoreError, artifact_chunks_t, artifacts_t, drawings_t, evaluations_t, metrics_t,
+from core.store.schema import (StoreError, artifact_chunks_t, artifacts_t, drawings_t, evaluations_t, metrics_t,
                          misclassified_t, runs_t, studies_t)
-from core.store import RunStore
+from core.store.facade import RunStore
 
 BATCH = 5000  # metric rows per insert statement
 IDENTITY = ("created_at", "architecture", "config")  # what makes a run the same run in two stores

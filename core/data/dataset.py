@@ -1,6 +1,6 @@
 """Read the prepared dataset: data/mnist.h5 -> `Dataset` (four uint8 arrays) or `DatasetInfo`.
 
-core/ingest.py writes the file (the data-preparation step); `load_dataset()` and
+core/data/ingest.py writes the file (the data-preparation step); `load_dataset()` and
 `dataset_info()` read it back, validating it with the same `check_split` that ingest uses.
 Every user error is a `DataError` with one line that names the file, what is wrong with it
 and how to fix it. Imports only h5py and numpy, so the dashboard can import it cheaply.
@@ -16,13 +16,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from core.errors import DigitLabError
 from core.settings import DEFAULT_DATA
 
 FORMAT_VERSION = 1
 SPLITS = {"train": "train", "test": "t10k"}  # HDF5 group -> IDX file prefix
 
 
-class DataError(Exception):
+class DataError(DigitLabError):
     """A dataset file is missing, unreadable or not MNIST-shaped; the message is one line."""
 
 

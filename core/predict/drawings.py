@@ -1,7 +1,7 @@
 """The team-drawn test set: labelled drawings kept in the store, and runs evaluated on them.
 
 A drawing is stored twice: as the MNIST-like 28×28 image a model sees (uint8, ink = 255,
-the output of `core.preprocess.preprocess`) and as the original PNG (the canvas or the
+the output of `core.predict.preprocess.preprocess`) and as the original PNG (the canvas or the
 upload), with its label, an optional author and when it was saved. `evaluate_on_drawn`
 scores a completed run on every stored 28×28 image with the same `predict_probabilities`
 the Draw page and `python -m core predict` use, and records the result as the run's
@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from core.schema import Evaluation, drawings_t
-from core.store import RunStore
+from core.errors import DigitLabError
+from core.store.schema import Evaluation, drawings_t
+from core.store.facade import RunStore
 
 SOURCES = ("canvas", "upload")      # where a drawing came from
 MAX_AUTHOR = 100                    # characters kept of an author's name (the column's size)
@@ -27,7 +28,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 COLUMNS = ["id", "label", "author", "source", "created_at", "image", "has_original"]
 
 
-class DrawingError(ValueError):
+class DrawingError(DigitLabError):
     """A drawing that cannot be saved, found or evaluated; the message is one line for the user."""
 
 
@@ -139,8 +140,8 @@ def evaluate_on_drawn(store: RunStore, run_id: str) -> Evaluation:
     Raises DrawingError when there are no drawings yet, ModelUnavailable when the run has no
     usable model, RunNotFound for an unknown run.
     """
-    from core.inference import predict_probabilities, score
-    from core.predict import model_for_run
+    from core.predict.inference import predict_probabilities, score
+    from core.predict.ensemble import model_for_run
 
     x, y = drawn_arrays(store)
     if not len(y):
@@ -154,15 +155,15 @@ def evaluate_on_drawn(store: RunStore, run_id: str) -> Evaluation:
 
 
 def score_ensemble_on_drawn(store: RunStore, run_ids: list[str]) -> dict:
-    """Score the ensemble of `run_ids` (averaged probabilities, `core.predict`) on every drawing.
+    """Score the ensemble of `run_ids` (averaged probabilities, `core.predict.ensemble`) on every drawing.
 
-    Returns `core.inference.score`'s dict plus `runs` (the combined ids) and `per_run` (each
+    Returns `core.predict.inference.score`'s dict plus `runs` (the combined ids) and `per_run` (each
     run's own accuracy on the same drawings). Nothing is stored: an ensemble is not a run.
     Raises DrawingError when there are no drawings or no runs, ModelUnavailable for a run
     without a usable model.
     """
-    from core.inference import predict_probabilities, score
-    from core.predict import combine, model_for_run
+    from core.predict.inference import predict_probabilities, score
+    from core.predict.ensemble import combine, model_for_run
 
     ids = list(dict.fromkeys(run_ids))
     if not ids:
@@ -179,7 +180,7 @@ def score_ensemble_on_drawn(store: RunStore, run_ids: list[str]) -> dict:
 
 def evaluate_all(store: RunStore, progress: Callable[[int, int, str], None] | None = None) -> list[RunScore]:
     """Evaluate every completed run on the drawn set; a run whose model is unusable is reported, not fatal."""
-    from core.preprocess import InferenceError
+    from core.predict.preprocess import InferenceError
 
     if not count_drawings(store):
         raise DrawingError("the drawn set is empty: save a few labelled drawings first")

@@ -10,7 +10,7 @@ Tables (SQLAlchemy Core, one `MetaData`, `md`):
   (source, split sizes, hash) and, for a study's run, its Optuna trial number.
 - `metrics`: logged values, one row per (run, scope, key, step): "batch" rows are running
   means sampled every N steps, "epoch" rows the epoch logs, "pruner" rows the rung values a
-  study's pruner noted on the run (core.study); NaN and infinities are NULL.
+  study's pruner noted on the run (core.search.study); NaN and infinities are NULL.
 - `evaluations`: one row per (run, split): accuracy, loss, the 10×10 confusion matrix and a
   per-class report, on the test split or on the saved drawings.
 - `misclassified`: the test digits a run got wrong, with the predicted label and its confidence.
@@ -25,7 +25,7 @@ Tables (SQLAlchemy Core, one `MetaData`, `md`):
 - `workers`: the registered worker processes (host, pid) and their heartbeat; dead ones are removed.
 - `meta`: key/value facts about the store itself; `schema_version` for now.
 
-`migrate()` (core/db.py) creates what is missing when a store opens, so an older `runs.db`
+`migrate()` (core/store/db.py) creates what is missing when a store opens, so an older `runs.db`
 gains new tables and columns and keeps its data, and records SCHEMA_VERSION in `meta`.
 """
 from __future__ import annotations
@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+
+from core.errors import DigitLabError
 
 SCHEMA_VERSION = 2  # recorded in meta; a store with a higher one is refused (2: pruned, artifacts, studies)
 # A run's status, checked by the database; RunStore.set_status() keeps to TRANSITIONS.
@@ -93,7 +95,7 @@ metrics_t = sa.Table(
     "metrics", md,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("scope", sa.String(8), nullable=False),     # "batch" (running means), "epoch" or "pruner" (core.study)
+    sa.Column("scope", sa.String(8), nullable=False),     # "batch" (running means), "epoch" or "pruner" (core.search.study)
     sa.Column("key", sa.String(64), nullable=False),
     sa.Column("step", sa.Integer, nullable=False),        # global batch step
     sa.Column("epoch", sa.Integer),                       # 1-based
@@ -171,7 +173,7 @@ meta_t = sa.Table("meta", md, sa.Column("key", sa.String(64), primary_key=True),
 
 
 # -- what the store API raises and returns ---------------------------------------------------
-class StoreError(RuntimeError):
+class StoreError(DigitLabError):
     """The store cannot do what was asked (unwritable, full, corrupt); one clear line."""
 
 

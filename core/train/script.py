@@ -2,8 +2,8 @@
 that the digits it loads are the ones the run was trained on.
 
 `keras_script(config)` returns Python source that needs only numpy and keras. It mirrors
-`core.train` step by step (seeded subset and validation split as in `load_splits`, the
-layers of `core.architectures.build_model`, the optimizer of `make_optimizer`, the callbacks
+`core.train.run` step by step (seeded subset and validation split as in `load_splits`, the
+layers of `core.model.architectures.build_model`, the optimizer of `make_optimizer`, the callbacks
 of `_schedule_callbacks`), so a result seen in Digit Lab can be reproduced and taken
 elsewhere. Pure text generation: this module never imports keras.
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import re
 
-from core.architectures import BN_MOMENTUM
+from core.model.architectures import BN_MOMENTUM
 from core.config import TrainConfig
 
-# Keras constructors for each optimizer name of core.config.OPTIMIZERS, as in core.train.make_optimizer.
+# Keras constructors for each optimizer name of core.config.OPTIMIZERS, as in core.train.run.make_optimizer.
 _OPTIMIZER_CODE = {
     "adam": "keras.optimizers.Adam(LEARNING_RATE)",
     "sgd": "keras.optimizers.SGD(LEARNING_RATE)",
@@ -171,7 +171,7 @@ def _model_lines(config: TrainConfig) -> list[str]:
 
 
 def _callback_lines(config: TrainConfig) -> list[str]:
-    """Body of make_callbacks(has_val), as core.train._schedule_callbacks builds them."""
+    """Body of make_callbacks(has_val), as core.train.run._schedule_callbacks builds them."""
     body = ["callbacks = []"]
     if config.lr_schedule == "plateau" or config.early_stopping:
         body.insert(0, 'monitor = "val_loss" if has_val else "loss"')

@@ -5,7 +5,7 @@ placed in a 28×28 image with their centre of mass on pixel (14, 14), light ink 
 `preprocess` does the same to any input: light or dark ink, opaque or transparent
 background, any size; it keeps the intermediate steps for display, hints about likely
 misreads, and raises `EmptyDrawing` for an empty canvas. `load_image_file` reads PNG, JPEG
-and other Pillow images within size limits. Models live in `core.inference`; this module
+and other Pillow images within size limits. Models live in `core.predict.inference`; this module
 needs only NumPy, Pillow and SciPy, so importing it is cheap.
 """
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage as ndi
+
+from core.errors import DigitLabError
 
 SIZE = 28                # MNIST images are 28×28
 BOX = 20                 # the digit's longer side is fitted into 20 px, as MNIST did
@@ -36,7 +38,7 @@ MAX_BYTES = 10_000_000   # an image file over 10 MB is refused
 MAX_PIXELS = 25_000_000  # ... as is one over 25 megapixels (decompression bombs)
 
 
-class InferenceError(Exception):
+class InferenceError(DigitLabError):
     """A drawing, image or model that cannot be used; the message is one line for the user."""
 
 

@@ -7,9 +7,9 @@ with the run's progress and heartbeat; that same write reads the cancel flag, so
 stops training within one logging window.
 
 A study run under a pruner also gets `prune_check(epoch, logs) -> bool` (built by
-core.study.prune_check): it is asked once per epoch end, after that epoch's rows are written,
+core.search.study.prune_check): it is asked once per epoch end, after that epoch's rows are written,
 never per batch. When it says stop, training stops after that epoch and `pruned` is set, so
-core.train evaluates and saves the model as of that epoch and ends the run `pruned`.
+core.train.run evaluates and saves the model as of that epoch and ends the run `pruned`.
 """
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ class StoreLogger(keras.callbacks.Callback):
     def flush(self) -> None:
         """Write buffered rows, progress and heartbeat in one transaction; honour cancel requests.
 
-        Also called from core/train.py's `finally:` so a crash keeps every row logged so far.
+        Also called from core/train/run.py's `finally:` so a crash keeps every row logged so far.
         """
         rows, self.rows = self.rows, []
         self._last_flush = time.monotonic()

@@ -12,10 +12,10 @@ import zipfile
 
 import numpy as np
 
-from core.inference import ModelUnavailable, load_model, predict_probabilities
-from core.preprocess import InferenceError, load_image_file, preprocess
-from core.schema import FINISHED, StoreError
-from core.store import RunStore
+from core.predict.inference import ModelUnavailable, load_model, predict_probabilities
+from core.predict.preprocess import InferenceError, load_image_file, preprocess
+from core.store.schema import FINISHED, StoreError
+from core.store.facade import RunStore
 
 # Where Keras 3's .keras format keeps the first Conv2D layer's kernel: its weights file names
 # layers by class, in model order (conv2d, conv2d_1, ...), whatever the layers were called.

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from core.preprocess import SIZE, InferenceError
+from core.predict.preprocess import SIZE, InferenceError
 
 IG_STEPS = 32              # integration steps (midpoint rule) per class
 INDEX_SIZE = 10_000        # training digits in a run's nearest-neighbour index
@@ -269,11 +269,11 @@ def run_index(store, run_id: str, explainer: Explainer, data_path) -> EmbeddingI
     """The run's index: its ``embedding.npz`` artifact, or built now from the dataset and stored.
 
     Computed once per run (not per drawing); the artifact travels with the run through the store.
-    Raises core.data.DataError when it must be built and there is no dataset.
+    Raises core.data.dataset.DataError when it must be built and there is no dataset.
     """
     if store.artifact(run_id, INDEX_ARTIFACT) is not None:
         return EmbeddingIndex.from_bytes(store.artifact_file(run_id, INDEX_ARTIFACT).read_bytes())
-    from core.data import load_dataset
+    from core.data.dataset import load_dataset
 
     data = load_dataset(data_path)
     index = build_index(explainer, data.x_train, data.y_train)

@@ -17,12 +17,12 @@ from typing import Callable
 
 import numpy as np
 
-from core.architectures import count_params
+from core.model.architectures import count_params
 from core.config import TrainConfig
-from core.data import DataError, DatasetInfo, dataset_identity, dataset_info, load_dataset
-from core.inference import score
-from core.schema import Run, RunNotFound, StoreError
-from core.store import RunStore
+from core.data.dataset import DataError, DatasetInfo, dataset_identity, dataset_info, load_dataset
+from core.predict.inference import score
+from core.store.schema import Run, RunNotFound, StoreError
+from core.store.facade import RunStore
 
 MAX_MISCLASSIFIED = 2000  # most confident mistakes kept for the gallery
 HEARTBEAT_SECONDS = 5.0
@@ -228,8 +228,8 @@ def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool
     """Train a claimed (running) run to its end; always leaves it in a terminal status."""
     import keras
 
-    from core.architectures import build_model
-    from core.callbacks import StoreLogger
+    from core.model.architectures import build_model
+    from core.train.callbacks import StoreLogger
 
     logger = None
     heart = _Heartbeat(store, run.id)
@@ -279,10 +279,10 @@ def _final(store: RunStore, run: Run) -> Run:
 
 
 def _study_prune_check(store: RunStore, run: Run):
-    """The study's pruning decision for a study run (core.study), None for any other run."""
+    """The study's pruning decision for a study run (core.search.study), None for any other run."""
     if run.trial is None:
         return None
-    from core.study import prune_check
+    from core.search.study import prune_check
     return prune_check(store, run)
 
 

@@ -2,7 +2,7 @@
 
 `load_model` uses Keras' `safe_mode` (no arbitrary code) and caches models by file;
 `predict_probabilities` classifies 28×28 images in batches, and `predict_image` first turns
-a drawing or photo into one with `core.preprocess.preprocess`. Keras and TensorFlow are
+a drawing or photo into one with `core.predict.preprocess.preprocess`. Keras and TensorFlow are
 imported only inside `load_model`: importing this module is cheap.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.preprocess import SIZE, InferenceError, Preprocessed, preprocess
+from core.predict.preprocess import SIZE, InferenceError, Preprocessed, preprocess
 
 MAX_CACHED = 8           # loaded models kept in memory
 BATCH = 1024             # images per model call when predicting many
@@ -57,7 +57,7 @@ def load_model(path: str | Path, run_id: str | None = None) -> Any:
             return _MODELS[key]
         import keras
 
-        from core.architectures import elastic_layer_class
+        from core.model.architectures import elastic_layer_class
         elastic_layer_class()  # registers Digit Lab's own (training-only) augmentation layer for loading
         try:
             model = keras.models.load_model(path, safe_mode=True, compile=False)
@@ -118,7 +118,7 @@ def predict_probabilities(model: Any, images: np.ndarray) -> np.ndarray:
 
 def score(probs: np.ndarray, y: np.ndarray) -> dict:
     """Accuracy, log loss, 10×10 confusion (rows = true digit) and per-class report of predictions:
-    how a run is scored on the test split (core.train) and on the drawn set (core.drawings)."""
+    how a run is scored on the test split (core.train.run) and on the drawn set (core.predict.drawings)."""
     pred = probs.argmax(axis=1)
     confusion = np.zeros((10, 10), dtype=int)
     np.add.at(confusion, (y, pred), 1)

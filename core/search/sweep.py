@@ -14,11 +14,11 @@ from typing import Any
 
 import pandas as pd
 
-from core.architectures import ACTIVATIONS, ARCHITECTURES
+from core.model.architectures import ACTIVATIONS, ARCHITECTURES
 from core.config import LR_SCHEDULES, OPTIMIZERS, ConfigError, TrainConfig
-from core.data import dataset_info
-from core.schema import TERMINAL
-from core.store import RunStore
+from core.data.dataset import dataset_info
+from core.store.schema import TERMINAL
+from core.store.facade import RunStore
 
 MAX_FIELDS = 3   # hyperparameters varied at once
 MAX_RUNS = 48    # combinations in one sweep (each is a full training run)
@@ -117,10 +117,10 @@ def queue_sweep(store: RunStore, base_config: TrainConfig, grid: dict[str, list]
 
     Nothing is written unless every combination is valid. Returns the run ids in grid order.
     Raises ConfigError (bad value, empty or already used group name) or DataError (no dataset).
-    The sweep is recorded as a study with search "grid" (core.study), so its study view, pruning
+    The sweep is recorded as a study with search "grid" (core.search.study), so its study view, pruning
     and parameter importance work like any study's; its runs carry their grid position as `trial`.
     """
-    from core.study import create_study
+    from core.search.study import create_study
 
     group_name = (group_name or "").strip()
     if not group_name or len(group_name) > 200:

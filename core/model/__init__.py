@@ -1,0 +1,1 @@
+"""Architectures as data, built into Keras models."""

@@ -1,0 +1,1 @@
+"""From a drawing or a file to an answer: preprocess, inference, ensembles, explanations, the drawn set."""

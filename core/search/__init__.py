@@ -1,0 +1,1 @@
+"""Groups of runs: grids and Optuna studies."""
