@@ -23,7 +23,7 @@ one source of truth and the one queue:
 - pruning: `prune_check(store, run)` gives the run's StoreLogger a function called once per
   epoch end (one read transaction, none per batch) that rebuilds the study and asks its pruner;
   what the pruner notes on the trial (Hyperband's rung values) is kept as "pruner" metric rows
-  and handed back to the next rebuild (`_pruner_state`).
+  and handed back to the next rebuild (`core.store.studies.pruner_state`).
 
 A grid is the plan itself: `search="grid"` queues every combination at once, in grid order
 (`core.search.sweep.expand_grid`), so the whole plan shows in the queue; Optuna still prunes its runs
@@ -32,16 +32,17 @@ and weighs its parameters. A run's objective value is its last epoch's `val_accu
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-import sqlalchemy as sa
-
 from core.config import ConfigError, TrainConfig
-from core.store.schema import FINISHED, Run, StoreError, metrics_t, runs_t, studies_t
+from core.model.architectures import count_params
+from core.store import studies as rows
+from core.store.schema import FINISHED, Run, StoreError
 from core.store.facade import RunStore
 from core.search.sweep import CHOICES, SWEEPABLE, parse_values
 
@@ -222,27 +223,23 @@ def create_study(store: RunStore, base_config: TrainConfig, space: dict[str, dic
                seed=base.seed if seed is None else int(seed), stopped=False, created_at=time.time())
 
     def create(c):
-        if c.execute(sa.select(studies_t.c.name).where(studies_t.c.name == name)).first() or \
-                c.execute(sa.select(runs_t.c.id).where(runs_t.c.group_name == name).limit(1)).first():
+        if rows.name_taken(c, name):
             raise ConfigError(f"a group named {name!r} already exists; choose another name")
-        c.execute(sa.insert(studies_t).values(**row))
+        rows.insert_study(c, row)
         if search == "grid":
-            return _queue_grid(c, _study(row), base, parent_id)
+            return _queue_grid(store, _study(row), base, parent_id)
         return _top_up(c, store, _study(row), parent_id)
-    return store._tx(create)
+    return store.transact(create)
 
 
 def get_study(store: RunStore, name: str) -> Study | None:
-    row = store._tx(lambda c: c.execute(sa.select(studies_t).where(studies_t.c.name == name)).mappings().first(),
-                    write=False)
-    return _study(dict(row)) if row else None
+    row = store.transact(lambda c: rows.study_row(c, name), write=False)
+    return _study(row) if row else None
 
 
 def list_studies(store: RunStore) -> list[Study]:
     """Every study, newest first."""
-    rows = store._tx(lambda c: c.execute(sa.select(studies_t).order_by(studies_t.c.created_at.desc()))
-                     .mappings().all(), write=False)
-    return [_study(dict(r)) for r in rows]
+    return [_study(r) for r in store.transact(rows.study_rows, write=False)]
 
 
 def require_study(store: RunStore, name: str) -> Study:
@@ -255,7 +252,7 @@ def require_study(store: RunStore, name: str) -> Study:
 def stop_study(store: RunStore, name: str) -> int:
     """Queue no more runs and cancel the queued ones (running runs finish); returns how many were cancelled."""
     require_study(store, name)
-    store._tx(lambda c: c.execute(sa.update(studies_t).where(studies_t.c.name == name).values(stopped=True)))
+    store.transact(lambda c: rows.stop(c, name))
     queued = store.list_runs(group=name, status="queued")
     return sum(store.request_cancel(run_id) == "cancelled" for run_id in queued["run_id"])
 
@@ -271,30 +268,22 @@ def extend_study(store: RunStore, name: str, n: int) -> list[str]:
         raise ConfigError(f"budget: {study.budget} + {n} is more than {MAX_BUDGET} runs")
 
     def extend(c):
-        c.execute(sa.update(studies_t).where(studies_t.c.name == name)
-                  .values(budget=studies_t.c.budget + n, stopped=False))
+        rows.extend(c, name, n)
         return _top_up(c, store, None, None, name=name)
-    return store._tx(extend)
+    return store.transact(extend)
 
 
 def top_up(store: RunStore, name: str) -> list[str]:
     """Queue proposals until as many runs are in flight as there are live workers (≥ 1), within budget."""
-    return store._tx(lambda c: _top_up(c, store, None, None, name=name))
+    return store.transact(lambda c: _top_up(c, store, None, None, name=name))
 
 
 def top_up_all(store: RunStore) -> list[str]:
     """Top up every study that still has budget left (a worker calls this when the queue is empty)."""
-    def read(c):  # one read first: a worker polling an idle queue takes no write lock for finished studies
-        s, r = studies_t.c, runs_t.c
-        counted = (sa.select(sa.func.count()).where(r.group_name == s.name, r.status.not_in(NOT_COUNTED))
-                   .scalar_subquery())
-        in_flight = (sa.select(sa.func.count()).where(r.group_name == s.name, r.status.in_(("queued", "running")))
-                     .scalar_subquery())
-        return c.execute(sa.select(s.name).where(s.stopped == sa.false(), s.search != "grid",
-                                                 counted < s.budget, in_flight < slots)).scalars().all()
     slots = max(1, len(store.live_workers()))
     queued: list[str] = []
-    for name in store._tx(read, write=False):
+    # one read first: a worker polling an idle queue takes no write lock for finished studies
+    for name in store.transact(lambda c: rows.open_searches(c, slots, NOT_COUNTED), write=False):
         queued += top_up(store, name)
     return queued
 
@@ -307,17 +296,16 @@ def after_run(store: RunStore, run: Run) -> list[str]:
 
 
 # -- asking: one locked transaction ------------------------------------------------------------
-def _top_up(c: sa.Connection, store: RunStore, study: Study | None, parent_id: str | None,
-            name: str | None = None) -> list[str]:
-    """Inside a write transaction: lock the study's row, count its runs, ask Optuna for the rest."""
+def _top_up(c, store: RunStore, study: Study | None, parent_id: str | None, name: str | None = None) -> list[str]:
+    """Inside a write transaction (connection `c`): lock the study's row, count its runs, ask Optuna for the rest."""
     if study is None:
-        row = c.execute(sa.select(studies_t).where(studies_t.c.name == name).with_for_update()).mappings().first()
+        row = rows.study_row(c, name, lock=True)
         if row is None:
             return []
-        study = _study(dict(row))
+        study = _study(row)
     if study.stopped or study.search == "grid":
         return []
-    runs = _study_runs(c, study.name)
+    runs = rows.study_runs(c, study.name)
     counted = sum(r["status"] not in NOT_COUNTED for r in runs)
     lost = len(runs) - counted
     in_flight = sum(r["status"] in ("queued", "running") for r in runs)
@@ -325,13 +313,13 @@ def _top_up(c: sa.Connection, store: RunStore, study: Study | None, parent_id: s
     want = min(study.budget - counted, max(1, workers) - in_flight)
     if want <= 0 or lost >= study.budget:
         return []
-    optuna_study = _rebuild(study, runs, _objective_values(c, study, runs))
+    optuna_study = _rebuild(study, runs, rows.objective_values(c, study.objective, runs))
     base = TrainConfig.from_dict(study.base_config)
     distributions = {f: _distribution(s) for f, s in study.space.items()}
     queued = []
     for _ in range(want):
         config, number = _ask(optuna_study, study, base, distributions)
-        queued.append(_insert_run(c, config, study.name, number, parent_id))
+        queued.append(_queue(store, config, study.name, number, parent_id))
     return queued
 
 
@@ -352,78 +340,21 @@ def _ask(optuna_study, study: Study, base: TrainConfig, distributions: dict):
     raise ConfigError(f"{study.name}: {MAX_PROPOSAL_TRIES} proposals in a row were invalid configs; narrow the space")
 
 
-def _queue_grid(c: sa.Connection, study: Study, base: TrainConfig, parent_id: str | None) -> list[str]:
+def _queue_grid(store: RunStore, study: Study, base: TrainConfig, parent_id: str | None) -> list[str]:
     from core.search.sweep import expand_grid
 
     grid = {f: s["choices"] for f, s in study.space.items()}
     configs = expand_grid(base, grid, max_fields=MAX_GRID_FIELDS, max_runs=MAX_BUDGET)[:study.budget]
-    return [_insert_run(c, config, study.name, i, parent_id) for i, config in enumerate(configs)]
+    return [_queue(store, config, study.name, i, parent_id) for i, config in enumerate(configs)]
 
 
-def _insert_run(c: sa.Connection, config: TrainConfig, group: str, trial: int, parent_id: str | None) -> str:
-    """Queue one study run on connection `c` (inside the locked transaction; same row as create_run)."""
-    import uuid
-
-    from core.model.architectures import count_params
-
-    run_id = uuid.uuid4().hex[:12]
-    data = config.to_dict()
-    c.execute(sa.insert(runs_t).values(
-        id=run_id, name=config.name[:200], architecture=config.architecture, status="queued", config=data,
-        n_params=count_params(config.hidden_layers()), group_name=group, parent_id=parent_id, tags=[], note="",
-        created_at=time.time(), epochs=config.epochs, cancel_requested=False, epoch=0, step=0, trial=trial))
-    return run_id
+def _queue(store: RunStore, config: TrainConfig, group: str, trial: int, parent_id: str | None) -> str:
+    """Queue one study run; called inside the study's locked transaction, which the insert joins."""
+    return store.create_run(config.to_dict(), name=config.name, n_params=count_params(config.hidden_layers()),
+                            group=group, parent_id=parent_id, trial=trial)
 
 
 # -- rebuilding the Optuna study from the store ------------------------------------------------
-def _study_runs(c: sa.Connection, name: str) -> list[dict]:
-    r = runs_t.c
-    rows = c.execute(sa.select(r.id, r.name, r.status, r.config, r.trial, r.created_at, r.finished_at,
-                               r.test_accuracy, r.epoch).where(r.group_name == name)
-                     .order_by(r.created_at)).mappings().all()
-    return [dict(row) for row in rows]
-
-
-def _objective_values(c: sa.Connection, study: Study, runs: list[dict]) -> dict[str, dict[int, float]]:
-    """Each run's objective per epoch ({run id: {epoch: value}}), from the epoch metric rows."""
-    ids = [r["id"] for r in runs]
-    if not ids:
-        return {}
-    m = metrics_t.c
-    rows = c.execute(sa.select(m.run_id, m.epoch, m.value).where(
-        m.run_id.in_(ids), m.scope == "epoch", m.key == study.objective).order_by(m.run_id, m.step)).all()
-    values: dict[str, dict[int, float]] = {}
-    for run_id, epoch, value in rows:
-        if epoch is not None and value is not None and math.isfinite(value):
-            values.setdefault(run_id, {})[int(epoch)] = float(value)
-    return values
-
-
-PRUNER_SCOPE = "pruner"  # metric rows that keep a pruner's per-trial state (see _pruner_state)
-
-
-def _pruner_state(c: sa.Connection, runs: list[dict]) -> dict[str, dict[str, float]]:
-    """What the pruner wrote on each run's trial ({run id: {attribute: value}}), as `prune_check` kept it.
-
-    Optuna's successive-halving (and so Hyperband) pruner records, on the trial itself, the value with
-    which it passed each rung ("completed_rung_0" …) and compares a run only with the values others
-    recorded at the same rung. A rebuilt study would hold none of them, so every run would be alone at
-    its rung and always promoted: Hyperband would never prune. They are kept as metric rows of scope
-    "pruner" (written at an epoch end, with the decision) and handed back to the rebuilt trials.
-    """
-    ids = [r["id"] for r in runs]
-    if not ids:
-        return {}
-    m = metrics_t.c
-    rows = c.execute(sa.select(m.run_id, m.key, m.value).where(
-        m.run_id.in_(ids), m.scope == PRUNER_SCOPE).order_by(m.run_id, m.step)).all()
-    state: dict[str, dict[str, float]] = {}
-    for run_id, key, value in rows:
-        if value is not None:
-            state.setdefault(run_id, {})[key] = float(value)
-    return state
-
-
 def _sampler(study: Study, n_trials: int):
     import optuna
 
@@ -461,8 +392,8 @@ def _rebuild(study: Study, runs: list[dict], objective: dict[str, dict[int, floa
 
     `current` = (run id, epoch, value): a value the running run just measured, in case the store
     has not got it yet. Trial numbers missing from the store (a deleted run) become FAIL trials so
-    the numbers stay aligned with `runs.trial`. `pruner_state` (from `_pruner_state`) goes back onto
-    the trials as the system attributes the pruner wrote there.
+    the numbers stay aligned with `runs.trial`. `pruner_state` (from `core.store.studies.pruner_state`)
+    goes back onto the trials as the system attributes the pruner wrote there.
     """
     import optuna
     from optuna.trial import TrialState, create_trial
@@ -521,20 +452,21 @@ def prune_check(store: RunStore, run: Run) -> Callable[[int, dict], bool] | None
             return False
 
         def read(c):
-            runs = _study_runs(c, study.name)
-            return runs, _objective_values(c, study, runs), _pruner_state(c, runs)
-        runs, objective, state = store._tx(read, write=False)
+            runs = rows.study_runs(c, study.name)
+            return runs, rows.objective_values(c, study.objective, runs), rows.pruner_state(c, runs)
+        runs, objective, state = store.transact(read, write=False)
         optuna_study = _rebuild(study, runs, objective, current=(run.id, epoch, float(value)), pruner_state=state)
         trial = optuna_study.trials[run.trial]
         prune = bool(optuna_study.pruner.prune(optuna_study, trial))
         written = optuna_study.get_trials(deepcopy=False)[run.trial].system_attrs
-        new = [(run.id, PRUNER_SCOPE, key, epoch, epoch, float(v)) for key, v in written.items()
+        new = [(run.id, rows.PRUNER_SCOPE, key, epoch, epoch, float(v)) for key, v in written.items()
                if key not in trial.system_attrs and isinstance(v, (int, float)) and not isinstance(v, bool)]
         if new:
             try:  # the rung this run passed, for the next decisions (this one stands even if the write fails)
                 store.log_metrics(new)
             except Exception:
-                pass
+                logging.getLogger("core.search").warning("run %s: could not keep the pruner's rung values", run.id,
+                                                         exc_info=True)
         return prune
     return check
 
@@ -550,17 +482,17 @@ def trials_table(store: RunStore, name: str):
     study = require_study(store, name)
 
     def read(c):
-        runs = _study_runs(c, name)
-        return runs, _objective_values(c, study, runs)
-    runs, objective = store._tx(read, write=False)
-    rows = []
+        runs = rows.study_runs(c, name)
+        return runs, rows.objective_values(c, study.objective, runs)
+    runs, objective = store.transact(read, write=False)
+    table = []
     for r in runs:
         values = objective.get(r["id"], {})
-        rows.append({"run_id": r["id"], "trial": r["trial"], "name": r["name"], "status": r["status"],
+        table.append({"run_id": r["id"], "trial": r["trial"], "name": r["name"], "status": r["status"],
                      "value": values[max(values)] if values and r["status"] in FINISHED else None,
                      "epochs_run": r["epoch"], "test_accuracy": r["test_accuracy"], "finished_at": r["finished_at"],
                      **{f"param_{f}": r["config"].get(f) for f in study.space}})
-    return study, pd.DataFrame(rows), objective
+    return study, pd.DataFrame(table), objective
 
 
 def summary(store: RunStore, name: str) -> dict:
@@ -570,7 +502,7 @@ def summary(store: RunStore, name: str) -> dict:
     study, table, objective = trials_table(store, name)
     counts = {s: int((table["status"] == s).sum()) if not table.empty else 0 for s in STATUSES}
     best = best_run(study, table)
-    runs = store._tx(lambda c: _study_runs(c, name), write=False)
+    runs = store.transact(lambda c: rows.study_runs(c, name), write=False)
     importance, note = param_importance(study, _rebuild(study, runs, objective))
     counted = sum(v for s, v in counts.items() if s not in NOT_COUNTED)
     return {"group": study.name, "search": study.search, "objective": study.objective,

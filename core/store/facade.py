@@ -17,11 +17,13 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable, TypeVar
+from typing import Any, Callable, ContextManager, Iterable, Iterator, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
@@ -47,6 +49,7 @@ class RunStore:
         self._where = db.where(url)
         self._reconnect = 0.0  # a server that cannot be reached on open is one clear line at once
         self._verified: dict[Path, tuple[int, int, str]] = {}  # cache file → (size, mtime_ns, sha256) checked
+        self._scope = threading.local()  # this thread's open transaction: (connection, write)
         db.migrate(self.engine, self._where)
         self._reconnect = db.RECONNECT_SECONDS  # once open, a lost server is waited for (it may be restarting)
         self.adopt_local_models()
@@ -68,9 +71,56 @@ class RunStore:
         """One transaction: commit on success, roll back on error, always close."""
         return db.session(self.engine, self._where, write)
 
-    def _tx(self, fn: Callable[[sa.Connection], T], write: bool = True, attempts: int = 12) -> T:
-        """Run fn(conn) in a transaction, retrying busy, deadlocked or disconnected tries (core.store.db.retry)."""
-        return db.retry(self.engine, self._where, fn, write, attempts, reconnect=self._reconnect)
+    def transact(self, fn: Callable[[sa.Connection], T], write: bool = True, attempts: int = 12) -> T:
+        """Run fn(conn) in a transaction, retrying busy, deadlocked or disconnected tries (core.store.db.retry).
+
+        Inside an open scope (`read()`, `write()` or another `transact`) fn joins that transaction instead.
+        """
+        joined = self._joined(write)
+        if joined is not None:
+            return fn(joined)
+
+        def inside(conn):
+            self._scope.open = (conn, write)
+            try:
+                return fn(conn)
+            finally:
+                self._scope.open = None
+        return db.retry(self.engine, self._where, inside, write, attempts, reconnect=self._reconnect)
+
+    _tx = transact
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """`with store.read() as conn:` one read transaction; store calls inside it share it."""
+        with self._open(False) as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """`with store.write() as conn:` one write transaction (all or nothing); store calls inside it share it."""
+        with self._open(True) as conn:
+            yield conn
+
+    @contextmanager
+    def _open(self, write: bool) -> Iterator[sa.Connection]:
+        joined = self._joined(write)
+        if joined is not None:
+            yield joined
+            return
+        with db.session(self.engine, self._where, write) as conn:
+            self._scope.open = (conn, write)
+            try:
+                yield conn
+            finally:
+                self._scope.open = None
+
+    def _joined(self, write: bool) -> sa.Connection | None:
+        """This thread's open transaction, if any; a write cannot join a read (it could not take the lock)."""
+        conn, is_write = getattr(self._scope, "open", None) or (None, False)
+        if conn is not None and write and not is_write:
+            raise StoreError("a write was asked for inside a read transaction: open the write scope outside")
+        return conn
 
     def schema_version(self) -> int:
         return int(self._tx(lambda c: c.execute(
@@ -78,14 +128,16 @@ class RunStore:
 
     # -- runs -----------------------------------------------------------------------------
     def create_run(self, config: dict, name: str | None = None, n_params: int | None = None,
-                   group: str | None = None, parent_id: str | None = None) -> str:
-        """Queue a run for `config` (an already validated TrainConfig.to_dict()); returns its id."""
+                   group: str | None = None, parent_id: str | None = None, trial: int | None = None) -> str:
+        """Queue a run for `config` (an already validated TrainConfig.to_dict()); returns its id.
+
+        Stamped with the server's clock, which orders the queue (`trial`: a study run's trial number)."""
         run_id = uuid.uuid4().hex[:12]
         arch = config["architecture"]
         values = dict(id=run_id, name=(name or config.get("name") or f"{arch}-{run_id[:6]}")[:200],
                       architecture=arch, status="queued", config=config, n_params=n_params,
                       group_name=group, parent_id=parent_id, tags=[], note="",
-                      epochs=config.get("epochs"), cancel_requested=False, epoch=0, step=0)
+                      epochs=config.get("epochs"), cancel_requested=False, epoch=0, step=0, trial=trial)
         self._tx(lambda c: c.execute(sa.insert(runs_t).values(**values, created_at=db.server_now(c))))
         return run_id
 
