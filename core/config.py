@@ -17,9 +17,7 @@ from typing import Any
 from core.errors import DigitLabError
 from core.model.architectures import (ACTIVATIONS, ARCHITECTURES, CUSTOM, PRESETS, ArchitectureError,
                                 describe, resolve_layers)
-
-OPTIMIZERS = ("adam", "sgd", "sgd-momentum", "rmsprop", "adagrad")
-LR_SCHEDULES = ("constant", "exponential", "cosine", "plateau")
+from core.model.compile import LR_SCHEDULES, OPTIMIZERS  # noqa: F401  (the one optimizer table; re-exported)
 
 KINDS = ("choice", "int", "float", "bool", "text", "layers")
 

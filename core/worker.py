@@ -83,9 +83,9 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
     the main thread, installed for the duration of the call. A stop that arrived before the worker
     registered ends it at once with one line and `stop.early` set: no run is claimed.
     """
-    from core.data.dataset import DataError
+    from core.data.dataset import DataError, check_dataset
     from core.store.schema import StoreError
-    from core.train.run import check_dataset, execute
+    from core.train.run import execute
 
     try:  # before this worker registers or claims anything: a worker elsewhere needs its own copy
         check_dataset(data_path)

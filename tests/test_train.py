@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from core.train.callbacks import StoreLogger, batch_interval
-from core.config import OPTIMIZERS, make_config
+from core.config import make_config
 from core.data.ingest import ingest
 from core.store.facade import RunStore
 from core.train.run import execute, queue_run, train
@@ -87,7 +87,7 @@ def test_custom_cnn_with_schedule_early_stopping_and_augment(rs, small_h5):
 
 
 def test_cosine_schedule_lowers_the_rate_along_a_half_cosine(rs, small_h5):
-    from core.train.run import cosine_rate
+    from core.model.compile import cosine_rate
     assert [cosine_rate(0.01, e, 4) for e in range(4)] == pytest.approx([0.01, 0.0085355, 0.005, 0.0014645], rel=1e-4)
     config = make_config("mlp-128-64", epochs=3, batch_size=64, lr_schedule="cosine", learning_rate=0.02,
                          train_limit=300)
@@ -112,26 +112,3 @@ def test_logger_batches_writes():
         logger.on_train_batch_end(b, {"loss": 1.0 / (b + 1), "accuracy": 0.5})
     logger.on_epoch_end(0, {"loss": 0.1, "accuracy": 0.9})
     assert store.calls == [25 * 2 + 3]  # 25 samples × 2 keys + epoch loss, accuracy, seconds: one write
-
-
-@pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_training_makes_no_variables_inside_the_traced_step(optimizer):
-    """A variable made inside the first traced step makes TensorFlow trace that step twice (0.3–0.4
-    CPU-s on every run's first epoch); compile_for_training makes them all before fit."""
-    import tensorflow as tf
-
-    from core.model.architectures import build_model
-    from core.train.run import compile_for_training
-    model = build_model(make_config("cnn-small").hidden_layers(), augment=True, elastic=True)
-    compile_for_training(model, optimizer, 1e-3)
-    made = []
-
-    def creator(next_creator, **kwargs):
-        made.append(kwargs.get("name"))
-        return next_creator(**kwargs)
-    rng = np.random.default_rng(0)
-    x, y = rng.random((96, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 96)
-    with tf.variable_creator_scope(creator):
-        history = model.fit(x, y, batch_size=32, epochs=1, validation_data=(x[:32], y[:32]), verbose=0)
-    assert made == []
-    assert sorted(history.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]

@@ -1,7 +1,8 @@
 """Read the prepared dataset: data/mnist.h5 -> `Dataset` (four uint8 arrays) or `DatasetInfo`.
 
 core/data/ingest.py writes the file (the data-preparation step); `load_dataset()` and
-`dataset_info()` read it back, validating it with the same `check_split` that ingest uses.
+`dataset_info()` read it back, validating it with the same `check_split` that ingest uses;
+`check_dataset()` checks the arrays' shapes before a run is queued or trained.
 Every user error is a `DataError` with one line that names the file, what is wrong with it
 and how to fix it. Imports only h5py and numpy, so the dashboard can import it cheaply.
 """
@@ -101,6 +102,27 @@ def dataset_info(path: str | Path = DEFAULT_DATA) -> DatasetInfo:
                         f"run `.venv/bin/python -m core ingest --overwrite --out {path}`")
     return DatasetInfo(path, str(a["source"]), str(a["source_kind"]), bool(a["offline_sample"]),
                        int(a["n_train"]), int(a["n_test"]), str(a["created"]), _recorded_fingerprint(a))
+
+
+def check_dataset(data_path: str | Path) -> DatasetInfo:
+    """The dataset's attributes, after checking its arrays' shapes and dtypes (metadata only: fast).
+
+    Queueing and training call it before anything is written, so a missing, unreadable or wrongly
+    shaped dataset is one DataError line, never a run that fails later.
+    """
+    info = dataset_info(data_path)  # DataError if there is no dataset yet
+    try:
+        with h5py.File(info.path, "r") as f:
+            for split, n in (("train", info.n_train), ("test", info.n_test)):
+                for name, shape in (("images", (n, 28, 28)), ("labels", (n,))):
+                    got = f.get(f"{split}/{name}")
+                    if got is None or not isinstance(got, h5py.Dataset) or got.shape != shape or got.dtype != np.uint8:
+                        found = "missing" if not isinstance(got, h5py.Dataset) else f"{got.dtype}{got.shape}"
+                        raise DataError(f"{info.path}: {split}/{name} is {found}, expected uint8{shape}; "
+                                        f"run `python -m core ingest --overwrite --out {info.path}`")
+    except OSError as exc:
+        raise DataError(f"{info.path}: not a readable HDF5 file ({exc}); run `python -m core ingest`") from None
+    return info
 
 
 # ---------------------------------------------------------------- the dataset's identity

@@ -246,7 +246,6 @@ def resolve_layers(architecture: str, layers: list[dict] | None = None, dropout:
     return stack
 
 
-AUGMENT_PREFIX = "aug_"            # augmentation layers are named aug_*: they act only while training
 # Keras' default 0.99 leaves the moving statistics mostly at their initial values after a few
 # hundred steps (a short run, or a 1-epoch run on a subset), so evaluation read 12 % while
 # training read 94 % (cnn-draw, 4,000 digits, 2 epochs); 0.9 settles within ~50 steps.

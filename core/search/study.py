@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from core.config import ConfigError, TrainConfig
+from core.data.dataset import check_dataset
 from core.model.architectures import count_params
 from core.store import studies as rows
 from core.store.schema import FINISHED, Run, StoreError
@@ -210,8 +211,6 @@ def create_study(store: RunStore, base_config: TrainConfig, space: dict[str, dic
     a missing dataset). A grid queues all its combinations; random and TPE queue one run per
     live worker (at least one) and workers top up from there.
     """
-    from core.train.run import check_dataset
-
     name = (name or "").strip()
     if not name or len(name) > 200:
         raise ConfigError(f"name must be 1 to 200 characters, got {name!r:.60}")

@@ -6,7 +6,6 @@ process, as `python -m core train` does.
 """
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -18,8 +17,9 @@ from typing import Callable
 import numpy as np
 
 from core.model.architectures import count_params
+from core.model.compile import compile_for_training, schedule_callbacks
 from core.config import TrainConfig
-from core.data.dataset import DataError, DatasetInfo, dataset_identity, dataset_info, load_dataset
+from core.data.dataset import check_dataset, dataset_identity, load_dataset
 from core.predict.inference import score
 from core.store.schema import Run, RunNotFound, StoreError
 from core.store.facade import RunStore
@@ -81,25 +81,6 @@ def auto_name(store: RunStore, config: TrainConfig) -> str:
     return name if number == 1 else f"{name} #{number}"
 
 
-def check_dataset(data_path) -> DatasetInfo:
-    """The dataset's attributes, after checking its arrays' shapes and dtypes (metadata only: fast)."""
-    import h5py
-
-    info = dataset_info(data_path)  # DataError if there is no dataset yet
-    try:
-        with h5py.File(info.path, "r") as f:
-            for split, n in (("train", info.n_train), ("test", info.n_test)):
-                for name, shape in (("images", (n, 28, 28)), ("labels", (n,))):
-                    got = f.get(f"{split}/{name}")
-                    if got is None or not isinstance(got, h5py.Dataset) or got.shape != shape or got.dtype != np.uint8:
-                        found = "missing" if not isinstance(got, h5py.Dataset) else f"{got.dtype}{got.shape}"
-                        raise DataError(f"{info.path}: {split}/{name} is {found}, expected uint8{shape}; "
-                                        f"run `python -m core ingest --overwrite --out {info.path}`")
-    except OSError as exc:
-        raise DataError(f"{info.path}: not a readable HDF5 file ({exc}); run `python -m core ingest`") from None
-    return info
-
-
 def load_splits(config: TrainConfig, data_path) -> Splits:
     """The dataset scaled to [0, 1] as (N, 28, 28, 1), subset and validation split drawn with the seed."""
     data = load_dataset(data_path)
@@ -123,57 +104,6 @@ def record_dataset(store: RunStore, run_id: str, data_path, splits: Splits) -> N
     digits this run fits on and validates with (after its train limit and validation split)."""
     store.set_dataset(run_id, {**dataset_identity(data_path), "n_fit": int(len(splits.y_train)),
                                "n_val": 0 if splits.y_val is None else int(len(splits.y_val))})
-
-
-def make_optimizer(name: str, lr: float):
-    import keras
-    return {"adam": lambda: keras.optimizers.Adam(lr),
-            "sgd": lambda: keras.optimizers.SGD(lr),
-            "sgd-momentum": lambda: keras.optimizers.SGD(lr, momentum=0.9),
-            "rmsprop": lambda: keras.optimizers.RMSprop(lr),
-            "adagrad": lambda: keras.optimizers.Adagrad(lr)}[name]()
-
-
-def compile_for_training(model, optimizer: str, lr: float) -> None:
-    """Compile a built model for `fit`, with its optimizer's slots and its accuracy counters made now.
-
-    Keras 3 on TensorFlow otherwise makes those variables inside the first traced training step, and
-    a `tf.function` that creates variables is traced twice (once to make them, once without). Made
-    here, the step is traced once: every run's first epoch is about 0.3 CPU-s shorter on `mlp-128-64`
-    (more on the CNNs), and the numbers it trains to are the same.
-    """
-    import keras
-
-    opt = make_optimizer(optimizer, lr)
-    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy",
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    opt.build(model.trainable_variables)
-
-
-def cosine_rate(base: float, epoch: int, epochs: int) -> float:
-    """The cosine schedule's rate for a 0-based epoch: the base rate first, then a half cosine towards 0.
-
-    Per epoch (not per step), so the rate each epoch logs is the one it trained with and the
-    standalone script can say it in one line; the last epoch trains at a small rate, not at 0.
-    """
-    return base * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
-
-
-def _schedule_callbacks(config: TrainConfig, has_val: bool) -> list:
-    import keras
-    monitor = "val_loss" if has_val else "loss"
-    cbs = []
-    if config.lr_schedule == "exponential":
-        cbs.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: config.learning_rate * 0.9 ** epoch))
-    elif config.lr_schedule == "cosine":
-        cbs.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: cosine_rate(config.learning_rate, epoch,
-                                                                                      config.epochs)))
-    elif config.lr_schedule == "plateau":
-        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2, min_lr=1e-6))
-    if config.early_stopping:
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping,
-                                                 restore_best_weights=True))
-    return cbs
 
 
 def evaluate(model, x: np.ndarray, y: np.ndarray) -> dict:
@@ -244,7 +174,8 @@ def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool
         compile_for_training(model, config.optimizer, config.learning_rate)
         logger = StoreLogger(store, run.id, steps_per_epoch=steps, should_stop=should_stop,
                              prune_check=_study_prune_check(store, run))
-        callbacks = [logger, *_schedule_callbacks(config, splits.x_val is not None)]
+        callbacks = [logger, *schedule_callbacks(config.lr_schedule, config.learning_rate, config.epochs,
+                                                 config.early_stopping, has_val=splits.x_val is not None)]
         if progress:
             callbacks.append(_Progress(progress, config.epochs, steps))
         val = (splits.x_val, splits.y_val) if splits.x_val is not None else None

@@ -3,8 +3,8 @@ that the digits it loads are the ones the run was trained on.
 
 `keras_script(config)` returns Python source that needs only numpy and keras. It mirrors
 `core.train.run` step by step (seeded subset and validation split as in `load_splits`, the
-layers of `core.model.architectures.build_model`, the optimizer of `make_optimizer`, the callbacks
-of `_schedule_callbacks`), so a result seen in Digit Lab can be reproduced and taken
+layers of `core.model.architectures.build_model`, the optimizer of `core.model.compile.make_optimizer`,
+the callbacks of `schedule_callbacks`), so a result seen in Digit Lab can be reproduced and taken
 elsewhere. Pure text generation: this module never imports keras.
 """
 from __future__ import annotations
@@ -13,15 +13,13 @@ import json
 import re
 
 from core.model.architectures import BN_MOMENTUM
+from core.model.compile import EXPONENTIAL_DECAY, OPTIMIZER_CLASSES
 from core.config import TrainConfig
 
-# Keras constructors for each optimizer name of core.config.OPTIMIZERS, as in core.train.run.make_optimizer.
+# Keras constructors for each optimizer name, from the one table that make_optimizer reads.
 _OPTIMIZER_CODE = {
-    "adam": "keras.optimizers.Adam(LEARNING_RATE)",
-    "sgd": "keras.optimizers.SGD(LEARNING_RATE)",
-    "sgd-momentum": "keras.optimizers.SGD(LEARNING_RATE, momentum=0.9)",
-    "rmsprop": "keras.optimizers.RMSprop(LEARNING_RATE)",
-    "adagrad": "keras.optimizers.Adagrad(LEARNING_RATE)",
+    name: f"keras.optimizers.{class_name}(LEARNING_RATE{''.join(f', {k}={v!r}' for k, v in extra.items())})"
+    for name, (class_name, extra) in OPTIMIZER_CLASSES.items()
 }
 
 _AUGMENT_CODE = [
@@ -171,13 +169,13 @@ def _model_lines(config: TrainConfig) -> list[str]:
 
 
 def _callback_lines(config: TrainConfig) -> list[str]:
-    """Body of make_callbacks(has_val), as core.train.run._schedule_callbacks builds them."""
+    """Body of make_callbacks(has_val), as core.model.compile.schedule_callbacks builds them."""
     body = ["callbacks = []"]
     if config.lr_schedule == "plateau" or config.early_stopping:
         body.insert(0, 'monitor = "val_loss" if has_val else "loss"')
     if config.lr_schedule == "exponential":
         body.append("callbacks.append(keras.callbacks.LearningRateScheduler("
-                    "lambda epoch, lr: LEARNING_RATE * 0.9 ** epoch))  # x0.9 per epoch")
+                    f"lambda epoch, lr: LEARNING_RATE * {EXPONENTIAL_DECAY} ** epoch))  # x{EXPONENTIAL_DECAY} per epoch")
     elif config.lr_schedule == "cosine":
         body.append("callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: "
                     "LEARNING_RATE * 0.5 * (1 + math.cos(math.pi * epoch / EPOCHS))))  # half cosine towards 0")

@@ -1,0 +1,1 @@
+"""The dataset: MNIST sources into HDF5 (ingest) and reading it back, checked (dataset)."""
