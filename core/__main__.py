@@ -1,4 +1,4 @@
-"""`python -m core COMMAND`: see core/cli.py."""
+"""`python -m core COMMAND`: see core/cli/."""
 import sys
 
 from core.cli import main

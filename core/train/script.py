@@ -14,7 +14,7 @@ import re
 
 from core.model.architectures import BN_MOMENTUM
 from core.model.compile import EXPONENTIAL_DECAY, OPTIMIZER_CLASSES
-from core.config import TrainConfig
+from core.config import PARAMS, TrainConfig
 
 # Keras constructors for each optimizer name, from the one table that make_optimizer reads.
 _OPTIMIZER_CODE = {
@@ -215,17 +215,9 @@ def _dataset_constants(dataset: dict | None) -> list[str]:
 
 
 def _constants(config: TrainConfig) -> list[str]:
-    """The run's hyperparameters as module constants, one per line."""
-    return [
-        f"SEED = {config.seed}",
-        f"TRAIN_LIMIT = {config.train_limit!r}  # None = all training digits",
-        f"VALIDATION_SPLIT = {config.validation_split!r}",
-        f"BATCH_SIZE = {config.batch_size}",
-        f"EPOCHS = {config.epochs}",
-        f"LEARNING_RATE = {config.learning_rate!r}",
-        f"EARLY_STOPPING = {config.early_stopping}  # patience in epochs; 0 = off",
-        f"MODEL_FILE = {_q(_file_stem(config) + '.keras')}",
-    ]
+    """The run's hyperparameters as module constants, one per line: each field whose Param has a script line."""
+    return [*(p.script.format(value=getattr(config, name)) for name, p in PARAMS.items() if p.script),
+            f"MODEL_FILE = {_q(_file_stem(config) + '.keras')}"]
 
 
 def _file_stem(config: TrainConfig) -> str:
