@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from core.config import runs_columns
 from core.errors import DigitLabError
 
 SCHEMA_VERSION = 2  # recorded in meta; a store with a higher one is refused (2: pruned, artifacts, studies)
@@ -219,11 +220,9 @@ class Evaluation:
     confusion: list[list[int]]; report: dict[str, dict[str, float]]; created_at: float
 
 
-# The config keys list_runs() shows as columns (column name: config key).
-_HYPERPARAMETERS = {"optimizer": "optimizer", "learning_rate": "learning_rate", "batch_size": "batch_size",
-                    "epochs_planned": "epochs", "dropout": "dropout", "activation": "activation",
-                    "validation_split": "validation_split", "seed": "seed", "lr_schedule": "lr_schedule",
-                    "train_limit": "train_limit", "augment": "augment", "elastic": "elastic"}
+# The config keys list_runs() shows as columns (column name: config key): the registry's Runs columns.
+# The architecture is a runs column already; the planned epochs are named apart from the runs' epoch counts.
+_HYPERPARAMETERS = {{"epochs": "epochs_planned"}.get(key, key): key for key in runs_columns() if key != "architecture"}
 
 
 def runs_frame(names: list[str], rows: list[tuple]) -> pd.DataFrame:

@@ -47,33 +47,12 @@ def queue_run(store: RunStore, config: TrainConfig, data_path: str | os.PathLike
                             group=group, parent_id=parent_id)
 
 
-# How an automatic run name calls each hyperparameter that differs from the architecture's defaults.
-_NAME_PARTS = {"learning_rate": "lr", "batch_size": "batch", "epochs": "epochs", "optimizer": "", "dropout": "dropout",
-               "activation": "", "lr_schedule": "schedule", "early_stopping": "patience", "train_limit": "limit",
-               "validation_split": "val", "augment": "augment", "elastic": "elastic", "seed": "seed"}
-_NAME_MOST = 3  # differences named at most; the rest are counted
-
-
 def auto_name(store: RunStore, config: TrainConfig) -> str:
-    """A run name that says what differs from the architecture's defaults ("mlp-128-64 · lr 0.01"),
-    else (or when that name is taken) the next free number ("mlp-128-64 #2")."""
-    from core.config import preset_defaults
+    """A run name that says what differs from the architecture's defaults ("mlp-128-64 · lr 0.01",
+    core.config.auto_name), else (or when that name is taken) the next free number ("mlp-128-64 #2")."""
+    from core.config import auto_name as base_name
 
-    defaults = replace(TrainConfig(architecture=config.architecture), **preset_defaults(config.architecture))
-    parts = []
-    for field, word in _NAME_PARTS.items():
-        value = getattr(config, field, None)
-        if value == getattr(defaults, field, None):
-            continue
-        text = "" if isinstance(value, bool) else "default" if value is None else \
-            f"{value:g}" if isinstance(value, float) else str(value)
-        parts.append(word if isinstance(value, bool) and value else f"no {word}" if isinstance(value, bool)
-                     else " ".join(filter(None, [word, text])))
-    if len(parts) > _NAME_MOST:
-        parts = [*parts[:_NAME_MOST], f"+{len(parts) - _NAME_MOST} more"]
-    if config.architecture == "custom" and config.layers:
-        parts.insert(0, f"{len(config.layers)} layers")
-    name = " · ".join([config.architecture, *parts])[:190]
+    name = base_name(config)
     taken = set(store.list_runs(search=name)["name"])
     number = 1 if name not in taken else 2
     while number > 1 and f"{name} #{number}" in taken:
