@@ -7,13 +7,15 @@ A lost database server is waited for (core.store.db.RECONNECT_SECONDS) and the r
 SIGTERM (or SIGINT) stops the current run at its next logging window, marks it cancelled and
 exits; one that arrives while the worker is still starting exits before it claims any run. A
 worker killed outright leaves a stale heartbeat, and the next worker or dashboard start marks
-that run `interrupted` with its metrics kept.
+that run `interrupted` with its metrics kept. Its progress lines go to stdout (`log`); core's log
+records, such as warnings about errors it survives, go to stderr with timestamps (`configure_logging`).
 
 Importing this module stays light (no SQLAlchemy, pandas or TensorFlow), so the CLI can catch
 the stop signals with `StopRequest` before its slow imports.
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -28,7 +30,24 @@ from core.settings import REPO_ROOT
 if TYPE_CHECKING:
     from core.store.facade import RunStore
 
+logger = logging.getLogger("core.worker")
+
 WORKER_BEAT = 5.0  # seconds between a worker's heartbeats while idle or training
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Send core's log records (warnings about errors the worker survives, the store's reconnects)
+    to stderr with timestamps; `python -m core worker` calls it. Its progress lines stay on stdout.
+
+    Calling it again changes nothing: one handler per process.
+    """
+    root = logging.getLogger("core")
+    if not any(getattr(h, "digitlab_worker", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.digitlab_worker = True
+        root.addHandler(handler)
+    root.setLevel(level)
 
 
 class StopRequest:
@@ -84,6 +103,8 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
     registered ends it at once with one line and `stop.early` set: no run is claimed.
     """
     from core.data.dataset import DataError, check_dataset
+    from core.search.pruning import prune_check
+    from core.search.study import after_run, top_up_all
     from core.store.schema import StoreError
     from core.train.run import execute
 
@@ -110,8 +131,8 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
             while not beat_stop.wait(WORKER_BEAT):
                 try:
                     store.worker_heartbeat(worker_id)
-                except Exception:
-                    pass
+                except Exception as exc:  # a missed beat is retried; stale only after several
+                    logger.warning("worker %s: heartbeat not written (%s: %s)", worker_id, type(exc).__name__, exc)
         threading.Thread(target=beat, daemon=True).start()
         # TensorFlow takes seconds to import: do it while idle, so a run claimed later starts training
         # at once and its duration and live panel do not include the import.
@@ -124,7 +145,7 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
             if stop.event.is_set():  # no claim once stopped
                 break
             run = store.claim_run(worker_id)
-            if run is None and _study_hook("top_up_all", store):  # a study with budget left queued its next runs
+            if run is None and _tell_study("top_up_all", top_up_all, store, log=log):  # a study queued its next runs
                 continue
             if run is None:
                 if once or (idle_exit is not None and time.monotonic() - idle_since > idle_exit):
@@ -133,7 +154,8 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
                 continue
             log(f"worker: training run {run.id} ({run.name}, {run.architecture})")
             try:
-                finished = execute(store, run, data_path, should_stop=stop.event.is_set)
+                prune = _tell_study("prune_check", prune_check, store, run, log=log)  # None: trains to its end
+                finished = execute(store, run, data_path, should_stop=stop.event.is_set, prune=prune)
             except StoreError:  # the store cannot be written: stop; the CLI prints why in one line
                 log(f"worker: run {run.id} stopped because the store cannot be written; the next worker or "
                     f"dashboard start marks it interrupted, keeping its metrics up to the last write")
@@ -142,7 +164,7 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
                 + (f", test accuracy {finished.test_accuracy:.4f}" if finished.test_accuracy is not None else "")
                 + (f": {finished.error.splitlines()[0]}" if finished.error and finished.status == "failed" else ""))
             done += 1
-            _study_hook("after_run", store, finished)  # tell the study: it queues what comes next
+            _tell_study("after_run", after_run, store, finished, log=log)  # the study queues what comes next
             idle_since = time.monotonic()
     finally:
         stop.log = None
@@ -150,27 +172,31 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
         if worker_id is not None:
             try:
                 store.remove_worker(worker_id)
-            except Exception:
-                pass
+            except Exception as exc:  # its row goes stale and is no longer counted as live
+                logger.warning("worker %s: could not unregister (%s: %s)", worker_id, type(exc).__name__, exc)
         if own_signals:
             stop.uninstall()
     return done
 
 
-def _study_hook(name: str, *args):
-    """Call core.search.study's `name` (top_up_all / after_run); a study that cannot top up never stops the worker."""
+def _tell_study(what: str, call: Callable, *args, log: Callable[[str], None]):
+    """`call(*args)` for the study (top up, prune, tell); a study that fails never stops the worker.
+
+    The runs already queued still train, and a run whose pruner cannot be built trains to its end;
+    the log says why nothing more was queued or pruned.
+    """
     try:
-        from core.search import study
-        return getattr(study, name)(*args)
-    except Exception as exc:  # the runs already queued still train; say why nothing more was queued
-        print(f"worker: study {name} failed: {type(exc).__name__}: {exc}", flush=True)
+        return call(*args)
+    except Exception as exc:
+        log(f"worker: study {what} failed: {type(exc).__name__}: {exc}")
+        logger.debug("study %s failed", what, exc_info=True)
         return None
 
 
 def _import_keras() -> None:
     try:
         import keras  # noqa: F401
-    except Exception:  # a broken install shows up in the run that needs it, with its message
+    except Exception:  # silent on purpose: a broken install shows up in the run that needs it, with its message
         pass
 
 

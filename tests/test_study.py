@@ -20,14 +20,14 @@ from core import cli
 from core.config import ConfigError, TrainConfig
 from core.store.schema import studies_t
 from core.store.facade import RunStore
-from core.search.study import (create_study, extend_study, get_study, parse_space, parse_spec, prune_check, stop_study,
-                        summary, top_up, top_up_all)
+from core.search.pruning import prune_check
+from core.search.report import summary
+from core.search.space import parse_space, parse_spec
+from core.search.study import create_study, extend_study, get_study, stop_study, top_up, top_up_all
+from tests.helpers import EVALUATION, SPACE, finish_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = TrainConfig(architecture="mlp-128-64", epochs=3, batch_size=32)
-SPACE = {"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
-         "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]}}
-EVALUATION = {"accuracy": 0.5, "loss": 1.0, "n": 10, "confusion": [[0] * 10] * 10, "report": {}, "misclassified": []}
 
 
 # -- SPEC parsing ---------------------------------------------------------------------------------
@@ -146,16 +146,6 @@ def any_store(request, store, tmp_path, monkeypatch):
 
 
 # -- asking, topping up, the budget ---------------------------------------------------------------------
-def finish(store: RunStore, run_id: str, values: list[float], status: str = "completed") -> None:
-    """Play a worker: claim the run, log its val_accuracy per epoch, end it `status`."""
-    store.claim_run("test-worker", run_id=run_id)
-    store.log_metrics([(run_id, "epoch", "val_accuracy", i, i + 1, v) for i, v in enumerate(values)])
-    if status in ("completed", "pruned"):
-        store.complete_run(run_id, EVALUATION, status=status, epoch=len(values))
-    else:
-        store.finish_run(run_id, status, error="test")
-
-
 def params_of(store: RunStore, group: str) -> list[tuple]:
     runs = store.list_runs(group=group).sort_values("trial")
     return [(c["learning_rate"], c["optimizer"]) for c in runs["config"]]
@@ -166,7 +156,7 @@ def test_queues_one_run_per_live_worker_and_parallel_tpe_proposals_differ(store,
     ids = create_study(store, BASE, SPACE, "tpe", tiny_data, search="tpe", budget=8)
     assert len(ids) == 3 and len(set(params_of(store, "tpe"))) == 3
     for i, run_id in enumerate(ids):  # three results, then TPE models them (start-up: 2 trials for 8)
-        finish(store, run_id, [0.3 + 0.2 * i])
+        finish_trial(store, run_id, [0.3 + 0.2 * i])
     more = top_up(store, "tpe")
     assert len(more) == 3
     proposed = params_of(store, "tpe")
@@ -217,7 +207,7 @@ def test_an_idle_worker_tops_up_only_studies_with_budget_and_free_slots(any_stor
 def test_failed_runs_are_replaced_and_stop_and_extend(any_store, tiny_data):
     store = any_store
     first = create_study(store, BASE, SPACE, "life", tiny_data, search="random", budget=2)
-    finish(store, first[0], [], status="failed")
+    finish_trial(store, first[0], [], status="failed")
     second = top_up(store, "life")
     assert len(second) == 1, "a failed run does not use up the budget"
     assert stop_study(store, "life") == 1
@@ -241,7 +231,7 @@ def test_median_pruning_stops_a_run_below_the_finished_runs_after_the_warmup(any
     store = any_store
     ids = create_study(store, BASE, SPACE, "prune", tiny_data, search="random", budget=4, pruner="median",
                        warmup_epochs=2)
-    finish(store, ids[0], [0.5, 0.8, 0.9])
+    finish_trial(store, ids[0], [0.5, 0.8, 0.9])
     second = top_up(store, "prune")[0]
     store.claim_run("w", run_id=second)
     assert prune_check(store, store.get_run(second))(2, {"val_accuracy": 0.1}) is False  # one completed run: too few
@@ -294,7 +284,7 @@ def test_summary_best_is_the_best_completed_run_and_importance_sums_to_one(any_s
     ids = create_study(store, BASE, SPACE, "sum", tiny_data, search="random", budget=4, seed=7)
     for run_id, values, status in zip(ids, ([0.5, 0.6], [0.4, 0.9], [0.2], [0.7, 0.7]),
                                       ("completed", "completed", "pruned", "completed")):
-        finish(store, run_id, values, status)
+        finish_trial(store, run_id, values, status)
     data = summary(store, "sum")
     assert data["counts"]["completed"] == 3 and data["counts"]["pruned"] == 1 and data["done"]
     assert data["best_run_id"] == ids[1] and data["best_value"] == pytest.approx(0.9)

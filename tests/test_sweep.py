@@ -1,11 +1,13 @@
-"""core/search/sweep.py: parsing values, expanding a grid, queueing a sweep all-or-nothing, group progress."""
+"""core/search/sweep.py and the grid of core/search/space.py: parsing values, expanding a grid with its one
+set of limits, queueing a sweep all-or-nothing, group progress."""
 from __future__ import annotations
 
 import pytest
 
 from core.config import ConfigError, TrainConfig, make_config
 from core.data.dataset import DataError
-from core.search.sweep import MAX_RUNS, expand_grid, group_progress, parse_values, queue_sweep
+from core.search.space import MAX_GRID_FIELDS, MAX_RUNS, expand_grid, parse_values
+from core.search.sweep import group_progress, queue_sweep
 
 BASE = TrainConfig(architecture="mlp-128-64", epochs=1, batch_size=32)
 
@@ -54,7 +56,8 @@ def test_expand_grid_over_presets_drops_the_custom_stack():
     ({"learning_rate": []}, "give at least one value"),
     ({"batch_size": [64, 64]}, "the value 64 is listed twice"),
     ({}, "at least one hyperparameter"),
-    ({"learning_rate": [0.1], "batch_size": [8], "epochs": [1], "seed": [1]}, "at most 3 hyperparameters"),
+    ({"learning_rate": [0.1], "batch_size": [8], "epochs": [1], "seed": [1], "dropout": [0.1], "augment": [True],
+      "elastic": [True]}, f"at most {MAX_GRID_FIELDS} hyperparameters, got 7"),
     ({"seed": list(range(MAX_RUNS + 1))}, f"at most {MAX_RUNS} are allowed"),
     ({"colour": ["red"]}, "'colour' cannot be swept"),
 ])
@@ -95,6 +98,32 @@ def test_queue_sweep_records_the_parent(store, tiny_data):
     parent = store.create_run(make_config("mlp-128-64").to_dict())
     ids = queue_sweep(store, BASE, {"seed": [1, 2]}, "forked", tiny_data, parent_id=parent)
     assert {store.get_run(i).parent_id for i in ids} == {parent}
+
+
+def test_the_grid_tab_and_a_grid_study_share_one_set_of_limits(store, tiny_data):
+    from core.search.study import create_study, get_study
+
+    four = {"learning_rate": [1e-2], "batch_size": [16], "epochs": [1], "seed": [1, 2]}  # over the old 3-field limit
+    assert len(queue_sweep(store, BASE, four, "four", tiny_data)) == 2
+    assert get_study(store, "four").search == "grid"
+    too_many = {"seed": list(range(MAX_RUNS + 1))}
+    space = {"seed": {"type": "categorical", "choices": too_many["seed"]}}
+    for queue in (lambda: queue_sweep(store, BASE, too_many, "big", tiny_data),
+                  lambda: create_study(store, BASE, space, "big", tiny_data, search="grid")):
+        with pytest.raises(ConfigError, match=f"this grid makes {MAX_RUNS + 1} runs; at most {MAX_RUNS} are allowed"):
+            queue()
+    assert len(store.list_runs()) == 2
+
+
+def test_a_grid_study_checks_every_combination_against_the_dataset(store, tiny_data):
+    """Each value alone fits, but 50 digits less a 10 % validation split leave 45: no batch of 64."""
+    from core.search.study import create_study
+
+    space = {"train_limit": {"type": "categorical", "choices": [50, 200]},
+             "batch_size": {"type": "categorical", "choices": [32, 64]}}
+    with pytest.raises(ConfigError, match="train_limit=50 · batch_size=64: batch_size must be .* the 45 training"):
+        create_study(store, BASE, space, "combo", tiny_data, search="grid")
+    assert store.list_runs().empty
 
 
 def test_group_progress_counts_statuses(store, tiny_data):

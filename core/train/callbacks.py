@@ -6,13 +6,14 @@ written in one transaction at most every `flush_seconds` and at every epoch end,
 with the run's progress and heartbeat; that same write reads the cancel flag, so Cancel
 stops training within one logging window.
 
-A study run under a pruner also gets `prune_check(epoch, logs) -> bool` (built by
-core.search.study.prune_check): it is asked once per epoch end, after that epoch's rows are written,
-never per batch. When it says stop, training stops after that epoch and `pruned` is set, so
+A study run under a pruner also gets `prune_check(epoch, logs) -> bool` (built by the study's
+pruning module in core.search and handed in by the worker): it is asked once per epoch end, after
+that epoch's rows are written, never per batch. When it says stop, training stops after that epoch and `pruned` is set, so
 core.train.run evaluates and saves the model as of that epoch and ends the run `pruned`.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -20,6 +21,7 @@ from typing import Callable
 
 import keras
 
+log = logging.getLogger("core.train")
 
 FLUSH_SECONDS = 1.0  # default seconds between two metric writes while training (DIGITLAB_FLUSH_SECONDS)
 
@@ -28,7 +30,7 @@ def default_flush_seconds() -> float:
     """Seconds between metric writes: DIGITLAB_FLUSH_SECONDS if it is a number ≥ 0, else FLUSH_SECONDS."""
     try:
         value = float(os.environ.get("DIGITLAB_FLUSH_SECONDS", FLUSH_SECONDS))
-    except ValueError:
+    except ValueError:  # documented: anything else means the default
         return FLUSH_SECONDS
     return value if math.isfinite(value) and value >= 0 else FLUSH_SECONDS
 
@@ -84,6 +86,8 @@ class StoreLogger(keras.callbacks.Callback):
         try:
             return bool(self.prune_check(self.epoch, logs))
         except Exception:
+            log.warning("run %s: the pruner could not decide after epoch %s; training goes on",
+                        self.run_id, self.epoch, exc_info=True)
             return False
 
     def _add(self, scope: str, logs) -> None:

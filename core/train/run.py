@@ -1,11 +1,12 @@
 """One run end to end: load, build, compile, fit (streaming into the store), evaluate, save, mark.
 
-`queue_run()` validates a config against the dataset and queues it (nothing is written for a
-bad config); `execute()` trains a run a worker has claimed; `train()` does both in this
+`core.store.queue.queue_run()` validates a config against the dataset and queues it (nothing is
+written for a bad config); `execute()` trains a run a worker has claimed; `train()` does both in this
 process, as `python -m core train` does.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -16,13 +17,15 @@ from typing import Callable
 
 import numpy as np
 
-from core.model.architectures import count_params
 from core.model.compile import compile_for_training, schedule_callbacks
 from core.config import TrainConfig
-from core.data.dataset import check_dataset, dataset_identity, load_dataset
+from core.data.dataset import dataset_identity, load_dataset
 from core.predict.inference import score
-from core.store.schema import Run, RunNotFound, StoreError
+from core.store.queue import queue_run
+from core.store.schema import MODEL_FILE, Run, RunNotFound, StoreError
 from core.store.facade import RunStore
+
+log = logging.getLogger("core.train")
 
 MAX_MISCLASSIFIED = 2000  # most confident mistakes kept for the gallery
 HEARTBEAT_SECONDS = 5.0
@@ -33,31 +36,6 @@ class Splits:
     x_train: np.ndarray; y_train: np.ndarray
     x_val: np.ndarray | None; y_val: np.ndarray | None
     x_test: np.ndarray; y_test: np.ndarray
-
-
-def queue_run(store: RunStore, config: TrainConfig, data_path: str | os.PathLike | None = None,
-              group: str | None = None, parent_id: str | None = None) -> str:
-    """Validate `config` against the dataset (when there is one) and queue it; returns the run id.
-
-    A missing, unreadable or wrongly shaped dataset is a DataError here, before any row is written.
-    """
-    config.validate(check_dataset(data_path).n_train)
-    return store.create_run(config.to_dict(), name=config.name or auto_name(store, config),
-                            n_params=count_params(config.hidden_layers()),
-                            group=group, parent_id=parent_id)
-
-
-def auto_name(store: RunStore, config: TrainConfig) -> str:
-    """A run name that says what differs from the architecture's defaults ("mlp-128-64 · lr 0.01",
-    core.config.auto_name), else (or when that name is taken) the next free number ("mlp-128-64 #2")."""
-    from core.config import auto_name as base_name
-
-    name = base_name(config)
-    taken = set(store.list_runs(search=name)["name"])
-    number = 1 if name not in taken else 2
-    while number > 1 and f"{name} #{number}" in taken:
-        number += 1
-    return name if number == 1 else f"{name} #{number}"
 
 
 def load_splits(config: TrainConfig, data_path) -> Splits:
@@ -106,8 +84,9 @@ class _Heartbeat(threading.Thread):
         while not self.stopped.wait(HEARTBEAT_SECONDS):
             try:
                 self.store.heartbeat(self.run_id)
-            except Exception:  # a busy or vanished store must not kill the training thread
-                pass
+            except Exception as exc:  # a busy or vanished store must not kill the training thread
+                log.warning("run %s: heartbeat not written (%s: %s); the next beat tries again",
+                            self.run_id, type(exc).__name__, exc)
 
 
 class _Progress:
@@ -133,8 +112,14 @@ class _Progress:
 
 
 def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool] | None = None,
-            progress: Callable[[dict], None] | None = None) -> Run:
-    """Train a claimed (running) run to its end; always leaves it in a terminal status."""
+            progress: Callable[[dict], None] | None = None,
+            prune: Callable[[int, dict], bool] | None = None) -> Run:
+    """Train a claimed (running) run to its end; always leaves it in a terminal status.
+
+    `prune(epoch, logs) -> bool` is asked at each epoch end (1-based epoch); True stops training
+    there and the run ends `pruned` with its model as of that epoch. The worker hands in a study
+    run's pruner (core.search), so training never imports the search.
+    """
     import keras
 
     from core.model.architectures import build_model
@@ -152,7 +137,7 @@ def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool
         model = build_model(config.hidden_layers(), augment=config.augment, elastic=config.elastic)
         compile_for_training(model, config.optimizer, config.learning_rate)
         logger = StoreLogger(store, run.id, steps_per_epoch=steps, should_stop=should_stop,
-                             prune_check=_study_prune_check(store, run))
+                             prune_check=prune)
         callbacks = [logger, *schedule_callbacks(config.lr_schedule, config.learning_rate, config.epochs,
                                                  config.early_stopping, has_val=splits.x_val is not None)]
         if progress:
@@ -188,14 +173,6 @@ def _final(store: RunStore, run: Run) -> Run:
         return replace(run, error="the run was deleted while it trained")
 
 
-def _study_prune_check(store: RunStore, run: Run):
-    """The study's pruning decision for a study run (core.search.study), None for any other run."""
-    if run.trial is None:
-        return None
-    from core.search.study import prune_check
-    return prune_check(store, run)
-
-
 def _complete(store: RunStore, run_id: str, model, result: dict, status: str = "completed") -> None:
     """Save the model, then put it into the store with the evaluation and `completed` (or `pruned`)
     in one transaction: any machine with the store URL can then load it.
@@ -205,8 +182,8 @@ def _complete(store: RunStore, run_id: str, model, result: dict, status: str = "
     """
     model_path = save_model(store, run_id, model)
     try:
-        store.complete_run(run_id, result, status=status, artifacts={"model.keras": model_path},
-                           test_accuracy=result["accuracy"], test_loss=result["loss"], model_path=str(model_path))
+        store.complete_run(run_id, result, status=status, artifacts={MODEL_FILE: model_path},
+                           test_accuracy=result["accuracy"], test_loss=result["loss"])
     except BaseException:
         model_path.unlink(missing_ok=True)
         raise
@@ -221,8 +198,8 @@ def _finish_after_error(store: RunStore, run_id: str, logger, status: str, error
     try:
         if logger is not None:
             logger.flush()
-    except Exception:
-        pass
+    except Exception:  # the rows stay unwritten; marking the run matters more
+        log.warning("run %s: its last metric rows could not be written", run_id, exc_info=True)
     try:
         if store.get_run(run_id).status == "running":
             store.finish_run(run_id, status, error=error[:4000])
@@ -230,8 +207,8 @@ def _finish_after_error(store: RunStore, run_id: str, logger, status: str, error
         return None
     except StoreError as exc:
         return exc
-    except Exception:
-        pass
+    except Exception:  # never raise from here: the next worker or dashboard start marks it interrupted
+        log.warning("run %s: could not be marked %s", run_id, status, exc_info=True)
     return None
 
 
@@ -240,7 +217,7 @@ def save_model(store: RunStore, run_id: str, model) -> Path:
     (write aside, then rename); no partial file is left."""
     folder = store.run_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
-    final, partial = folder / "model.keras", folder / "partial.keras"
+    final, partial = folder / MODEL_FILE, folder / "partial.keras"
     try:
         model.save(partial)
         os.replace(partial, final)

@@ -1,0 +1,96 @@
+"""Reading a study: its trials as a table, its summary, its best run and the weight of each parameter.
+
+What `python -m core study NAME [--json]` prints and the Study page shows. Reads only: the study's
+row, its runs and their objective rows, and an Optuna study rebuilt from them for fANOVA.
+"""
+from __future__ import annotations
+
+import math
+
+from core.search.study import NOT_COUNTED, Study, rebuild, require_study
+from core.store import studies as rows
+from core.store.facade import RunStore
+from core.store.schema import FINISHED, STATUSES
+
+
+def trials_table(store: RunStore, name: str):
+    """One row per run of the study: run id, trial, status, objective value, its parameters, test accuracy.
+
+    Also returns the intermediate values ({run id: {epoch: value}}).
+    """
+    import pandas as pd
+
+    study = require_study(store, name)
+
+    def read(c):
+        runs = rows.study_runs(c, name)
+        return runs, rows.objective_values(c, study.objective, runs)
+    runs, objective = store.transact(read, write=False)
+    table = []
+    for r in runs:
+        values = objective.get(r["id"], {})
+        table.append({"run_id": r["id"], "trial": r["trial"], "name": r["name"], "status": r["status"],
+                     "value": values[max(values)] if values and r["status"] in FINISHED else None,
+                     "epochs_run": r["epoch"], "test_accuracy": r["test_accuracy"], "finished_at": r["finished_at"],
+                     **{f"param_{f}": r["config"].get(f) for f in study.space}})
+    return study, pd.DataFrame(table), objective
+
+
+def summary(store: RunStore, name: str) -> dict:
+    """The study's picture: counts per status, the best completed run, parameter importance."""
+    study, table, objective = trials_table(store, name)
+    counts = {s: int((table["status"] == s).sum()) if not table.empty else 0 for s in STATUSES}
+    best = best_run(study, table)
+    runs = store.transact(lambda c: rows.study_runs(c, name), write=False)
+    importance, note = param_importance(study, rebuild(study, runs, objective))
+    counted = sum(v for s, v in counts.items() if s not in NOT_COUNTED)
+    return {"group": study.name, "search": study.search, "objective": study.objective,
+            "direction": study.direction, "pruner": study.pruner, "warmup_epochs": study.warmup_epochs,
+            "budget": study.budget, "stopped": study.stopped, "done": counted >= study.budget and
+            counts["queued"] + counts["running"] == 0, "space": study.space, "counts": counts,
+            "best_run_id": best["run_id"] if best is not None else None,
+            "best_value": float(best["value"]) if best is not None else None,
+            "best_params": {f: best[f"param_{f}"] for f in study.space} if best is not None else None,
+            "best_test_accuracy": _float(best["test_accuracy"]) if best is not None else None,
+            "importance": importance, "importance_note": note}
+
+
+def best_run(study: Study, table):
+    """The completed run with the best objective value (ties: the earliest), or None."""
+    done = table[(table["status"] == "completed") & table["value"].notna()] if not table.empty else table
+    if done.empty:
+        return None
+    order = done.sort_values(["value", "trial"], ascending=[study.direction == "minimize", True])
+    return order.iloc[0]
+
+
+MIN_FOR_IMPORTANCE = 2  # completed runs fANOVA needs before it can weigh parameters
+
+
+def param_importance(study: Study, optuna_study) -> tuple[dict[str, float], str | None]:
+    """Each parameter's share of the objective's variance (fANOVA, seeded), summing to 1.
+
+    Returns ({}, why) while it cannot be computed: fewer than MIN_FOR_IMPORTANCE completed runs,
+    or completed runs that all share the same values.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    n_done = len(optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if n_done < MIN_FOR_IMPORTANCE:
+        return {}, (f"needs at least {MIN_FOR_IMPORTANCE} completed runs, has {n_done}")
+    if len(study.space) == 1:
+        return {next(iter(study.space)): 1.0}, None
+    try:
+        raw = optuna.importance.get_param_importances(
+            optuna_study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), normalize=True)
+    except (RuntimeError, ValueError) as exc:
+        return {}, f"cannot be computed yet ({exc})"
+    total = sum(raw.values())
+    if not raw or not total or not math.isfinite(total):
+        return {}, "cannot be computed yet: the completed runs do not differ in their parameters"
+    return {k: float(v) / total for k, v in raw.items()}, None
+
+
+def _float(value) -> float | None:
+    return None if value is None or value != value else float(value)
