@@ -184,7 +184,7 @@ def _file_key(path: str | Path) -> tuple | None:
     """What identifies the file's current contents without reading it, or None when it cannot be stat'ed."""
     try:
         st = Path(path).resolve().stat()
-    except OSError:
+    except OSError:  # no file to key on: the caller reads it (and reports why it cannot)
         return None
     return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 

@@ -281,7 +281,7 @@ def _write_h5(out: Path, arrays: dict, attrs: dict) -> None:
 def _existing_info(out: Path) -> DatasetInfo | None:
     try:
         return dataset_info(out)
-    except DataError:
+    except DataError:  # no valid dataset there yet: ingest writes one
         return None
 
 
@@ -291,7 +291,7 @@ def _existing_inputs(out: Path) -> dict | None:
         dataset_info(out)
         with h5py.File(out, "r") as f:
             return json.loads(f.attrs["inputs"])
-    except (DataError, OSError, KeyError, ValueError, TypeError):
+    except (DataError, OSError, KeyError, ValueError, TypeError):  # nothing reusable: ingest again, as documented
         return None
 
 
