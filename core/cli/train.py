@@ -140,7 +140,8 @@ def _progress_bar(event: dict) -> None:
 
 
 def cmd_worker(args) -> int:
-    from core.worker import StopRequest, run_worker
+    from core.worker import StopRequest, configure_logging, run_worker
+    configure_logging()  # the worker's warnings and the store's reconnects, on stderr with timestamps
     stop = StopRequest() if args.stop is None else args.stop
     n = run_worker(open_store(args), settings.data_path(args.data), once=args.once, max_runs=args.max_runs,
                    poll=args.poll, idle_exit=args.idle_exit, stop=stop)
