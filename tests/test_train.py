@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from core.train.callbacks import StoreLogger, batch_interval
+from core.train.callbacks import batch_interval
 from core.config import make_config
 from core.data.ingest import ingest
 from core.store.facade import RunStore
@@ -95,20 +95,3 @@ def test_cosine_schedule_lowers_the_rate_along_a_half_cosine(rs, small_h5):
     assert run.status == "completed", run.error
     lrs = rs.metric_history(run.id, "epoch", keys=["learning_rate"])["value"].tolist()
     assert lrs == pytest.approx([0.02, 0.015, 0.005])  # what each epoch trained with, as logged
-
-
-def test_logger_batches_writes():
-    class FakeStore:  # counts transactions; the real store is covered above
-        def __init__(self):
-            self.calls = []
-
-        def checkpoint(self, run_id, rows, **progress):
-            self.calls.append(len(rows))
-            return False
-    store = FakeStore()
-    logger = StoreLogger(store, "r1", steps_per_epoch=100, flush_seconds=3600)
-    logger.on_epoch_begin(0)
-    for b in range(100):
-        logger.on_train_batch_end(b, {"loss": 1.0 / (b + 1), "accuracy": 0.5})
-    logger.on_epoch_end(0, {"loss": 0.1, "accuracy": 0.9})
-    assert store.calls == [25 * 2 + 3]  # 25 samples × 2 keys + epoch loss, accuracy, seconds: one write
