@@ -222,7 +222,7 @@ def real_drawings(url: str | None) -> tuple[np.ndarray, np.ndarray]:
     """
     if not url:
         return np.zeros((0, 28, 28), np.float32), np.zeros(0, np.int64)
-    from core.predict.drawings import drawing_original, list_drawings
+    from core.store.drawings import drawing_original, list_drawings
     from core.predict.preprocess import load_image_file, preprocess
     from core.store.facade import RunStore
     store = RunStore(url)

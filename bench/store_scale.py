@@ -153,7 +153,7 @@ def build_store(folder: Path, n_runs: int, epochs: int, batch_points: int, seed:
                              best_val_epoch=int(rng.integers(1, epochs + 1)), last_val_accuracy=best - 0.001,
                              last_val_epoch=epochs, last_val_loss=1 - best, last_accuracy=best + 0.003,
                              last_loss=1 - best, test_accuracy=test, test_loss=None if test is None else 1 - test,
-                             drawn_accuracy=None, model_path=None, error=None))
+                             drawn_accuracy=None, error=None))
             if test is not None:
                 evals.append(_evaluation(rng, rid, test, now))
         rows = metric_rows(rng, ids, epochs, batch_points, now)
@@ -170,12 +170,12 @@ def build_store(folder: Path, n_runs: int, epochs: int, batch_points: int, seed:
                         copy.write_row(row)
             else:
                 c.exec_driver_sql(insert_metrics, rows)
-        store._tx(write)
-    store._tx(lambda c: c.exec_driver_sql("ANALYZE"))  # what a long-lived store has after `PRAGMA optimize`
+        store.transact(write)
+    store.transact(lambda c: c.exec_driver_sql("ANALYZE"))  # what a long-lived store has after `PRAGMA optimize`
     seconds = time.perf_counter() - t0
     db = folder / "runs.db"
     if store.is_postgres:
-        size = store._tx(lambda c: c.exec_driver_sql("SELECT pg_database_size(current_database())").scalar())
+        size = store.transact(lambda c: c.exec_driver_sql("SELECT pg_database_size(current_database())").scalar())
     else:
         size = sum(p.stat().st_size for p in folder.glob("runs.db*"))
     return store, {"build_s": round(seconds, 2), "metric_rows": n_metrics, "db_mb": round(size / 2**20, 1),

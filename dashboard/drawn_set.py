@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.predict.drawings import DrawingError, add_drawing, count_drawings, delete_drawing, evaluate_all, \
-    evaluate_on_drawn, list_drawings, score_ensemble_on_drawn
+from core.predict.drawn_set import evaluate_all, evaluate_on_drawn, score_ensemble_on_drawn
+from core.store.drawings import DrawingError, add_drawing, count_drawings, delete_drawing, list_drawings
 from core.predict.preprocess import InferenceError, Preprocessed
 from core.store.schema import StoreError
 from core.store.facade import RunStore

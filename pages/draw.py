@@ -2,7 +2,7 @@
 grow the team's drawn test set."""
 import streamlit as st
 
-from core.predict.drawings import count_drawings
+from core.store.drawings import count_drawings
 from dashboard import draw_predictions, draw_ui as ui, drawn_set, explain_views
 from dashboard.state import get_store
 

@@ -11,7 +11,7 @@ from core.config import HELP, ConfigError
 from core.data.dataset import DataError
 from core.store.schema import RunNotFound, StoreError
 from core.search.sweep import queue_sweep
-from core.train.run import queue_run
+from core.store.queue import queue_run
 from dashboard import live, state, study_views, sweeps, tables, train_form
 from dashboard.auth import require_editor
 

@@ -1,4 +1,4 @@
-"""core/predict/drawings.py on real SQLite files: saving, listing, deleting drawings, and scoring real
+"""core/store/drawings.py and core/predict/drawn_set.py on real SQLite files: saving, listing, deleting drawings, and scoring real
 Keras runs (conftest's populated_env: three 1-epoch runs on synthetic digits) on the drawn set."""
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from core.data.dataset import load_dataset
-from core.predict.drawings import (DrawingError, add_drawing, count_drawings, delete_drawing, drawing_original,
-                           drawn_arrays, evaluate_all, evaluate_on_drawn, list_drawings)
+from core.predict.drawn_set import evaluate_all, evaluate_on_drawn
+from core.store.drawings import (DrawingError, add_drawing, count_drawings, delete_drawing, drawing_original, drawn_arrays,
+                                 list_drawings)
 from core.predict.inference import ModelUnavailable, predict_probabilities
 from core.predict.ensemble import model_for_run
 

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 from core import cli
-from core.predict.drawings import add_drawing, drawing_original, list_drawings
+from core.store.drawings import add_drawing, drawing_original, list_drawings
 from core.predict.preprocess import preprocess
 from dashboard import draw_predictions, draw_ui, drawn_set
 

@@ -180,7 +180,7 @@ def test_a_thousand_runs_render_in_one_table(app_env):
                  n_params=407_050, tags=["bulk"] if i % 2 else [], note="", created_at=now - i, started_at=now - i - 60,
                  finished_at=now - i, epochs=3, epoch=3, step=300, cancel_requested=False,
                  best_val_accuracy=0.9 + i / 1e5, best_val_epoch=2, test_accuracy=0.95) for i in range(1000)]
-    app_env.store._tx(lambda c: c.execute(sa.insert(runs_t), rows))
+    app_env.store.transact(lambda c: c.execute(sa.insert(runs_t), rows))
     start = time.perf_counter()
     at = _open()
     seconds = time.perf_counter() - start

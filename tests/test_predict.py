@@ -122,7 +122,8 @@ def test_cli_predict_with_several_runs_averages_them_and_says_which(populated_en
 
 
 def test_the_drawn_set_scores_an_ensemble(populated_env):
-    from core.predict.drawings import DrawingError, add_drawing, score_ensemble_on_drawn
+    from core.predict.drawn_set import score_ensemble_on_drawn
+    from core.store.drawings import DrawingError, add_drawing
 
     store, ids = populated_env.store, populated_env.runs["run_id"].tolist()
     with pytest.raises(DrawingError, match="empty"):

@@ -191,9 +191,9 @@ def test_wave1_store_gains_pruned_status_and_keeps_every_row(tmp_path):
 
 
 def test_artifacts_round_trip_in_chunks_cache_by_hash_and_go_with_their_run(store, monkeypatch):
+    import core.store.artifacts
     import core.store.schema
-    import core.store.facade
-    monkeypatch.setattr(core.store.facade, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(core.store.artifacts, "CHUNK_BYTES", 1000)
     run_id = store.create_run({"architecture": "mlp-128-64", "epochs": 1})
     payload = bytes(range(256)) * 20  # 5,120 bytes → 6 chunks
     info = store.put_artifact(run_id, "model.keras", payload)

@@ -14,7 +14,7 @@ import numpy as np
 
 from core.predict.inference import ModelUnavailable, load_model, predict_probabilities
 from core.predict.preprocess import InferenceError, load_image_file, preprocess
-from core.store.schema import FINISHED, StoreError
+from core.store.schema import FINISHED, MODEL_FILE, StoreError
 from core.store.facade import RunStore
 
 # Where Keras 3's .keras format keeps the first Conv2D layer's kernel: its weights file names
@@ -26,11 +26,11 @@ def model_file(store: RunStore, run_id: str):
     """The run's local model.keras: fetched from the store (hash-checked cache) when it holds the
     model, else the run's artifacts folder (runs trained before models moved into the store)."""
     try:
-        if store.artifact(run_id, "model.keras") is not None:
-            return store.artifact_file(run_id, "model.keras")
+        if store.artifact(run_id, MODEL_FILE) is not None:
+            return store.artifact_file(run_id, MODEL_FILE)
     except StoreError as exc:
         raise ModelUnavailable(f"the model of run {run_id} cannot be read from the store: {exc}") from None
-    return store.run_dir(run_id) / "model.keras"  # from the id only, never from stored text
+    return store.run_dir(run_id) / MODEL_FILE  # from the id only, never from stored text
 
 
 def model_for_run(store: RunStore, run_id: str):

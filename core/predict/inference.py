@@ -118,7 +118,7 @@ def predict_probabilities(model: Any, images: np.ndarray) -> np.ndarray:
 
 def score(probs: np.ndarray, y: np.ndarray) -> dict:
     """Accuracy, log loss, 10×10 confusion (rows = true digit) and per-class report of predictions:
-    how a run is scored on the test split (core.train.run) and on the drawn set (core.predict.drawings)."""
+    how a run is scored on the test split (core.train.run) and on the drawn set (core.predict.drawn_set)."""
     pred = probs.argmax(axis=1)
     confusion = np.zeros((10, 10), dtype=int)
     np.add.at(confusion, (y, pred), 1)

@@ -1,4 +1,4 @@
-"""The run store's connection layer: engine setup, transactions, retries, one-line errors, migration.
+"""The run store's connection layer: engine setup, transactions, retries, one-line errors (migration: migrate.py).
 
 Only `make_engine()` calls `create_engine`. Every transaction goes through `session()`. On SQLite,
 writers take the write lock up front (BEGIN IMMEDIATE) so readers and writers never deadlock. On
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from core.store.schema import SCHEMA_VERSION, STATUSES, StoreError, md, meta_t, runs_t
+from core.store.schema import StoreError
 from core.settings import sqlite_file
 
 T = TypeVar("T")
@@ -244,86 +245,62 @@ def server_now(conn: sa.Connection) -> float:
     return time.time()
 
 
-def migrate(engine: sa.Engine, where: str) -> None:
-    """Create missing tables and columns, then record the schema version; never drop data."""
-    def upgrade(conn):
-        if conn.dialect.name == "postgresql":  # workers starting at once on a new database: one creates the tables
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(72617)")
-        md.create_all(conn)
-        inspector = sa.inspect(conn)
-        for table in md.sorted_tables:
-            have = {c["name"] for c in inspector.get_columns(table.name)}
-            for col in table.columns:
-                if col.name not in have:  # a store from an older version: add the column
-                    ddl = str(sa.schema.CreateColumn(col).compile(dialect=conn.dialect))
-                    if col.server_default is None:  # NOT NULL needs a default on existing rows
-                        ddl = ddl.replace(" NOT NULL", "")
-                    # DDL cannot bind identifiers: table and column names come from `md` only.
-                    conn.exec_driver_sql(f"ALTER TABLE {_quote(conn, table.name)} ADD COLUMN {ddl}")
-        found = conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == "schema_version")).scalar()
-        if found is not None and int(found) > SCHEMA_VERSION:
-            raise StoreError(f"the run store {where} has schema version {found}, newer than this "
-                             f"Digit Lab ({SCHEMA_VERSION}): upgrade Digit Lab")
-        conn.execute(sa.delete(meta_t).where(meta_t.c.key == "schema_version"))
-        conn.execute(sa.insert(meta_t).values(key="schema_version", value=str(SCHEMA_VERSION)))
-    try:
-        retry(engine, where, upgrade)
-        _widen_status_check(engine)
-    except sa.exc.DatabaseError as exc:
-        raise StoreError(f"cannot use the run store {where}: {str(exc.orig).splitlines()[0]}") from None
+def locked(query: sa.Select, skip: bool = False, key: bool = False) -> sa.Select:
+    """`query` locking the rows it reads until commit (PostgreSQL; SQLite compiles it away).
 
-
-def _widen_status_check(engine: sa.Engine) -> None:
-    """An older store's `status_known` check lacks a newer status (`pruned`): rebuild it with today's list.
-
-    PostgreSQL swaps the constraint. SQLite cannot alter a CHECK, so `runs` is rebuilt the way
-    SQLite documents (new table, copy, drop, rename) in one transaction with foreign keys off,
-    so that dropping the old table cascades to no metric, evaluation or artifact.
+    FOR NO KEY UPDATE by default (metric and evaluation inserts, which reference the run, still
+    go ahead); `key`: FOR UPDATE, for a delete; `skip`: rows another transaction holds are passed over.
     """
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            found = conn.exec_driver_sql("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
-                                         "WHERE conname = 'status_known'").scalar()
-            if found is not None and all(f"'{s}'" in found for s in STATUSES):
-                return
-            check = ", ".join(f"'{s}'" for s in STATUSES)  # literals from the schema's own tuple
-            conn.exec_driver_sql("ALTER TABLE runs DROP CONSTRAINT IF EXISTS status_known")
-            conn.exec_driver_sql(f"ALTER TABLE runs ADD CONSTRAINT status_known CHECK (status IN ({check}))")
-        return
-    if engine.dialect.name != "sqlite":
-        return
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        sql = cur.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone()[0]
-        if all(f"'{s}'" in sql for s in STATUSES):
-            return
-        cur.execute("PRAGMA foreign_keys=OFF")  # only takes effect outside a transaction
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            have = [r[1] for r in cur.execute("PRAGMA table_info(runs)").fetchall()]
-            names = [c.name for c in runs_t.columns if c.name in have]  # schema's own names
-            copy = sa.insert(sa.table("runs_rebuilt", *map(sa.column, names))).from_select(
-                names, sa.select(*map(sa.column, names)).select_from(sa.table("runs")))
-            ddl = str(sa.schema.CreateTable(runs_t).compile(dialect=engine.dialect)).strip()
-            cur.execute(ddl.replace("CREATE TABLE runs", "CREATE TABLE runs_rebuilt", 1))
-            cur.execute(str(copy.compile(dialect=engine.dialect)))
-            cur.execute("DROP TABLE runs")
-            cur.execute("ALTER TABLE runs_rebuilt RENAME TO runs")
-            for index in runs_t.indexes:
-                cur.execute(str(sa.schema.CreateIndex(index).compile(dialect=engine.dialect)))
-            if cur.execute("PRAGMA foreign_key_check").fetchall():
-                raise StoreError("rebuilding the runs table would break references; nothing was changed")
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        finally:
-            cur.execute("PRAGMA foreign_keys=ON")
-    finally:
-        raw.close()
+    return query.with_for_update(skip_locked=skip, key_share=not key)
 
 
-def _quote(conn: sa.Connection, name: str) -> str:
+def quote(conn: sa.Connection, name: str) -> str:
     return conn.dialect.identifier_preparer.quote(name)
 
+
+
+class Transactions:
+    """A store's transactions, one open per thread at a time: a scope opened inside another joins it.
+
+    `run(fn)` is datasette's `execute_write_fn` (fn(conn) in one transaction, the whole try retried);
+    `scope()` is sqlite-utils' `atomic()` (a with-block, committed at its end, not retried). Both join
+    the thread's open transaction when there is one, so a verb called inside `with store.write():`
+    becomes part of it. A write cannot join a read (it could not take the write lock).
+    """
+
+    def __init__(self, engine: sa.Engine, where: str):
+        self.engine, self.where = engine, where
+        self.reconnect = 0.0  # seconds a lost server is waited for (0 until the store has opened)
+        self._open = threading.local()
+
+    def joined(self, write: bool) -> sa.Connection | None:
+        conn, is_write = getattr(self._open, "tx", None) or (None, False)
+        if conn is not None and write and not is_write:
+            raise StoreError("a write was asked for inside a read transaction: open the write scope outside")
+        return conn
+
+    def run(self, fn: Callable[[sa.Connection], T], write: bool = True, attempts: int = 12) -> T:
+        joined = self.joined(write)
+        if joined is not None:
+            return fn(joined)
+
+        def attempt(conn):
+            self._open.tx = (conn, write)
+            try:
+                return fn(conn)
+            finally:
+                self._open.tx = None
+        return retry(self.engine, self.where, attempt, write, attempts, reconnect=self.reconnect)
+
+    @contextmanager
+    def scope(self, write: bool = True) -> Iterator[sa.Connection]:
+        joined = self.joined(write)
+        if joined is not None:
+            yield joined
+            return
+        with session(self.engine, self.where, write) as conn:
+            self._open.tx = (conn, write)
+            try:
+                yield conn
+            finally:
+                self._open.tx = None

@@ -6,7 +6,7 @@ Tables (SQLAlchemy Core, one `MetaData`, `md`):
   completed / pruned / failed / cancelled / interrupted), the resolved config as JSON, tags and note,
   the sweep it belongs to and the run it was forked from, who runs it (host, pid, worker,
   heartbeat), its progress (epoch, step) and summary (best/last validation, test and
-  drawn accuracy), the model file and the error that stopped it, the dataset that trained it
+  drawn accuracy), the error that stopped it, the dataset that trained it
   (source, split sizes, hash) and, for a study's run, its Optuna trial number.
 - `metrics`: logged values, one row per (run, scope, key, step): "batch" rows are running
   means sampled every N steps, "epoch" rows the epoch logs, "pruner" rows the rung values a
@@ -25,7 +25,7 @@ Tables (SQLAlchemy Core, one `MetaData`, `md`):
 - `workers`: the registered worker processes (host, pid) and their heartbeat; dead ones are removed.
 - `meta`: key/value facts about the store itself; `schema_version` for now.
 
-`migrate()` (core/store/db.py) creates what is missing when a store opens, so an older `runs.db`
+`migrate()` (core/store/migrate.py) creates what is missing when a store opens, so an older `runs.db`
 gains new tables and columns and keeps its data, and records SCHEMA_VERSION in `meta`.
 """
 from __future__ import annotations
@@ -43,7 +43,11 @@ import sqlalchemy as sa
 from core.config import runs_columns
 from core.errors import DigitLabError
 
-SCHEMA_VERSION = 2  # recorded in meta; a store with a higher one is refused (2: pruned, artifacts, studies)
+# Recorded in meta; a store with a higher one is refused. 2: pruned, artifacts, studies; 3: runs.model_path dropped
+# (the artifacts table holds the model).
+SCHEMA_VERSION = 3
+DROPPED = {"runs": ("model_path",)}  # columns an older version had: migrate() removes them
+MODEL_FILE = "model.keras"  # a finished run's trained model, kept in the store under this artifact name
 # A run's status, checked by the database; RunStore.set_status() keeps to TRANSITIONS.
 # `pruned`: a study's pruner stopped it after an epoch; it keeps its metrics, model and test evaluation.
 STATUSES = ("queued", "running", "completed", "pruned", "failed", "cancelled", "interrupted")
@@ -85,7 +89,6 @@ runs_t = sa.Table(
     sa.Column("last_accuracy", sa.Float), sa.Column("last_loss", sa.Float),
     sa.Column("test_accuracy", sa.Float), sa.Column("test_loss", sa.Float),
     sa.Column("drawn_accuracy", sa.Float),
-    sa.Column("model_path", sa.Text),
     sa.Column("error", sa.Text),
     sa.Column("dataset", sa.JSON),                      # {source, n_train, n_test, sha256} of the data that trained it
     sa.Column("trial", sa.Integer),                     # a study run's Optuna trial number
@@ -196,7 +199,7 @@ class Run:
     last_val_accuracy: float | None = None; last_val_epoch: int | None = None; last_val_loss: float | None = None
     last_accuracy: float | None = None; last_loss: float | None = None
     test_accuracy: float | None = None; test_loss: float | None = None; drawn_accuracy: float | None = None
-    model_path: str | None = None; error: str | None = None
+    error: str | None = None
     dataset: dict | None = None; trial: int | None = None
 
     @property

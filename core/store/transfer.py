@@ -73,7 +73,7 @@ def copy_store(src: RunStore, dst: RunStore, progress: Callable[[int, int, str],
     for study in src_studies:
         there = dst_studies.get(study["name"])
         if there != study:
-            dst._tx(lambda c, s=study: (c.execute(sa.delete(studies_t).where(studies_t.c.name == s["name"])),
+            dst.transact(lambda c, s=study: (c.execute(sa.delete(studies_t).where(studies_t.c.name == s["name"])),
                                         c.execute(sa.insert(studies_t).values(**s))))
             report.studies_copied += 1
         step(f"study {study['name']}")
@@ -83,7 +83,7 @@ def copy_store(src: RunStore, dst: RunStore, progress: Callable[[int, int, str],
             report.runs_skipped += 1
         else:
             rows = _run_rows(src, run["id"])
-            dst._tx(lambda c, r=run, rows=rows: _write_run(c, r, rows, replace=there is not None))
+            dst.transact(lambda c, r=run, rows=rows: _write_run(c, r, rows, replace=there is not None))
             report.runs_replaced += there is not None
             report.runs_copied += there is None
             report.metric_rows += len(rows["metrics"])
@@ -95,7 +95,7 @@ def copy_store(src: RunStore, dst: RunStore, progress: Callable[[int, int, str],
 
 
 def _rows(store: RunStore, query) -> list[dict[str, Any]]:
-    return store._tx(lambda c: [dict(r) for r in c.execute(query).mappings().all()], write=False)
+    return store.transact(lambda c: [dict(r) for r in c.execute(query).mappings().all()], write=False)
 
 
 def _run_rows(src: RunStore, run_id: str) -> dict[str, list[dict]]:
@@ -117,7 +117,7 @@ def _run_rows(src: RunStore, run_id: str) -> dict[str, list[dict]]:
                 sa.select(artifact_chunks_t).where(artifact_chunks_t.c.run_id == run_id)
                 .order_by(artifact_chunks_t.c.name, artifact_chunks_t.c.chunk)).mappings().all()],
         }
-    return src._tx(read, write=False)
+    return src.transact(read, write=False)
 
 
 def _write_run(c: sa.Connection, run: dict, rows: dict[str, list[dict]], replace: bool) -> None:
@@ -147,5 +147,5 @@ def _copy_drawings(src: RunStore, dst: RunStore) -> int:
            for r in _rows(src, sa.select(d.label, d.image, d.original, d.author, d.source, d.created_at).order_by(d.id))
            if key(r) not in there]
     if new:
-        dst._tx(lambda c: c.execute(sa.insert(drawings_t), new))
+        dst.transact(lambda c: c.execute(sa.insert(drawings_t), new))
     return len(new)
