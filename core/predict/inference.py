@@ -80,7 +80,7 @@ def _input_shape(model: Any) -> tuple[int, ...]:
     """The model's input shape without the batch axis, e.g. (28, 28, 1) or (784,)."""
     try:
         shape = tuple(model.inputs[0].shape)[1:]
-    except (AttributeError, IndexError, TypeError):
+    except (AttributeError, IndexError, TypeError):  # a model without `inputs` (subclassed): its declared shape
         shape = tuple(getattr(model, "input_shape", (None, 28, 28, 1)))[1:]
     if None in shape or int(np.prod(shape)) != SIZE * SIZE:
         raise InferenceError(f"model input shape {shape} does not hold a 28×28 image")
