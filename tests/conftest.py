@@ -24,12 +24,21 @@ Fixtures (names are stable; other test files rely on them):
   artifacts) under ``tmp_path``, with the same environment as ``app_env``; returns a
   namespace with ``db_url``, ``data_path``, ``store`` and ``runs`` (``store.list_runs()``).
   Use it for page tests that need runs, and for any test that writes.
+- ``spawn`` (function): starts ``python ARGS...`` in the repo root (quiet TensorFlow, offline);
+  every process still alive at teardown is killed.
+- ``network_address`` (function): the dashboard configured to listen on every interface (as
+  ``--server.address 0.0.0.0`` does), so every visitor without a password is a viewer.
+
+Plain helpers shared by several test files live in tests/helpers.py; test files never import
+each other.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,10 +51,9 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 from core.data.ingest import ingest  # noqa: E402
 from core.settings import sqlite_file  # noqa: E402
 from core.store.facade import RunStore  # noqa: E402
+from tests.helpers import GROUP, ROOT, env  # noqa: E402
 from tests.idx_helpers import write_mnist_dir  # noqa: E402
 from tests.pg_server import PgServer, find_programs  # noqa: E402
-
-GROUP = "lr-sweep"  # the group name of populated_store's two grouped runs
 
 
 def _ingest_tiny(folder: Path, n_train: int, n_test: int) -> Path:
@@ -147,3 +155,30 @@ def populated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, populated_sto
     yield SimpleNamespace(db_url=run_store.url, data_path=populated_data, store=run_store,
                           runs=run_store.list_runs())
     run_store.close()
+
+
+@pytest.fixture
+def spawn():
+    """Start `python ARGS...` in the repo root; every process still alive at teardown is killed."""
+    procs: list[subprocess.Popen] = []
+
+    def start(args: list[str], **extra: str) -> subprocess.Popen:
+        procs.append(subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env(**extra), text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        return procs[-1]
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.fixture
+def network_address():
+    """The server configured to listen on every interface (as --server.address 0.0.0.0 does)."""
+    from streamlit import config as st_config  # lazily: most tests never touch streamlit
+
+    before = st_config.get_option("server.address")
+    st_config.set_option("server.address", "0.0.0.0")
+    yield
+    st_config.set_option("server.address", before)

@@ -10,7 +10,6 @@ import ast
 from pathlib import Path
 
 import pytest
-from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
 from dashboard import auth
@@ -20,7 +19,8 @@ PASSWORDS = {"password": "editor-secret", "viewer_password": "viewer-secret"}
 # Write actions and the functions that perform them; each call must sit behind require_editor/can_edit.
 WRITE_CALLS = {"queue_run", "queue_sweep", "request_cancel", "update_run", "delete_run", "add_drawing",
                "delete_drawing", "ingest", "create_run", "set_status", "finish_run", "train",
-               "evaluate_on_drawn", "evaluate_all"}
+               "evaluate_on_drawn", "evaluate_all",
+               "create_study", "stop_study", "extend_study", "top_up", "top_up_all"}  # a study's writes
 
 
 def demo_app():
@@ -61,15 +61,6 @@ def sign_in(at: AppTest, password: str) -> AppTest:
     at.text_input(key="auth_password").input(password)
     next(b for b in at.button if b.label == "Sign in").click()
     return at.run()
-
-
-@pytest.fixture
-def network_address():
-    """The server configured to listen on every interface (as --server.address 0.0.0.0 does)."""
-    before = st_config.get_option("server.address")
-    st_config.set_option("server.address", "0.0.0.0")
-    yield
-    st_config.set_option("server.address", before)
 
 
 # ------------------------------------------------------------------------------ open mode

@@ -8,26 +8,16 @@ PRAGMA integrity_check. The end-to-end test trains real (tiny) Keras runs with
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import subprocess
-import sys
 import time
-from contextlib import closing
 from pathlib import Path
-
-import pytest
 
 from core.train.callbacks import batch_interval
 from core.config import make_config
-from core.settings import sqlite_file
 from core.store.facade import RunStore
 from core.train.run import queue_run
+from tests.helpers import BATCH_KEYS, EPOCH_KEYS, FAKE_WORKER, finish, integrity, metric_rows
 
-ROOT = Path(__file__).resolve().parents[1]
 E2E_DEADLINE_S = 420  # a hang guard: ~35 CPU-s of work, 1.5-4 min wall on 2 shared cores (more when busy)
-BATCH_KEYS = {"loss", "accuracy"}
-EPOCH_KEYS = {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"}
 
 # Polls like a dashboard page: the runs table, then the curves of every running run.
 READER = r"""
@@ -46,64 +36,6 @@ while not os.path.exists(stop):
     time.sleep(0.1)
 print(json.dumps({"polls": polls, "errors": errors[:5], "n_errors": len(errors)}))
 """
-
-# A worker stripped to its store traffic: claim, checkpoint rows in windows, finish.
-FAKE_WORKER = r"""
-import sys
-from core.store.facade import RunStore
-store, worker_id = RunStore(sys.argv[1]), sys.argv[2]
-windows, per_window = int(sys.argv[3]), int(sys.argv[4])
-while (run := store.claim_run(worker_id)) is not None:
-    for w in range(windows):
-        rows = [(run.id, "batch", "loss", w * per_window + j, 1, 1.0 / (1 + j)) for j in range(per_window)]
-        if store.checkpoint(run.id, rows, step=(w + 1) * per_window):
-            break
-    store.finish_run(run.id, "completed")
-    print(run.id, flush=True)
-"""
-
-
-def env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "DIGITLAB_OFFLINE": "1", **extra}
-
-
-@pytest.fixture
-def spawn():
-    """Start `python ARGS...` in the repo root; every process still alive at teardown is killed."""
-    procs: list[subprocess.Popen] = []
-
-    def start(args: list[str], **extra: str) -> subprocess.Popen:
-        procs.append(subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env(**extra), text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        return procs[-1]
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-
-
-def finish(procs: list[subprocess.Popen], deadline: float, store: RunStore) -> list[tuple[int, str, str]]:
-    """Wait for every process until `deadline` (monotonic); fail past it, saying how far the runs got."""
-    results = []
-    for proc in procs:
-        try:
-            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            progress = store.list_runs()[["status", "step"]].value_counts().to_dict()
-            pytest.fail(f"processes still running at the deadline; runs (status, step): {progress}")
-        results.append((proc.returncode, out, err))
-    return results
-
-
-def integrity(store: RunStore) -> str:
-    with closing(sqlite3.connect(sqlite_file(store.url))) as conn:
-        return conn.execute("PRAGMA integrity_check").fetchone()[0]
-
-
-def metric_rows(store: RunStore) -> list[tuple]:
-    with closing(sqlite3.connect(sqlite_file(store.url))) as conn:
-        return conn.execute("SELECT run_id, scope, key, step FROM metrics").fetchall()
 
 
 def assert_no_lock_errors(outputs: list[tuple[int, str, str]]) -> None:

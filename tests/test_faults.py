@@ -20,51 +20,19 @@ import pytest
 import sqlalchemy as sa
 
 from core import cli
-from core.train.callbacks import batch_interval
 from core.config import make_config
 from core.store.schema import StoreError, runs_t
 from core.store.facade import RunStore
 from core.train.run import execute, queue_run
-from tests.test_concurrency import BATCH_KEYS, EPOCH_KEYS, finish, integrity, metric_rows, spawn  # noqa: F401
+from tests.helpers import assert_rows_match_progress, finish, integrity, metric_rows, one_line_error, wait_for
 
 LONG = dict(train_limit=200, batch_size=5, epochs=200)   # 36 steps an epoch; stopped long before the end
 TINY = dict(train_limit=200, batch_size=20, epochs=1)
 
 
-def wait_for(condition, timeout: float, what: str, poll: float = 0.1):
-    """Poll `condition()` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def worker(spawn, store: RunStore, data: Path, *flags: str, flush: str = "0.2") -> subprocess.Popen:
     return spawn(["-m", "core", "worker", "--poll", "0.2", "--db", store.url, "--data", str(data), *flags],
                  DIGITLAB_FLUSH_SECONDS=flush)
-
-
-def assert_rows_match_progress(store: RunStore, run_id: str) -> int:
-    """The stored rows are exactly those the logger wrote up to the run's recorded step and epoch."""
-    run = store.get_run(run_id)
-    batch, epoch = store.metric_history(run_id, "batch"), store.metric_history(run_id, "epoch")
-    every = batch_interval(run.steps_per_epoch)
-    assert set(batch["key"]) <= BATCH_KEYS and set(epoch["key"]) <= EPOCH_KEYS
-    assert len(batch) == (run.step // every) * len(BATCH_KEYS), (len(batch), run.step)
-    assert len(epoch) == run.epoch * len(EPOCH_KEYS), (len(epoch), run.epoch)
-    assert batch["step"].max() <= run.step if len(batch) else True
-    return len(batch) + len(epoch)
-
-
-def one_line_error(capsys, argv: list[str]) -> str:
-    """Run the CLI in-process; it must exit 2 with exactly one line on stderr. Returns that line."""
-    rc = cli.main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (rc, err)
-    return err.strip()
 
 
 # ------------------------------------------------------------------------------ processes dying
@@ -263,7 +231,7 @@ def test_training_into_a_full_database_fails_the_run_with_the_reason(store, tiny
     _capped(store, spare_pages=6)
     final = execute(store, run, tiny_data)
     assert final.status == "failed"
-    assert final.error.startswith(f"StoreError: the disk holding the run store {store._where} is full")
+    assert final.error.startswith(f"StoreError: the disk holding the run store {store.where} is full")
     assert_rows_match_progress(store, run_id)
     assert not list(store.run_dir(run_id).glob("*.keras"))
     assert integrity(store) == "ok"

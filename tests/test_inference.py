@@ -1,6 +1,6 @@
 """core.predict.inference: safe model loading (safe_mode, cache) and predictions.
 
-Keras tests save tiny models under tmp_path; drawings come from tests/test_preprocess.py.
+Keras tests save tiny models under tmp_path; drawings come from tests/drawing_helpers.py.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from core.predict.inference import (  # noqa: E402
     InferenceError, ModelUnavailable, Prediction, load_model, predict_image, predict_probabilities, score,
 )
 from core.predict.preprocess import EmptyDrawing, Preprocessed  # noqa: E402
-from tests.test_preprocess import drawing, rgba  # noqa: E402
+from tests.drawing_helpers import drawing, rgba  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

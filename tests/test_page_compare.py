@@ -4,7 +4,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import GROUP
+from tests.helpers import GROUP
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare.py")
 

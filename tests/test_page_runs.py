@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core.config import make_config
 from core.store.schema import runs_t
 from dashboard import tables
-from tests.conftest import GROUP
+from tests.helpers import GROUP
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "runs.py")
 

@@ -10,14 +10,12 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import TrainConfig
 from core.search.study import create_study, get_study, top_up
-from tests.test_auth import network_address  # noqa: F401  (a fixture: every visitor is a viewer)
-from tests.test_study import SPACE, finish
+from tests.helpers import SPACE, finish_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "study.py")
 TRAIN = str(ROOT / "pages" / "train.py")
 BASE = TrainConfig(architecture="mlp-128-64", epochs=3, batch_size=32)
-STUDY_WRITES = {"create_study", "stop_study", "extend_study", "top_up", "top_up_all"}
 
 
 def texts(at: AppTest) -> str:
@@ -33,7 +31,7 @@ def a_study(app_env):
     ids = create_study(store, BASE, SPACE, "explore", app_env.data_path, search="random", budget=6, pruner="median")
     for run_id, values, status in zip(ids, ([0.5, 0.7, 0.8], [0.3, 0.6, 0.9], [0.1])
                                       , ("completed", "completed", "pruned")):
-        finish(store, run_id, values, status)
+        finish_trial(store, run_id, values, status)
     store.claim_run("w", run_id=ids[3])
     assert len(top_up(store, "explore")) == 2  # the budget's last two, for the free workers
     yield app_env, ids
@@ -131,13 +129,6 @@ def test_runs_links_a_study_group_to_its_view(a_study):
     assert not at.exception
     assert "pruned" in at.multiselect(key="runs_status").options
     assert "[Open the study explore](./study?study=explore)" in [m.value for m in at.markdown]  # no navigation here
-
-
-def test_study_writes_pass_the_write_guard_audit(monkeypatch):
-    """tests/test_auth.py's audit, with the study's write calls added to what it checks."""
-    from tests import test_auth
-    monkeypatch.setattr(test_auth, "WRITE_CALLS", test_auth.WRITE_CALLS | STUDY_WRITES)
-    test_auth.test_every_write_action_in_pages_and_dashboard_asks_require_editor()
 
 
 def test_a_restarted_dashboard_shows_the_same_study(a_study):

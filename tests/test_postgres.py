@@ -22,8 +22,7 @@ from core.config import make_config
 from core.store.schema import artifacts_t, drawings_t, evaluations_t, metrics_t, misclassified_t, runs_t, studies_t
 from core.store.facade import RunStore
 from core.train.run import queue_run
-from tests.test_concurrency import FAKE_WORKER, ROOT, env, finish
-from tests.test_faults import assert_rows_match_progress, one_line_error, wait_for
+from tests.helpers import FAKE_WORKER, ROOT, assert_rows_match_progress, env, finish, one_line_error, wait_for
 
 pytestmark = pytest.mark.postgres
 TINY = dict(train_limit=200, batch_size=50, epochs=1)

@@ -1,8 +1,8 @@
 """core.predict.preprocess: drawings and photos → MNIST-like 28×28, empty canvases, hints, image files.
 
 Drawings are synthetic (Pillow lines) or real MNIST test digits re-drawn on a canvas
-(the shared dataset; those tests skip when it is absent). `drawing` and `rgba` are shared
-with tests/test_inference.py.
+(the shared dataset; those tests skip when it is absent). `drawing` and `rgba` come from
+tests/drawing_helpers.py.
 """
 from __future__ import annotations
 
@@ -14,34 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from core.predict.preprocess import EmptyDrawing, InferenceError, Preprocessed, load_image_file, preprocess, to_ink
+from tests.drawing_helpers import FOUR, SEVEN, drawing, rgba
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO.parent / "shared" / "datasets" / "mnist"
-SEVEN = [[(0.15, 0.05), (0.85, 0.05), (0.4, 1.0)], [(0.3, 0.5), (0.75, 0.5)]]
-FOUR = [[(0.6, 0.0), (0.05, 0.65), (0.95, 0.65)], [(0.65, 0.3), (0.65, 1.0)]]
-
-
-def drawing(strokes=FOUR, size=280, top=30, left=70, height=220, width=20) -> np.ndarray:
-    """White strokes on black (H, W) uint8, like a canvas: a digit `height` px tall at (top, left)."""
-    im = Image.new("L", (size, size) if isinstance(size, int) else size[::-1], 0)
-    pen = ImageDraw.Draw(im)
-    for stroke in strokes:
-        pts = [(left + x * height * 0.7, top + y * height) for x, y in stroke]
-        pen.line(pts, fill=255, width=width, joint="curve")
-        for x, y in pts:  # round caps, like a canvas brush
-            pen.ellipse([x - width / 2, y - width / 2, x + width / 2, y + width / 2], fill=255)
-    return np.asarray(im)
-
-
-def rgba(ink: np.ndarray, colour=(0, 0, 0)) -> np.ndarray:
-    """The ink map as strokes of `colour` on a transparent background (a drawable canvas)."""
-    out = np.zeros((*ink.shape, 4), np.uint8)
-    out[..., :3] = colour
-    out[..., 3] = ink
-    return out
 
 
 def corr(a: np.ndarray, b: np.ndarray) -> float:
