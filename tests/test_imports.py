@@ -42,6 +42,7 @@ LEVELS = {
     "core.predict": 4, "core.search": 4,                # never each other
     "core.train": 5,                                    # never core.search
     "core.worker": 6,                                   # composition root: train + search
+    "core.interop": 6,                                  # models from elsewhere, saved as train saves them
     "core.cli": 7, "core.__main__": 7, "core.track": 7,
     "dashboard": 8,                                     # any of core
     "pages": 9,                                         # dashboard and core
@@ -78,6 +79,7 @@ class Import:
 @dataclass
 class Tree:
     root: Path
+    packages: tuple[str, ...]      # the top-level folders read
     files: dict[str, str]          # module name -> relative path, for every .py
     known: set[str]                # modules and package folders: what an import may resolve to
     imports: list[Import]
@@ -168,7 +170,7 @@ def scan(root: Path, packages: tuple[str, ...] = PACKAGES) -> Tree:
                    for p in (root / pkg).rglob("*.py") if not any(part.startswith(".") for part in p.parts))
     files = {module_name(p): p.as_posix() for p in paths}
     folders = {".".join(p.parent.parts[:i]) for p in paths for i in range(1, len(p.parent.parts) + 1)}
-    tree = Tree(root, files, set(files) | folders, [], {})
+    tree = Tree(root, packages, files, set(files) | folders, [], {})
     for module, rel in files.items():
         parsed = ast.parse((root / rel).read_text(encoding="utf-8"), filename=rel)
         tree.bound[module] = top_level_names(parsed)
@@ -178,7 +180,7 @@ def scan(root: Path, packages: tuple[str, ...] = PACKAGES) -> Tree:
 
 
 def _ours(tree: Tree, target: str) -> bool:
-    return target.split(".")[0] in PACKAGES
+    return target.split(".")[0] in tree.packages
 
 
 def room_of(module: str) -> str | None:
@@ -498,3 +500,10 @@ def test_the_scan_reads_the_whole_tree(tree):
 def test_the_import_rules_hold(tree, rule):
     problems = RULES[rule](tree)
     assert not problems, report(rule, problems)
+
+
+def test_the_benchmarks_and_tests_import_what_exists():
+    """bench/ and tests/ follow the moves too, in the imports inside their functions as well."""
+    everything = scan(ROOT, (*PACKAGES, "bench", "tests"))
+    problems = [p for p in resolution_problems(everything) if p.startswith(("bench/", "tests/"))]
+    assert not problems, report("imports resolve", problems)
