@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from core.config import PARAMS, TrainConfig, make_config
+from core.config import PARAMS, ConfigError, TrainConfig, make_config
 from core.errors import DigitLabError
-from core.search.repeats import config_id, config_ids, group_runs, history_band, repeat_config, select
+from core.search.repeats import (config_id, config_ids, group_runs, history_band, repeat_config, repeat_configs,
+                                 select)
 
 DATA = "f" * 64  # a dataset fingerprint (SHA-256 hex)
 
@@ -80,6 +81,19 @@ def test_layer_stacks_hash_by_content_not_key_order():
     one = {"architecture": "custom", "layers": [{"type": "Dense", "units": 64, "activation": "relu"}]}
     two = {"architecture": "custom", "layers": [{"activation": "relu", "units": 64, "type": "Dense"}]}
     assert config_id(one, DATA) == config_id(two, DATA)
+
+
+def test_repeat_configs_take_the_next_seeds_and_share_one_id():
+    config = make_config("mlp-128-64", seed=7)
+    repeats = repeat_configs(config, 3)
+    assert [c.seed for c in repeats] == [7, 8, 9]
+    assert {config_id(c, DATA) for c in repeats} == {config_id(config, DATA)}
+    for bad in (0, 11, -1, 2.5, True):
+        with pytest.raises(DigitLabError, match="from 1 to 10"):
+            repeat_configs(config, bad)
+    with pytest.raises(ConfigError) as error:
+        repeat_configs(make_config("mlp-128-64", seed=2**31 - 2), 3)
+    assert error.value.field == "seed"
 
 
 # ------------------------------------------------------------------ grouping the Runs table

@@ -6,8 +6,9 @@ different experiment. Runs that share a config id are repeats, and their spread 
 noise any comparison must beat (core.search.significance).
 
 `group_runs()` turns the Runs table into one row per config (N, mean ± std of test, best and last
-validation accuracy, mean duration, the member runs); `select()` finds what a run id or config id
-names; `history_band()` gives a group's mean curve with its band. Pure functions on DataFrames:
+validation accuracy, mean duration, the member runs); `repeat_configs()` makes the N configs a
+"repeat with N seeds" queues; `select()` finds what a run id or config id names; `history_band()`
+gives a group's mean curve with its band. Pure functions on DataFrames:
 nothing here reads the store, imports TensorFlow or draws.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -28,6 +30,7 @@ IGNORED = ("seed", "name")   # fields that do not change what is trained, only w
 ID_CHARS = 12                # hex characters of the SHA-256 kept: 48 bits, no clash among millions of configs
 UNKNOWN_DATA = "unknown"     # the fingerprint hashed for a run whose dataset was not recorded
 REPEATABLE = ("completed",)  # statuses whose results are comparable repeats (a pruned run stopped early)
+MAX_REPEATS = 10            # seeds one "repeat" may queue at once (Train page, --repeat, a study's confirmation)
 SUMMARIZED = ("test_accuracy", "best_val_accuracy", "last_val_accuracy")  # each gets mean_*, std_*
 
 
@@ -47,13 +50,32 @@ def config_id(config: TrainConfig | Mapping[str, Any], dataset_fingerprint: str 
     Two runs share the id exactly when they differ at most in seed and name and trained on the
     same dataset (None or "" for an unrecorded one, which groups only with its like). Canonical:
     keys sorted, tuples as lists, every number as a float (so 10 and 10.0 agree), no whitespace,
-    and a field at its default left out, so adding a field to TrainConfig (with a default that
-    keeps the old behaviour) leaves every existing id as it was.
+    and a field at its default left out (a missing one counts as its default), so adding a field
+    to TrainConfig with a default that keeps the old behaviour leaves every existing id as it was.
+    The hashed text is json.dumps({"config": {the fields off their default}, "dataset":
+    fingerprint}, sort_keys=True, separators=(",", ":")).
     """
-    fields = {k: _json(_canonical(v)) for k, v in repeat_config(config).items()}
-    changed = ",".join(f"{_json(k)}:{v}" for k, v in sorted(fields.items()) if _DEFAULT_TEXTS.get(k) != v)
-    text = f'{{"config":{{{changed}}},"dataset":{_json(dataset_fingerprint or UNKNOWN_DATA)}}}'
+    data = config.to_dict() if isinstance(config, TrainConfig) else config
+    changed = {}
+    for key, value in data.items():
+        if key not in IGNORED:
+            value = _canonical(value)
+            default = _CANONICAL_DEFAULTS.get(key, _MISSING)
+            if type(value) is not type(default) or value != default:  # type: so False is not 0.0
+                changed[key] = value
+    text = _json({"config": changed, "dataset": dataset_fingerprint or UNKNOWN_DATA})
     return hashlib.sha256(text.encode()).hexdigest()[:ID_CHARS]
+
+
+def repeat_configs(config: TrainConfig, n: int) -> list[TrainConfig]:
+    """The configs of N repeats: `config` with seeds s, s+1, ..., s+N-1 (s its own seed), each validated.
+
+    N must be a whole number from 1 to MAX_REPEATS (DigitLabError, one line, before anything is
+    queued); a seed past the allowed range is the config's own ConfigError naming `seed`.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_REPEATS:
+        raise DigitLabError(f"repeats must be a whole number from 1 to {MAX_REPEATS}, got {n!r}")
+    return [replace(config, seed=config.seed + i).validate() for i in range(int(n))]
 
 
 def dataset_fingerprint(dataset: Mapping[str, Any] | str | None) -> str | None:
@@ -100,7 +122,7 @@ def group_runs(runs: pd.DataFrame, statuses: tuple[str, ...] | None = REPEATABLE
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
     runs = runs.assign(config_id=config_ids(runs).to_numpy())
     rows = []
-    for cid, members in runs.groupby("config_id", sort=False):
+    for cid, members in runs.groupby("config_id", sort=False, dropna=False):
         first = members.iloc[0]
         config = first["config"] if isinstance(first.get("config"), Mapping) else {}
         row = {"config_id": cid, "name": first.get("name"), "architecture": first.get("architecture"),
@@ -161,7 +183,12 @@ def _json(value: Any) -> str:
 
 def _canonical(value: Any) -> Any:
     """Sorted-key dicts, lists for tuples, floats for every non-boolean number: one text per config."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if value is None or kind is str or kind is bool or kind is float:  # the common cases, checked first
+        return value
+    if kind is int:
+        return float(value)
+    if isinstance(value, (dict, Mapping)):
         return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
@@ -173,7 +200,8 @@ def _canonical(value: Any) -> Any:
 
 
 _DEFAULTS = TrainConfig().to_dict()  # each field's dataclass default (not a preset's)
-_DEFAULT_TEXTS = {k: _json(_canonical(v)) for k, v in _DEFAULTS.items()}
+_CANONICAL_DEFAULTS = {k: _canonical(v) for k, v in _DEFAULTS.items()}
+_MISSING = object()  # a key TrainConfig does not know (a field since removed): always part of the id
 
 
 def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
