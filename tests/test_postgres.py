@@ -1,7 +1,7 @@
 """Digit Lab on a real PostgreSQL 15 server (started by the `pg_server` fixture): atomic claims by many
 processes, workers on "other machines" (own folder, own empty artifacts cache) sharing one store and its
-models, kill -9 and a server restart mid-run, one clear line for each connection problem, a clock-skewed
-host, and copy-store both ways.
+models, kill -9 and a server restart mid-run, one clear line for each connection problem, clock-skewed hosts
+(heartbeats, and the queue's order). copy-store's round trip through PostgreSQL is in test_transfer.py.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from core import cli
 from core.config import make_config
-from core.store.schema import artifacts_t, drawings_t, evaluations_t, metrics_t, misclassified_t, runs_t, studies_t
+from core.store.schema import metrics_t
 from core.store.facade import RunStore
 from core.train.run import queue_run
 from tests.helpers import FAKE_WORKER, ROOT, assert_rows_match_progress, env, finish, one_line_error, wait_for
@@ -166,6 +166,23 @@ def test_heartbeats_use_the_servers_clock(pg, monkeypatch):
     assert pg.get_run(run_id).status == "running" and abs(pg.get_run(run_id).heartbeat_at - real()) < 30
 
 
+def test_a_study_run_and_a_plain_run_are_claimed_in_the_order_they_were_queued(pg, tiny_data, monkeypatch):
+    """Every run insert stamps the server's clock: from a host whose clock is an hour ahead, a study run queued
+    before a plain run is still claimed first (stamped with that host's clock it would sort an hour late)."""
+    from core.search.study import create_study
+    from core.store.queue import queue_run as queue
+
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)  # every module that reads the client's clock
+    space = {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}
+    [study_run] = create_study(pg, make_config("mlp-128-64", **TINY), space, "skewed", tiny_data, search="random",
+                               budget=2)
+    time.sleep(0.05)  # the server's clock moves on between the two inserts
+    plain = queue(pg, make_config("mlp-128-64", **TINY), tiny_data)
+    assert [pg.claim_run("w1").id, pg.claim_run("w2").id] == [study_run, plain]
+    assert abs(pg.get_run(study_run).created_at - real()) < 30
+
+
 def test_connection_problems_are_one_line_each(pg_server, capsys):
     base = pg_server.url().rsplit("/", 1)[0]
     dead = f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/x"
@@ -194,58 +211,6 @@ def test_runs_json_and_a_plain_postgresql_url(pg, capsys):
     assert cli.main(["runs", "--json", "--db", plain]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert row["status"] == "queued"
-
-
-# -- copy-store -----------------------------------------------------------------------------------
-TABLES = {"runs": (runs_t, "id"), "evaluations": (evaluations_t, "run_id, split"),
-          "misclassified": (misclassified_t, "run_id, idx"), "artifacts": (artifacts_t, "run_id, name")}
-
-
-def snapshot(store: RunStore) -> dict:
-    """Everything copy-store carries, in a form comparable across databases."""
-    out = {}
-    with store.session(write=False) as c:
-        for name, (table, order) in TABLES.items():
-            out[name] = [dict(r) for r in c.execute(sa.select(table).order_by(sa.text(order))).mappings()]
-        m = metrics_t.c
-        out["metrics"] = [tuple(r) for r in c.execute(sa.select(m.run_id, m.scope, m.key, m.step, m.epoch, m.value, m.ts)
-                                                      .order_by(m.run_id, m.scope, m.key, m.step))]
-        d = drawings_t.c
-        out["drawings"] = [(r.label, bytes(r.image), r.created_at) for r in
-                           c.execute(sa.select(d.label, d.image, d.created_at).order_by(d.created_at))]
-        out["studies"] = [dict(r) for r in c.execute(sa.select(studies_t)).mappings()]
-    out["models"] = {r["run_id"]: store.get_artifact(r["run_id"], r["name"]) for r in out["artifacts"]}
-    return out
-
-
-def test_copy_store_round_trip_sqlite_postgres_sqlite(populated_env, pg_url, tmp_path, capsys):
-    src = populated_env.store
-    with src.session() as c:
-        c.execute(sa.insert(drawings_t).values(label=3, image=bytes(range(256)) * 3 + bytes(16), created_at=5.0))
-        c.execute(sa.insert(studies_t).values(name="s1", search="tpe", objective="val_accuracy", direction="maximize",
-                                              budget=4, space={"learning_rate": "log:1e-4:1e-2"},
-                                              base_config={"architecture": "mlp-128-64"}, created_at=7.0))
-    back = f"sqlite:///{tmp_path / 'back.db'}"
-    assert cli.main(["copy-store", "--from", src.url, "--to", pg_url]) == 0
-    out, err = capsys.readouterr()
-    assert "copied 3 run(s)" in out and "1 drawing(s)" in err + out and "copying [" in err
-    assert cli.main(["copy-store", "--from", pg_url, "--to", back]) == 0
-    capsys.readouterr()
-    original = snapshot(src)
-    assert original["models"] and len(original["metrics"]) > 0
-    for url in (pg_url, back):
-        other = RunStore(url)
-        assert snapshot(other) == original, url
-        other.close()
-    assert cli.main(["copy-store", "--from", src.url, "--to", pg_url]) == 0  # again: nothing copied twice
-    assert "copied 0 run(s), replaced 0, skipped 3" in capsys.readouterr().out
-    target = RunStore(pg_url)
-    assert snapshot(target) == original
-    with target.session() as c:  # a different run under one of the ids
-        c.execute(sa.update(runs_t).where(runs_t.c.id == original["runs"][0]["id"]).values(created_at=1.0))
-    target.close()
-    line = one_line_error(capsys, ["copy-store", "--from", src.url, "--to", pg_url])
-    assert "holds a different run under the id" in line
 
 
 def test_dashboard_on_postgresql_shows_runs_and_the_workers_of_other_hosts(pg, tiny_data, monkeypatch):
