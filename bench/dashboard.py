@@ -85,33 +85,35 @@ import sys
 sys.path.insert(0, {root!r})
 import streamlit as st
 from core.store.facade import RunStore
-from dashboard import charts, tables
+from dashboard import charts, run_list
+from dashboard.compare import tables as compare_tables
+from dashboard.runs import table as runs_table
 
 store = st.cache_resource(lambda: RunStore({db!r}))()
 v = st.query_params.get("v", "empty")
 st.title("probe " + v)
 runs = store.list_runs()
 ids = runs["run_id"].head({n_compare}).tolist()
-labels = tables.unique_labels(runs)
+labels = run_list.unique_labels(runs)
 if v == "table":
-    st.dataframe(tables.runs_view(runs), hide_index=True, height=560)
+    st.dataframe(runs_table.runs_view(runs), hide_index=True, height=560)
 elif v == "line chart":
     st.plotly_chart(charts.metric_lines(store.histories(ids, "epoch"), ["accuracy", "val_accuracy"], names=labels))
 elif v == "two tables":
     picked = runs[runs["run_id"].isin(ids)]
-    st.dataframe(tables.summary_table(picked, labels))
-    st.dataframe(tables.param_diff({{labels[r]: c for r, c in zip(picked["run_id"], picked["config"])}}))
+    st.dataframe(compare_tables.summary_table(picked, labels))
+    st.dataframe(compare_tables.param_diff({{labels[r]: c for r, c in zip(picked["run_id"], picked["config"])}}))
 elif v.startswith("parallel coordinates"):
     pool = runs if v.endswith("all runs") else runs[runs["run_id"].isin(ids)]
-    st.plotly_chart(charts.parallel_coordinates(pool, tables.varying(pool, (*tables.HYPERPARAMETERS, "n_params")),
+    st.plotly_chart(charts.parallel_coordinates(pool, compare_tables.varying(pool, (*run_list.HYPERPARAMETERS, "n_params")),
                                                 "test_accuracy"))
 elif v == "confusion matrices, one chart each":
     cols = st.columns(3)
-    for i, (rid, ev) in enumerate(tables.evaluations(store, ids).items()):
+    for i, (rid, ev) in enumerate(compare_tables.evaluations(store, ids).items()):
         cols[i % 3].plotly_chart(charts.confusion_heatmap(ev.confusion, title=labels[rid], height=340,
                                                           show_scale=False), key=rid)
 elif v == "confusion matrices, one figure":
-    st.plotly_chart(charts.confusion_grid({{labels[r]: ev.confusion for r, ev in tables.evaluations(store, ids).items()}}))
+    st.plotly_chart(charts.confusion_grid({{labels[r]: ev.confusion for r, ev in compare_tables.evaluations(store, ids).items()}}))
 '''
 # name -> (check kind, how many rows or charts must be drawn)
 PROBES = {"empty": ("compare", 0), "table": ("runs", -1), "two tables": ("compare", 0), "line chart": ("compare", 1),

@@ -236,29 +236,32 @@ def queries(store: RunStore, run_id: str, compare_ids: list[str]) -> tuple[list[
           Query("compare batches (10 runs)", "Compare", lambda: store.histories(compare_ids, "batch"), "store"),
           Query("evaluation (1 run)", "Run detail", lambda: store.evaluation(run_id), "store")]
     try:
-        from dashboard import charts, tables
+        from dashboard import charts, run_list
+        from dashboard.compare import tables as compare_tables
+        from dashboard.runs import table as runs_table
         logging.getLogger("streamlit.runtime.caching.cache_data_api").setLevel(logging.ERROR)  # "no runtime"
-        page_fns = _page_functions(store, run_id, compare_ids, charts, tables)
+        page_fns = _page_functions(store, run_id, compare_ids, charts, run_list, compare_tables, runs_table)
     except Exception as exc:  # the dashboard is being written or changed: report the store figures alone
         return qs, f"page-level timings skipped: {type(exc).__name__}: {exc}"
     return qs + [Query(name, page, fn, "page") for name, page, fn in page_fns], None
 
 
-def _page_functions(store, run_id, compare_ids, charts, tables) -> list[tuple[str, str, Callable[[], Any]]]:
+def _page_functions(store, run_id, compare_ids, charts, run_list, compare_tables,
+                    runs_table) -> list[tuple[str, str, Callable[[], Any]]]:
     """What pages/runs.py, run_detail.py and compare.py compute on a load, short of rendering it."""
     def runs_page():
         runs = store.list_runs()
-        tables.unique_labels(runs), tables.all_groups(runs), tables.all_tags(runs)
-        return tables.runs_view(tables.sort_runs(tables.filter_runs(runs), "newest first"))
+        run_list.unique_labels(runs), run_list.all_groups(runs), runs_table.all_tags(runs)
+        return runs_table.runs_view(runs_table.sort_runs(runs_table.filter_runs(runs), "newest first"))
 
     def parallel(runs=None):
         runs = store.list_runs() if runs is None else runs
-        dims = tables.varying(runs, (*tables.HYPERPARAMETERS, "n_params"))
+        dims = compare_tables.varying(runs, (*run_list.HYPERPARAMETERS, "n_params"))
         return charts.parallel_coordinates(runs, dims, "test_accuracy")
 
     def run_page():
         runs = store.list_runs()
-        labels = tables.unique_labels(runs)
+        labels = run_list.unique_labels(runs)
         store.get_run(run_id)
         epochs, batches = store.metric_history(run_id, "epoch"), store.metric_history(run_id, "batch")
         store.evaluation(run_id)
@@ -267,22 +270,22 @@ def _page_functions(store, run_id, compare_ids, charts, tables) -> list[tuple[st
 
     def compare_page():  # on load: the tables and the open (first) tab, Histories
         runs = store.list_runs()
-        labels = tables.unique_labels(runs)
+        labels = run_list.unique_labels(runs)
         selected = runs.set_index("run_id").loc[compare_ids].reset_index()
-        tables.summary_table(selected, labels)
-        tables.param_diff({labels[r]: cfg for r, cfg in zip(selected["run_id"], selected["config"])})
+        compare_tables.summary_table(selected, labels)
+        compare_tables.param_diff({labels[r]: cfg for r, cfg in zip(selected["run_id"], selected["config"])})
         history = store.histories(compare_ids, "epoch")
         return charts.metric_lines(history, ["accuracy", "val_accuracy"], names=labels)
 
     def compare_confusion_tab():
         runs = store.list_runs()
-        labels = tables.unique_labels(runs)
-        evals = tables.evaluations(store, compare_ids)
+        labels = run_list.unique_labels(runs)
+        evals = compare_tables.evaluations(store, compare_ids)
         figs = [charts.confusion_grid({labels[r]: ev.confusion for r, ev in evals.items()})]
         if len(evals) >= 2:
             a, b = list(evals)[:2]
             figs.append(charts.difference_heatmap(evals[a].confusion, evals[b].confusion))
-            tables.confusion_changes(evals[a].confusion, evals[b].confusion)
+            compare_tables.confusion_changes(evals[a].confusion, evals[b].confusion)
         return figs
 
     fns = [("Runs page data (list_runs, filters, table view)", "Runs", runs_page),

@@ -86,11 +86,6 @@ def config() -> AuthConfig:
     return AuthConfig("open")
 
 
-def configured() -> bool:
-    """True when a password or an OIDC provider is set in secrets."""
-    return config().mode != "open"
-
-
 def listens_locally() -> bool:
     """True when the server accepts connections from this machine only (server.address)."""
     return str(st.get_option("server.address") or "").strip("[]") in LOCAL_ADDRESSES

@@ -29,7 +29,7 @@ def key_label(key: str) -> str:
     return KEY_LABELS.get(key, key.replace("val_", "validation ").replace("_", " "))
 
 
-def _empty(message: str, height: int = 300) -> go.Figure:
+def empty_figure(message: str, height: int = 300) -> go.Figure:
     """A blank figure that says why it is blank (instead of empty axes)."""
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, font=dict(size=14), x=0.5, y=0.5,
@@ -74,7 +74,7 @@ def metric_lines(history: pd.DataFrame, keys: Iterable[str], smoothing: float = 
         raise ValueError(f"x must be 'epoch' or 'step', got {x!r}")
     rows = history[history["key"].isin(keys)] if not history.empty else history
     if rows.empty:
-        return _empty("No values logged yet", height)
+        return empty_figure("No values logged yet", height)
     names = dict(names or {})
     order = {run_id: i for i, run_id in enumerate(names)}  # runs in the order `names` lists them
     run_ids = sorted(dict.fromkeys(rows["run_id"]), key=lambda r: order.get(r, len(order)))
@@ -129,7 +129,7 @@ def lr_curve(history: pd.DataFrame, names: Mapping[str, str] | None = None, heig
     """The learning rate per epoch (log scale), from the epoch-scope 'learning_rate' rows."""
     rows = history[history["key"] == "learning_rate"] if not history.empty else history
     if rows.empty:
-        return _empty("No learning rate logged yet", height)
+        return empty_figure("No learning rate logged yet", height)
     fig = metric_lines(rows, ["learning_rate"], x="epoch", names=names, height=height, title="Learning rate")
     values = rows["value"].dropna()
     if len(values) and (values > 0).all():
@@ -214,7 +214,7 @@ def confusion_grid(matrices: Mapping[str, Sequence[Sequence[float]]], normalise:
     from plotly.subplots import make_subplots
 
     if not matrices:
-        return _empty("No confusion matrices to show.")
+        return empty_figure("No confusion matrices to show.")
     names = list(matrices)
     cols = max(1, min(columns, len(names)))
     rows = math.ceil(len(names) / cols)
@@ -311,7 +311,7 @@ def parallel_coordinates(runs_df: pd.DataFrame, dims: Sequence[str], color_metri
         raise ValueError(f"unknown metric column {color_metric!r}")
     rows = runs_df[pd.to_numeric(runs_df[color_metric], errors="coerce").notna()]
     if rows.empty:
-        return _empty(f"No run has a {color_metric.replace('_', ' ')} yet", height)
+        return empty_figure(f"No run has a {color_metric.replace('_', ' ')} yet", height)
     metric = pd.to_numeric(rows[color_metric]).astype(float)
     if "accuracy" in color_metric:
         metric = metric * 100

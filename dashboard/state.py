@@ -1,9 +1,12 @@
-"""Process-wide state for the pages: the cached store, settings, dataset info, worker, query params."""
+"""Process-wide state for the pages: the settings (`--db`, `--data`, `--no-worker`), the cached
+store, the dataset's info, and the selections a page remembers for this browser session.
+
+It only reads: starting a worker or the warm-up thread is dashboard/background.py's job.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import streamlit as st
@@ -11,6 +14,8 @@ import streamlit as st
 from core import settings
 from core.data.dataset import DataError, DatasetInfo, dataset_info
 from core.store.facade import RunStore
+
+LIVE_EVERY = 1.5  # seconds between refreshes of a live panel (Train, Study)
 
 
 def _args() -> argparse.Namespace:
@@ -61,29 +66,6 @@ def get_dataset_info() -> DatasetInfo | None:
     return _info(str(path), mtime)
 
 
-def ensure_worker() -> None:
-    """Start a local worker process if none is alive for this store (so one command is enough).
-
-    DIGITLAB_AUTOSTART_WORKER=0, DIGITLAB_NO_WORKER=1 or `--no-worker` turn this off (tests; or a
-    team whose workers run on other machines).
-    """
-    if not autostart_worker():
-        return
-    from core.worker import ensure_worker as start
-    start(get_store(), data_path())
-
-
-def startup() -> None:
-    """Once per browser session: recover runs whose process died; start a worker if runs wait."""
-    if st.session_state.get("_digitlab_started"):
-        return
-    st.session_state["_digitlab_started"] = time.time()
-    store = get_store()
-    store.recover_stale()
-    if not store.list_runs(status="queued").empty and get_dataset_info() is not None:
-        ensure_worker()
-
-
 def dataset_banner() -> None:
     """The loud notice when only the offline 5,000-digit sample is loaded, or nothing at all."""
     info = get_dataset_info()
@@ -96,12 +78,6 @@ def dataset_banner() -> None:
                    "mnist.npz in a folder, then ingest it on the **Data** page or with `make ingest FROM=DIR` "
                    "(`.venv/bin/python -m core ingest --from DIR`).",
                    icon=":material/warning:")
-
-
-def query_runs() -> list[str]:
-    """Run ids from `?runs=ID1,ID2` (Compare) or `?run=ID` (Run detail)."""
-    value = st.query_params.get("runs") or st.query_params.get("run") or ""
-    return [v for v in (s.strip() for s in value.split(",")) if v]
 
 
 def runs_or_stop():
@@ -124,102 +100,3 @@ def remember(page: str, value) -> None:
 def remembered(page: str):
     """The selection `remember` kept for `page` this session, else None."""
     return st.session_state.get(f"_digitlab_pick_{page}")
-
-
-
-# -- warm-up: the first prediction and the first training run start without a cold wait --------------
-WARM_WORKER_EVERY = 60.0  # seconds between two checks that a local worker is up (it exits after 10 idle minutes)
-
-
-@st.cache_resource(show_spinner=False)
-def _warm_up(url: str) -> dict:
-    """Once per server process: in a background thread, start a local worker (it imports Keras while
-    idle), import Keras here, load the Draw page's default model into its cache and trace its
-    predict function. Returns the shared status dict the sidebar line reads."""
-    import threading
-
-    status = {"stage": "Importing Keras (once per server start)…", "done": False, "error": None,
-              "started": time.time(), "seconds": None}
-
-    def work() -> None:
-        try:
-            warm_worker()
-            import keras  # noqa: F401  (the slow part: 5-10 s on these machines)
-            import numpy as np
-
-            from core.predict.inference import predict_probabilities
-            from dashboard import draw_predictions
-
-            runs = draw_predictions.completed_runs(get_store())
-            if not runs.empty:
-                row = runs.iloc[0]  # what the Draw page asks first: the best run by test accuracy
-                status["stage"] = f"Loading the model of {row['name']}…"
-                model = draw_predictions.cached_model(get_store(), row["run_id"])
-                predict_probabilities(model, np.zeros((28, 28), dtype="float32"))  # traces predict once
-            status.update(stage="Ready", done=True, seconds=time.time() - status["started"])
-        except Exception as exc:  # a warm-up that fails only means the first use waits as before
-            status.update(stage="Warm-up skipped", done=True, error=f"{type(exc).__name__}: {exc}",
-                          seconds=time.time() - status["started"])
-
-    threading.Thread(target=work, name="digitlab-warm-up", daemon=True).start()
-    return status
-
-
-def warm_up() -> dict | None:
-    """Start the warm-up (once per server process; DIGITLAB_WARMUP=0 turns it off) and return its status."""
-    import os
-
-    if os.environ.get("DIGITLAB_WARMUP", "1").lower() in ("0", "false", "no"):
-        return None
-    return _warm_up(db_url())
-
-
-@st.cache_resource(show_spinner=False)
-def _worker_checks() -> dict:
-    return {"last": 0.0}
-
-
-def warm_worker(background: bool = False) -> None:
-    """Make sure a local worker is up when one could be needed soon (it imports Keras while idle, so
-    a run launched a minute later starts training at once); at most every WARM_WORKER_EVERY seconds.
-    Never raises: the Launch button starts one too. `background`: without waiting for it."""
-    checks = _worker_checks()
-    if time.time() - checks["last"] < WARM_WORKER_EVERY or get_dataset_info() is None:
-        return
-    checks["last"] = time.time()
-
-    def start() -> None:
-        try:
-            ensure_worker()
-        except Exception:
-            pass
-    if background:
-        import threading
-        threading.Thread(target=start, name="digitlab-warm-worker", daemon=True).start()
-    else:
-        start()
-
-
-def warm_up_status() -> None:
-    """One line in the sidebar while the warm-up runs (it refreshes itself), then how long it took."""
-    status = warm_up()
-    if status is None:
-        return
-
-    # It polls while Keras loads, then shows how long that took. It never reruns the whole app to stop
-    # its timer: a full rerun started from a fragment before the user's first input made the browser
-    # show the Train form's values (set through session state) at the widgets' defaults, learning
-    # rate 0 and batch size 8, and send those back with the next edit. The timer stops at the next
-    # run of the whole page (any input or page change), where `done` turns run_every off.
-    @st.fragment(run_every=1.0 if not status["done"] else None)
-    def line() -> None:
-        if status["done"]:
-            if status["error"] is None:
-                st.caption(f":material/check_circle: Warmed up in {status['seconds']:.0f} s: Keras and the "
-                           "default model are loaded.")
-            return
-        st.caption(f":material/hourglass_top: Warming up ({time.time() - status['started']:.0f} s): "
-                   f"{status['stage']} Pages work meanwhile; the first drawing is read as soon as this ends.")
-
-    with st.sidebar:
-        line()

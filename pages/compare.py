@@ -3,7 +3,10 @@ the settings that differ, then in tabs overlaid histories, hyperparameters again
 confusion matrices and their difference."""
 import streamlit as st
 
-from dashboard import compare_views, state, tables
+from dashboard import state
+from dashboard.compare import tables, views
+from dashboard.format import dataset_differences
+from dashboard.run_list import all_groups, newest_finished, unique_labels
 
 MAX_RUNS = 10
 LIVE = ("queued", "running")
@@ -12,11 +15,11 @@ VIEWS = ["Histories", "Hyperparameters", "Confusion matrices"]
 st.title("Compare runs")
 store, runs = state.runs_or_stop()
 
-labels = tables.unique_labels(runs)
+labels = unique_labels(runs)
 ids = runs["run_id"].tolist()
 requested = list(dict.fromkeys(v.strip() for v in st.query_params.get("runs", "").split(",") if v.strip()))
 group = st.query_params.get("group")
-if group and group not in tables.all_groups(runs):
+if group and group not in all_groups(runs):
     st.warning(f"There is no group named “{group}”.")
     group = None
 if group and not requested:
@@ -28,7 +31,7 @@ if unknown:
     st.warning("These run ids in the link do not exist (deleted, or a typo) and are left out: "
                + ", ".join(f"`{r}`" for r in unknown))
 if not requested:  # no link: the runs compared last this session, else the two newest finished runs
-    requested = [r for r in state.remembered("compare") or [] if r in labels] or tables.newest_finished(runs, 2)
+    requested = [r for r in state.remembered("compare") or [] if r in labels] or newest_finished(runs, 2)
 chosen = st.multiselect("Runs to compare (2–10)", ids, default=[r for r in requested if r in labels][:MAX_RUNS],
                         key="compare_runs", max_selections=MAX_RUNS, format_func=lambda r: labels[r],
                         placeholder="Choose runs")
@@ -43,7 +46,7 @@ if len(chosen) < 2:
     st.stop()
 
 selected = runs.set_index("run_id").loc[chosen].reset_index()
-if warning := tables.dataset_differences(dict(zip(selected["run_id"].map(labels), selected["dataset"]))):
+if warning := dataset_differences(dict(zip(selected["run_id"].map(labels), selected["dataset"]))):
     st.warning(warning, icon=":material/dataset:")
 
 # side by side while the tables are narrow, so the charts stay in view
@@ -62,11 +65,11 @@ else:
 tab_history, tab_params, tab_confusion = st.tabs(VIEWS, key="view", bind="query-params")
 if tab_history.open:
     with tab_history:
-        st.fragment(compare_views.histories, run_every=2 if selected["status"].isin(LIVE).any() else None)(
+        st.fragment(views.histories, run_every=2 if selected["status"].isin(LIVE).any() else None)(
             store, chosen, labels, dict(zip(selected["run_id"], selected["steps_per_epoch"])))
 if tab_params.open:
     with tab_params:
-        compare_views.hyperparameters(runs, selected, group)
+        views.hyperparameters(runs, selected, group)
 if tab_confusion.open:
     with tab_confusion:
-        compare_views.confusion(store, chosen, labels)
+        views.confusion(store, chosen, labels)

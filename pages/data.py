@@ -4,9 +4,10 @@ import streamlit as st
 
 from core.data.dataset import DataError
 from core.data.ingest import ingest
-from dashboard import data_views, state
-from dashboard.charts import digit_tiles
+from dashboard import state
 from dashboard.auth import require_editor
+from dashboard.charts import digit_tiles
+from dashboard.data import views as data_views
 
 SOURCE_HELP = ("A folder on this machine with the four MNIST IDX files (train-images-idx3-ubyte[.gz], "
                "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) or a Keras "

@@ -3,14 +3,15 @@ grow the team's drawn test set."""
 import streamlit as st
 
 from core.store.drawings import count_drawings
-from dashboard import draw_predictions, draw_ui as ui, drawn_set, explain_views
+from dashboard.draw import drawn_set, explain as explain_views, predictions as draw_predictions, ui
+from dashboard.model_cache import completed_runs
 from dashboard.state import get_store
 
 st.title("Draw")
 st.caption("Draw a digit and watch one or more trained runs read it. Save drawings with their label to "
            "build the team's own test set, then score any run on it.")
 store = get_store()
-runs = draw_predictions.completed_runs(store)
+runs = completed_runs(store)
 captions = {row["run_id"]: draw_predictions.run_caption(row) for _, row in runs.iterrows()}
 draw_tab, set_tab = st.tabs(["Draw", "Drawn set"])
 

@@ -4,19 +4,21 @@ import streamlit as st
 
 from core.config import ConfigError, TrainConfig
 from core.store.schema import RunNotFound
-from dashboard import run_views, state, tables
+from dashboard import state
+from dashboard.run_detail import views
+from dashboard.run_list import newest_finished, unique_labels
 
 st.title("Run detail")
 store, runs = state.runs_or_stop()
 
-labels = tables.unique_labels(runs)
+labels = unique_labels(runs)
 status_of = dict(zip(runs["run_id"], runs["status"]))
 linked = st.query_params.get("run", "")
 ids = runs["run_id"].tolist()
 if linked and linked not in labels:
     st.error(f"There is no run with id “{linked}”: it was deleted or the link is wrong. Pick a run below.")
 # the link's run, else the one looked at last this session, else the newest finished run
-wanted = linked or next((r for r in [state.remembered("run"), *tables.newest_finished(runs)] if r in labels), "")
+wanted = linked or next((r for r in [state.remembered("run"), *newest_finished(runs)] if r in labels), "")
 run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in labels else None, key="detail_run",
                       format_func=lambda i: f"{labels[i]} · {status_of[i]} · {i}", placeholder="Choose a run")
 if run_id is None:
@@ -39,7 +41,7 @@ except (ConfigError, TypeError, ValueError) as exc:
     st.warning(f"This run's stored config cannot be read by this version of Digit Lab ({exc}); "
                "its model summary and script are not available.")
 
-run_views.header(run)
-st.fragment(run_views.live_section, run_every=2 if run.status in run_views.LIVE else None)(store, run)
-run_views.evaluation(store, run)
-run_views.model(store, run, config)
+views.header(run)
+st.fragment(views.live_section, run_every=2 if run.status in views.LIVE else None)(store, run)
+views.evaluation(store, run)
+views.model(store, run, config)

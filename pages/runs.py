@@ -3,7 +3,10 @@ import streamlit as st
 
 from core.store.schema import StoreError
 from core.search.study import get_study
-from dashboard import auth, state, tables
+from dashboard import auth, state
+from dashboard.nav import page_link
+from dashboard.run_list import all_groups, unique_labels
+from dashboard.runs import actions, table
 
 st.title("Runs")
 store, runs = state.runs_or_stop()
@@ -18,20 +21,20 @@ if flash := st.session_state.pop("runs_flash", None):  # the outcome of the last
 f1, f2, f3, f4 = st.columns(4)
 statuses = f1.multiselect("Status", sorted(runs["status"].unique()), key="runs_status")
 architectures = f2.multiselect("Architecture", sorted(runs["architecture"].unique()), key="runs_arch")
-groups = f3.multiselect("Group", tables.all_groups(runs), key="runs_group")
-tags = f4.multiselect("Tag", tables.all_tags(runs), key="runs_tags")
+groups = f3.multiselect("Group", all_groups(runs), key="runs_group")
+tags = f4.multiselect("Tag", table.all_tags(runs), key="runs_tags")
 s1, s2, s3, s4, s5 = st.columns([1.8, 1, 0.55, 0.55, 0.65], vertical_alignment="bottom")
 search = s1.text_input("Search", key="runs_search", placeholder="name or id")
-sort = s2.selectbox("Sort by", list(tables.SORTS), key="runs_sort")
+sort = s2.selectbox("Sort by", list(table.SORTS), key="runs_sort")
 reverse = s3.toggle("Reverse", key="runs_reverse")
 s4.button("Refresh", key="runs_refresh", icon=":material/refresh:", help="read the runs again")
-headers = {c: cfg["label"] for c, cfg in tables.runs_column_config().items()}
+headers = {c: cfg["label"] for c, cfg in table.runs_column_config().items()}
 with s5.popover("Columns", icon=":material/view_column:", help="choose the table's columns"):
-    columns = st.multiselect("Columns shown", list(tables.runs_view(runs.head(0)).columns),
-                             default=list(tables.DEFAULT_COLUMNS), key="runs_columns",
+    columns = st.multiselect("Columns shown", list(table.runs_view(runs.head(0)).columns),
+                             default=list(table.DEFAULT_COLUMNS), key="runs_columns",
                              format_func=lambda c: headers.get(c, c))
 
-view = tables.sort_runs(tables.filter_runs(runs, statuses, architectures, groups, tags, search), sort, reverse)
+view = table.sort_runs(table.filter_runs(runs, statuses, architectures, groups, tags, search), sort, reverse)
 running = int((runs["status"] == "running").sum())
 st.caption(f"{len(view):,} of {len(runs):,} runs shown" + (f" · {running} running (Refresh to update)" if running else "")
            + " · tick rows to act on them")
@@ -42,35 +45,35 @@ signature = (len(runs), runs["run_id"].iloc[0], tuple(statuses), tuple(architect
 if st.session_state.get("runs_signature") != signature:
     st.session_state["runs_signature"] = signature
     st.session_state["runs_table_n"] = st.session_state.get("runs_table_n", 0) + 1
-event = st.dataframe(tables.runs_view(view), key=f"runs_table_{st.session_state['runs_table_n']}", on_select="rerun",
-                     selection_mode="multi-row", hide_index=True, column_config=tables.runs_column_config(),
-                     column_order=columns or tables.DEFAULT_COLUMNS,
+event = st.dataframe(table.runs_view(view), key=f"runs_table_{st.session_state['runs_table_n']}", on_select="rerun",
+                     selection_mode="multi-row", hide_index=True, column_config=table.runs_column_config(),
+                     column_order=columns or table.DEFAULT_COLUMNS,
                      height=min(38 + 35 * len(view), 560), placeholder="—")
 selected = view.iloc[event.selection.rows]
 ids = selected["run_id"].tolist()
-labels = tables.unique_labels(runs)
+labels = unique_labels(runs)
 
 c1, c2, c3, c4 = st.columns(4)
 st.session_state.setdefault("runs_pending_delete", [])
 with c1:
-    tables.page_link("compare", f"Compare {len(ids)} selected", {"runs": ",".join(ids)}, ":material/compare_arrows:",
+    page_link("compare", f"Compare {len(ids)} selected", {"runs": ",".join(ids)}, ":material/compare_arrows:",
                      disabled=not 2 <= len(ids) <= 10, help="select 2 to 10 runs")
 with c2:
-    tables.page_link("run", "Open details", {"run": ids[0]} if len(ids) == 1 else None, ":material/query_stats:",
+    page_link("run", "Open details", {"run": ids[0]} if len(ids) == 1 else None, ":material/query_stats:",
                      disabled=len(ids) != 1, help="select one run")
 with c3:
-    tables.page_link("train", "Fork on Train page", {"fork": ids[0]} if len(ids) == 1 else None,
+    page_link("train", "Fork on Train page", {"fork": ids[0]} if len(ids) == 1 else None,
                      ":material/call_split:", disabled=len(ids) != 1, help="train again from this run's settings")
 with c4:
     export = selected if ids else view
-    st.download_button(f"Export {len(export):,} as CSV", lambda: tables.runs_csv(export), file_name="digitlab-runs.csv",
+    st.download_button(f"Export {len(export):,} as CSV", lambda: table.runs_csv(export), file_name="digitlab-runs.csv",
                        mime="text/csv", key="runs_export", icon=":material/download:", on_click="ignore",
                        help="the selected runs, or every run shown when none is selected")
 
 # -- a study's runs: a link to its study view (history, importance, slices)
 picked_groups = set(selected["group_name"].dropna()) if ids else set(groups)
 if len(picked_groups) == 1 and get_study(store, study_name := picked_groups.pop()) is not None:
-    tables.page_link("study", f"Open the study {study_name}", {"study": study_name}, ":material/science:")
+    page_link("study", f"Open the study {study_name}", {"study": study_name}, ":material/science:")
 
 if not ids:
     st.stop()
@@ -78,11 +81,11 @@ if not ids:
 # -- actions on the selected runs ------------------------------------------------------------------
 st.subheader(f"{len(ids)} selected: " + ", ".join(labels[i] for i in ids[:5]) + (" …" if len(ids) > 5 else ""))
 t1, t2, t3 = st.columns([2, 1, 1], vertical_alignment="bottom")
-tag = tables.clean_tag(t1.text_input("Tag", key="runs_tag_text", placeholder="e.g. baseline"))
+tag = actions.clean_tag(t1.text_input("Tag", key="runs_tag_text", placeholder="e.g. baseline"))
 for column, add, label in ((t2, True, "Add tag"), (t3, False, "Remove tag")):
     if column.button(label, key=f"runs_{label.split()[0].lower()}_tag", disabled=not tag) \
             and auth.require_editor("tag runs"):
-        changed, errors = tables.tag_runs(store, selected, tag, add)
+        changed, errors = actions.tag_runs(store, selected, tag, add)
         st.session_state["runs_flash"] = (f"{'Added' if add else 'Removed'} tag “{tag}” on {changed} run(s).", errors)
         st.rerun()
 
@@ -111,7 +114,7 @@ else:
         st.session_state["runs_pending_delete"] = []
         st.rerun()
     if yes.button("Yes, delete", key="runs_delete_confirm", type="primary") and auth.require_editor("delete runs"):
-        deleted, errors = tables.delete_runs(store, pending)
+        deleted, errors = actions.delete_runs(store, pending)
         st.session_state["runs_pending_delete"] = []
         st.session_state["runs_flash"] = (f"Deleted {deleted} run(s).", errors)
         st.rerun()

@@ -6,7 +6,8 @@ Open it from the Train page's Sweep tab, from Runs (a group's "Open the study" l
 import streamlit as st
 
 from core.search.study import list_studies
-from dashboard import state, study_views
+from dashboard import background, state
+from dashboard.study import views
 
 st.title("Study")
 store = state.get_store()
@@ -29,6 +30,6 @@ st.query_params["study"] = name
 if flash := st.session_state.pop("study_flash", None):
     st.success(flash)
 if st.session_state.pop("study_start_worker", False):
-    state.ensure_worker()
+    background.start_worker()
 
-study_views.study_page(store, name)
+views.study_page(store, name)

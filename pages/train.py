@@ -7,13 +7,16 @@ import time
 
 import streamlit as st
 
-from core.config import HELP, ConfigError
+from core.config import PARAMS, ConfigError
 from core.data.dataset import DataError
 from core.store.schema import RunNotFound, StoreError
 from core.search.sweep import queue_sweep
 from core.store.queue import queue_run
-from dashboard import live, state, study_views, sweeps, tables, train_form
+from dashboard import background, state
 from dashboard.auth import require_editor
+from dashboard.nav import page_link
+from dashboard.train import form as train_form, live, study_form, sweeps
+from dashboard.train.workers import workers_panel
 
 st.title("Train")
 store = state.get_store()
@@ -21,16 +24,16 @@ info = state.get_dataset_info()
 if info is None:
     st.info("Training needs a dataset first: ingest MNIST on the Data page (one click), or run "
             "`.venv/bin/python -m core ingest --from PATH`.", icon=":material/dataset:")
-    tables.page_link("data", "Go to the Data page", icon=":material/arrow_forward:")
+    page_link("data", "Go to the Data page", icon=":material/arrow_forward:")
     st.stop()
 state.dataset_banner()
-state.warm_worker(background=True)  # a worker importing Keras now trains the run launched below at once
+background.warm_worker(background=True)  # a worker importing Keras now trains the run launched below at once
 
 
 def start_worker() -> None:
     """Make sure a worker will pick the queued runs up; say so if it cannot start."""
     try:
-        state.ensure_worker()
+        background.start_worker()
     except Exception as exc:  # e.g. cannot spawn a process: the run stays queued, say how to train it
         st.warning(f"Could not start a worker ({exc}); run `.venv/bin/python -m core worker` in a terminal.")
 
@@ -56,13 +59,12 @@ if fork_id := st.query_params.get("fork"):
                    "the new run records it as its parent.")
 parent_id = parent.id if parent else None
 
-values = train_form.config_form(info.n_train)
-form_errors = train_form.field_errors(values, info.n_train)  # shown beside their fields; they block launching
+values, form_errors = train_form.config_form(info.n_train)  # errors are shown beside their fields; they block launching
 
 st.subheader("Launch")
 one_tab, sweep_tab = st.tabs(["One run", "Sweep"])
 with one_tab:
-    name = st.text_input("Run name", key="train_name", help=HELP["name"],
+    name = st.text_input(PARAMS["name"].label, key="train_name", help=PARAMS["name"].help,
                          placeholder="empty: named after what differs from the defaults, e.g. mlp-128-64 · lr 0.01")
     if form_errors:
         st.caption(f"Fix the field{'s' if len(form_errors) > 1 else ''} marked in red above to launch: "
@@ -83,7 +85,7 @@ with sweep_tab:
                               "Optuna proposes each run's values (TPE or random) and can stop poor runs early"))
     if kind == "Study":
         st.caption("The rest of the form above is the base config; the study varies the parameters below.")
-        started = study_views.study_launcher(store, lambda: train_form.build_config(values, name), state.data_path(),
+        started = study_form.study_launcher(store, lambda: train_form.build_config(values, name), state.data_path(),
                                              parent_id, blocked=bool(form_errors))
         if started:
             st.session_state["train_sweep_pick"] = started[0]
@@ -134,6 +136,4 @@ if groups:
     sweeps.sweep_panel(store, chosen)
 
 # -- workers: who trains the queue, on this machine or any other on the same store -------------------
-from dashboard.workers import workers_panel  # noqa: E402  (kept with its section)
-
 workers_panel(store)

@@ -5,7 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import charts, tables
+from dashboard import charts, run_list
+from dashboard.compare import tables as compare_tables
+from dashboard.run_detail.digits import gallery_digits
+from dashboard.runs import table as runs_table
 
 
 def _history(rows):
@@ -190,17 +193,17 @@ def test_digit_tiles_are_square_pixels():
 
 
 def test_param_diff_keeps_only_differing_parameters():
-    diff = tables.param_diff({"A": {"lr": 0.1, "seed": 1, "layers": [{"type": "Flatten"}], "dropout": None},
+    diff = compare_tables.param_diff({"A": {"lr": 0.1, "seed": 1, "layers": [{"type": "Flatten"}], "dropout": None},
                               "B": {"lr": 0.01, "seed": 1, "layers": [{"type": "Flatten"}], "dropout": 0.2}})
     assert list(diff.index) == ["lr", "dropout"] and list(diff.columns) == ["A", "B"]
     assert list(diff.loc["dropout"]) == ["—", "0.2"]
-    assert tables.param_diff({"A": {"x": 1}, "B": {"x": 1}}).empty
+    assert compare_tables.param_diff({"A": {"x": 1}, "B": {"x": 1}}).empty
 
 
 def test_confusion_changes_lists_fixed_and_broken_mistakes():
     a, b = np.zeros((10, 10), int), np.zeros((10, 10), int)
     a[4, 9], b[7, 1], a[2, 2] = 3, 2, 50
-    table = tables.confusion_changes(a, b)
+    table = compare_tables.confusion_changes(a, b)
     assert list(table["mistake"]) == ["4 → 9", "7 → 1"]
     assert list(table["A − B"]) == [3, -2]
     assert list(table["in A"]) == ["more often (broke)", "less often (fixed)"]
@@ -211,28 +214,28 @@ def test_filter_and_sort_runs():
                          "status": ["completed", "failed", "completed"], "architecture": ["x", "y", "x"],
                          "group_name": [None, "g", "g"], "tags": [["t"], [], ["t", "u"]],
                          "test_accuracy": [0.5, None, 0.9], "created_at": [1.0, 2.0, 3.0]})
-    assert list(tables.filter_runs(runs, statuses=["completed"], groups=["g"])["run_id"]) == ["c3"]
-    assert list(tables.filter_runs(runs, tags=["u", "t"])["run_id"]) == ["a1", "c3"]
-    assert list(tables.filter_runs(runs, search="ALP")["run_id"]) == ["a1"]
-    assert list(tables.filter_runs(runs, search="b2")["run_id"]) == ["b2"]  # an id prefix
-    assert list(tables.sort_runs(runs, "test accuracy")["run_id"]) == ["c3", "a1", "b2"]  # missing last
-    assert list(tables.sort_runs(runs, "test accuracy", reverse=True)["run_id"]) == ["a1", "c3", "b2"]
-    assert list(tables.sort_runs(runs, "name")["name"]) == ["Alpha", "beta", "Gamma"]
-    assert tables.all_tags(runs) == ["t", "u"] and tables.all_groups(runs) == ["g"]
+    assert list(runs_table.filter_runs(runs, statuses=["completed"], groups=["g"])["run_id"]) == ["c3"]
+    assert list(runs_table.filter_runs(runs, tags=["u", "t"])["run_id"]) == ["a1", "c3"]
+    assert list(runs_table.filter_runs(runs, search="ALP")["run_id"]) == ["a1"]
+    assert list(runs_table.filter_runs(runs, search="b2")["run_id"]) == ["b2"]  # an id prefix
+    assert list(runs_table.sort_runs(runs, "test accuracy")["run_id"]) == ["c3", "a1", "b2"]  # missing last
+    assert list(runs_table.sort_runs(runs, "test accuracy", reverse=True)["run_id"]) == ["a1", "c3", "b2"]
+    assert list(runs_table.sort_runs(runs, "name")["name"]) == ["Alpha", "beta", "Gamma"]
+    assert runs_table.all_tags(runs) == ["t", "u"] and run_list.all_groups(runs) == ["g"]
 
 
 def test_gallery_digits_checks_the_test_split(tiny_data, tmp_path):
     from core.data.dataset import load_dataset
 
     data = load_dataset(tiny_data)
-    images, why = tables.gallery_digits(tiny_data, [3, 0], data.y_test[[3, 0]])
+    images, why = gallery_digits(tiny_data, [3, 0], data.y_test[[3, 0]])
     assert why == "" and np.array_equal(images, data.x_test[[3, 0]])
     wrong_labels = (data.y_test[[3, 0]] + 1) % 10  # a re-ingested dataset: same indices, other digits
-    images, why = tables.gallery_digits(tiny_data, [3, 0], wrong_labels)
+    images, why = gallery_digits(tiny_data, [3, 0], wrong_labels)
     assert images is None and "not the one this run was evaluated on" in why
-    images, why = tables.gallery_digits(tiny_data, [len(data.y_test)], [0])
+    images, why = gallery_digits(tiny_data, [len(data.y_test)], [0])
     assert images is None
-    images, why = tables.gallery_digits(tmp_path / "missing.h5", [0], [0])
+    images, why = gallery_digits(tmp_path / "missing.h5", [0], [0])
     assert images is None and why.startswith("The test digits cannot be shown")
 
 
@@ -268,7 +271,7 @@ def test_a_cancelled_runs_partial_epoch_is_not_plotted():
 
 
 def test_history_best_so_far_runs_to_the_last_trial_and_ticks_are_whole_trials():
-    from dashboard import study_charts
+    from dashboard.study import charts as study_charts
     table = pd.DataFrame({"trial": [3, 0, 1, 2, 4], "run_id": list("dabce"), "name": list("dabce"),
                           "status": ["pruned", "pruned", "completed", "completed", "running"],
                           "value": [0.97, 0.5, 0.8, 0.9, None]})

@@ -1,5 +1,5 @@
 """pages/draw.py through AppTest, with a drawing injected as the canvas's value; and the image
-helpers of dashboard/draw_ui.py, draw_predictions.py and drawn_set.py.
+helpers of dashboard/draw/ (ui.py, predictions.py, drawn_set.py).
 
 The canvas (a v2 component) returns {"drawing": {"raw": <fabric JSON>, "data": <PNG data URL>},
 "backgroundFit": ...}; AppTest cannot draw, so tests set that value in session state before
@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 from core import cli
 from core.store.drawings import add_drawing, drawing_original, list_drawings
 from core.predict.preprocess import preprocess
-from dashboard import draw_predictions, draw_ui, drawn_set
+from dashboard.draw import drawn_set, predictions as draw_predictions, ui as draw_ui
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "draw.py")
 SAVE = "FormSubmitter:draw_save_form-Save with label"
@@ -325,7 +325,7 @@ def test_the_panel_explains_an_uploaded_image_and_a_chosen_run(populated_env):
 
 
 def test_explain_view_images_keep_their_shapes_and_limits():
-    from dashboard import explain_views as ev
+    from dashboard.draw import explain as ev
 
     maps = np.random.default_rng(0).random((8, 8, 200))
     grid, shown = ev.feature_map_grid(maps)

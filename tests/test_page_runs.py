@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import make_config
 from core.store.schema import runs_t
-from dashboard import tables
+from dashboard.runs import table as tables
 from tests.helpers import GROUP
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "runs.py")
@@ -193,7 +193,7 @@ def test_a_thousand_runs_render_in_one_table(app_env):
 
 def test_every_run_records_and_shows_its_dataset_and_headers_read_on_their_own(populated_env):
     from core.data.dataset import dataset_info
-    from dashboard.tables import DEFAULT_COLUMNS, runs_column_config
+    from dashboard.runs.table import DEFAULT_COLUMNS, runs_column_config
 
     info = dataset_info(populated_env.data_path)
     for run_id in populated_env.runs["run_id"]:

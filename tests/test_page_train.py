@@ -293,7 +293,7 @@ def test_cancelling_a_queued_run_ends_it_at_once(app_env):
 def test_window_means_undo_keras_running_means():
     import pandas as pd
 
-    from dashboard.live import progress_numbers, window_means
+    from dashboard.train.live import progress_numbers, window_means
     from core.store.schema import Run
 
     # batch losses 4, 2 | 3, 1 in epoch 1 and 1, 1 | 2, 2 in epoch 2 (4 steps per epoch, sampled every 2)
@@ -314,7 +314,7 @@ RECORDED = [(12.19, 16), (13.2, 32), (14.22, 46), (15.4, 57), (16.41, 70), (17.4
 
 
 def test_time_left_is_estimated_from_recent_steps_not_since_the_start():
-    from dashboard.live import ETA_MIN_SAMPLES, eta_from_samples
+    from dashboard.train.live import ETA_MIN_SAMPLES, eta_from_samples
 
     total, end = 114, RECORDED[-1][0]
     for k in range(1, len(RECORDED) + 1):
@@ -338,7 +338,7 @@ def test_time_left_of_a_live_run_reads_its_metric_rows(app_env):
     import pandas as pd
 
     from core.store.schema import Run
-    from dashboard.live import eta_seconds, step_samples
+    from dashboard.train.live import eta_seconds, step_samples
 
     run = Run(id="r", name="r", architecture="mlp-128-64", status="running", config={}, epochs=2, step=46,
               steps_per_epoch=57)
@@ -352,7 +352,7 @@ def test_time_left_of_a_live_run_reads_its_metric_rows(app_env):
 @pytest.mark.parametrize("seconds, text", [(None, "—"), (3.2, "3 s"), (72, "1 min 12 s"), (65, "1 min 5 s"),
                                            (3 * 3600 + 5 * 60, "3 h 05 min"), (float("nan"), "—")])
 def test_durations_read_the_same_everywhere(seconds, text):
-    from dashboard.tables import duration_text
+    from dashboard.format import duration_text
 
     assert duration_text(seconds) == text
 
@@ -377,20 +377,20 @@ def test_the_dashboard_warms_up_keras_and_the_default_model_in_the_background(po
     cache and traces its predict function; the sidebar says what is happening meanwhile."""
     import time
 
-    from dashboard import draw_predictions, state
+    from dashboard import background, model_cache
 
     at = AppTest.from_file(str(Path(PAGE).parents[1] / "dashboard" / "app.py"), default_timeout=60).run()
     assert not at.exception
-    status = state._warm_up(populated_env.db_url)  # the same process-wide status the page started
+    status = background._warm_up(populated_env.db_url)  # the same process-wide status the page started
     sidebar = " ".join(c.value for c in at.sidebar.caption)
     assert "Warming up" in sidebar or "Warmed up" in sidebar
     deadline = time.time() + 90
     while not status["done"] and time.time() < deadline:
         time.sleep(0.2)
     assert status["done"] and status["error"] is None and status["stage"] == "Ready"
-    best = draw_predictions.completed_runs(populated_env.store)["run_id"].iloc[0]
+    best = model_cache.completed_runs(populated_env.store)["run_id"].iloc[0]
     started = time.perf_counter()
-    draw_predictions.cached_model(populated_env.store, best)
+    model_cache.cached_model(populated_env.store, best)
     assert time.perf_counter() - started < 0.5  # already in the cache: no load
     at.run()
     assert "Warmed up in" in " ".join(c.value for c in at.sidebar.caption)

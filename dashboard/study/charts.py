@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.charts import _empty, key_label
+from dashboard.charts import empty_figure, key_label
 
 STATUS_STYLE = {"completed": ("#2ca02c", "circle"), "pruned": ("#9467bd", "x")}
 _MARGIN = dict(l=10, r=10, t=40, b=10)
@@ -30,7 +30,7 @@ def history_chart(table: pd.DataFrame, objective: str, direction: str, height: i
     line to the last finished trial; whole-number trial ticks."""
     done = _finished(table)
     if done.empty:
-        return _empty("No run of this study has finished yet", height)
+        return empty_figure("No run of this study has finished yet", height)
     fig = go.Figure()
     for status, (colour, symbol) in STATUS_STYLE.items():
         part = done[done["status"] == status]
@@ -57,7 +57,7 @@ def history_chart(table: pd.DataFrame, objective: str, direction: str, height: i
 def importance_chart(importance: Mapping[str, float], note: str | None = None, height: int = 260) -> go.Figure:
     """Each parameter's share of the objective's variance, largest on top."""
     if not importance:
-        return _empty(f"Parameter importance {note or 'is not available yet'}", height)
+        return empty_figure(f"Parameter importance {note or 'is not available yet'}", height)
     items = sorted(importance.items(), key=lambda kv: kv[1])
     fig = go.Figure(go.Bar(x=[v * 100 for _, v in items], y=[k.replace("_", " ") for k, _ in items],
                            orientation="h", marker_color="#1f77b4", text=[f"{v:.0%}" for _, v in items],
@@ -72,7 +72,7 @@ def slice_chart(table: pd.DataFrame, field: str, spec: Mapping, objective: str, 
     done = _finished(table)
     column = f"param_{field}"
     if done.empty or column not in done:
-        return _empty(f"{field.replace('_', ' ')}: no finished run yet", height)
+        return empty_figure(f"{field.replace('_', ' ')}: no finished run yet", height)
     fig = go.Figure()
     categorical = spec.get("type") == "categorical"
     for status, (colour, symbol) in STATUS_STYLE.items():
@@ -96,7 +96,7 @@ def intermediate_chart(table: pd.DataFrame, values: Mapping[str, Mapping[int, fl
                        height: int = 340) -> go.Figure:
     """Every run's objective per epoch; pruned runs dashed, with an ✕ at the epoch they stopped."""
     if table.empty or not any(values.get(r) for r in table["run_id"]):
-        return _empty("No run has reported an epoch yet", height)
+        return empty_figure("No run has reported an epoch yet", height)
     fig = go.Figure()
     shown = set()
     for row in table.sort_values("trial").itertuples():

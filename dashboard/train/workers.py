@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from core.store.facade import RunStore
-from dashboard import state, tables
+from dashboard import state
+from dashboard.format import duration_text
 
 REFRESH = 5.0  # seconds between refreshes (workers beat every 5 s)
 
@@ -41,7 +42,7 @@ def _rows(workers: pd.DataFrame) -> pd.DataFrame:
     running = [f"{name} · {run_id}" if run_id else "idle" for run_id, name in zip(workers["run_id"], workers["run_name"])]
     return pd.DataFrame({
         "host": workers["host"], "pid": workers["pid"], "current run": running,
-        "last heartbeat": [f"{tables.duration_text(age)} ago" for age in workers["heartbeat_age"]],
+        "last heartbeat": [f"{duration_text(age)} ago" for age in workers["heartbeat_age"]],
         "runs done": workers["runs_done"],
     })
 

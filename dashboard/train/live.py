@@ -16,11 +16,11 @@ import streamlit as st
 from core.store.schema import TERMINAL, Run
 from core.store.facade import RunStore
 from dashboard.auth import require_editor
+from dashboard.background import start_worker
 from dashboard.charts import complete_epochs
-from dashboard.state import ensure_worker
-from dashboard.tables import duration_text, page_link, status_badge
-
-LIVE_EVERY = 1.5               # seconds between refreshes of a live panel
+from dashboard.format import duration_text, status_badge
+from dashboard.nav import page_link
+from dashboard.state import LIVE_EVERY
 
 
 # ------------------------------------------------------------------------------ the run picker
@@ -206,7 +206,7 @@ def _queued_panel(store: RunStore, run: Run) -> None:
         st.warning("No worker is running, so nothing will train. Start one here, or in a terminal with "
                    "`.venv/bin/python -m core worker`.", icon=":material/warning:")
         if st.button("Start a worker", key=f"start_worker_{run.id}", icon=":material/play_arrow:"):
-            ensure_worker()
+            start_worker()
             st.rerun()
 
 

@@ -13,13 +13,13 @@ import pandas as pd
 import streamlit as st
 
 from core.predict.drawn_set import evaluate_all, evaluate_on_drawn, score_ensemble_on_drawn
-from core.store.drawings import DrawingError, add_drawing, count_drawings, delete_drawing, list_drawings
 from core.predict.preprocess import InferenceError, Preprocessed
+from core.store.drawings import DrawingError, add_drawing, count_drawings, delete_drawing, list_drawings
 from core.store.schema import StoreError
 from core.store.facade import RunStore
 from dashboard.auth import can_edit, denied_message, require_editor
 from dashboard.charts import confusion_heatmap
-from dashboard.draw_ui import clear_canvas, fit_box, to_uint8
+from dashboard.draw.ui import clear_canvas, fit_box, to_uint8
 
 GRID_COLUMNS = 8
 GRID_LIMIT = 160                  # drawings shown in the grid at once (newest first)

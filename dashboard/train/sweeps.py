@@ -15,8 +15,8 @@ from core.config import HELP
 from core.store.facade import RunStore
 from core.search.study import get_study
 from core.search.sweep import CHOICES, MAX_FIELDS, SWEEPABLE, group_progress, parse_values
-from dashboard.live import LIVE_EVERY
-from dashboard.tables import page_link
+from dashboard.nav import page_link
+from dashboard.state import LIVE_EVERY
 
 SWEEP_EXAMPLES = {"learning_rate": "1e-2, 1e-3, 1e-4", "batch_size": "64, 128", "epochs": "3, 5",
                   "dropout": "0.2, 0.5", "validation_split": "0.1, 0.2", "seed": "1, 2, 3",

@@ -7,9 +7,14 @@ import streamlit as st
 
 from core.config import TrainConfig
 from core.train.script import keras_script, script_file_name
-from core.store.schema import Run
+from core.store.schema import MODEL_FILE, Run
 from core.store.facade import RunStore
-from dashboard import charts, state, tables
+from dashboard import charts, state
+from dashboard.format import dataset_label, duration_text, status_badge
+from dashboard.nav import page_link
+from dashboard.run_detail.digits import gallery_digits
+from dashboard.run_detail.kernels import first_layer_kernels
+from dashboard.run_detail.tables import config_table, layer_table, report_table
 
 LIVE = ("queued", "running")
 GALLERY = 48  # misclassified digits shown at once
@@ -18,7 +23,7 @@ GALLERY = 48  # misclassified digits shown at once
 def header(run: Run) -> None:
     """Name, status, group, tags, note, links (fork, compare with parent) and any error."""
     st.subheader(run.name)
-    facts = [tables.status_badge(run.status), run.architecture, f"id `{run.id}`"]
+    facts = [status_badge(run.status), run.architecture, f"id `{run.id}`"]
     facts += [f"group **{run.group_name}**"] if run.group_name else []
     facts += [f"tags: {', '.join(run.tags)}"] if run.tags else []
     st.markdown(" · ".join(facts))
@@ -27,10 +32,10 @@ def header(run: Run) -> None:
         st.markdown(f"> {run.note}")
     links = st.columns(3)
     with links[0]:
-        tables.page_link("train", "Fork this run", {"fork": run.id}, ":material/call_split:")
+        page_link("train", "Fork this run", {"fork": run.id}, ":material/call_split:")
     if run.parent_id:
         with links[1]:
-            tables.page_link("compare", "Compare with its parent", {"runs": f"{run.parent_id},{run.id}"},
+            page_link("compare", "Compare with its parent", {"runs": f"{run.parent_id},{run.id}"},
                              ":material/compare_arrows:")
     if run.status in ("failed", "interrupted") and run.error:
         st.error(f"The run {run.status}: {run.error.splitlines()[0]}")
@@ -48,7 +53,7 @@ def dataset_caption(run: Run) -> str:
                 else "Dataset: not recorded (trained before runs recorded their dataset)")
     used = (f" · fit on {d['n_fit']:,}, validated on {d.get('n_val', 0):,}" if d.get("n_fit") else "")
     source = f" · from {d['source']}" if d.get("source") else ""
-    return f"Dataset: {tables.dataset_label(d)}{used}{source}"
+    return f"Dataset: {dataset_label(d)}{used}{source}"
 
 
 def _pct(value):
@@ -63,7 +68,7 @@ def summary(current) -> None:
     cols[1].metric("Last val accuracy", _pct(current.last_val_accuracy), last_at, delta_color="off", delta_arrow="off")
     cols[2].metric("Test accuracy", _pct(current.test_accuracy))
     cols[3].metric("Drawn-set accuracy", _pct(current.drawn_accuracy))
-    cols[4].metric("Duration", tables.duration_text(current.duration))
+    cols[4].metric("Duration", duration_text(current.duration))
     cols[5].metric("Parameters", "—" if current.n_params is None else f"{current.n_params:,}")
 
 
@@ -112,7 +117,7 @@ def evaluation(store: RunStore, run: Run) -> None:
             event = st.plotly_chart(charts.confusion_heatmap(evaluation.confusion, normalise, clickable=True,
                                                              highlight=chosen),
                                     key="detail_confusion", on_select="rerun", selection_mode="points")
-        right.dataframe(tables.report_table(evaluation.report), hide_index=True, key="detail_report",
+        right.dataframe(report_table(evaluation.report), hide_index=True, key="detail_report",
                         column_config={c: st.column_config.NumberColumn(format="%.1f")
                                        for c in ("precision %", "recall %", "F1 %")})
         points = ((event or {}).get("selection") or {}).get("points") or []
@@ -136,7 +141,7 @@ def evaluation(store: RunStore, run: Run) -> None:
         elif wrong.empty:
             st.info("No misclassified test digits of that kind.")
         else:
-            images, why = tables.gallery_digits(state.data_path(), wrong["idx"], wrong["true_label"])
+            images, why = gallery_digits(state.data_path(), wrong["idx"], wrong["true_label"])
             if images is None:
                 st.warning(why)
             else:
@@ -161,23 +166,23 @@ def mistakes_of_kind(confusion: list[list[int]] | None, true: int | None, pred: 
 def model(store: RunStore, run: Run, config: TrainConfig | None) -> None:
     """Layer table, first-layer kernels (conv models), model download, resolved config, Keras script."""
     st.markdown("#### Model")
-    stored_model = store.artifact(run.id, "model.keras")  # in the store: downloadable from any machine
+    stored_model = store.artifact(run.id, MODEL_FILE)  # in the store: downloadable from any machine
     if config is not None:
-        st.dataframe(tables.layer_table(config), hide_index=True, placeholder="—", key="detail_layers",
+        st.dataframe(layer_table(config), hide_index=True, placeholder="—", key="detail_layers",
                      column_config={"layer": st.column_config.TextColumn(width="large"),
                                     "note": st.column_config.TextColumn(width="medium"),
                                     "parameters": st.column_config.NumberColumn(format="localized")})
     kernel_box = st.container()  # filled last: reading the model file is the slowest part
     if stored_model is not None:
-        st.download_button(f"Download model.keras ({stored_model.size / 1e6:.1f} MB)",
-                           lambda: store.artifact_file(run.id, "model.keras").read_bytes(), file_name=f"{run.id}.keras",
+        st.download_button(f"Download {MODEL_FILE} ({stored_model.size / 1e6:.1f} MB)",
+                           lambda: store.artifact_file(run.id, MODEL_FILE).read_bytes(), file_name=f"{run.id}.keras",
                            mime="application/octet-stream", key="detail_download_model", icon=":material/download:",
                            on_click="ignore")
     else:
         st.caption("No model file in the store: " + ("it was removed or never saved." if run.status == "completed"
                                         else f"the run is {run.status}; completed runs save one."))
     with st.expander("Config (the resolved hyperparameters)"):
-        st.dataframe(tables.config_table(run.config), hide_index=True, key="detail_params", placeholder="—")
+        st.dataframe(config_table(run.config), hide_index=True, key="detail_params", placeholder="—")
     if config is not None:
         with st.expander("Equivalent standalone Keras script"):
             script = keras_script(config, run.dataset)
@@ -191,7 +196,7 @@ def model(store: RunStore, run: Run, config: TrainConfig | None) -> None:
                 st.caption("First-layer kernels appear here when the run completes.")
             else:
                 with st.spinner("Reading the kernels…"):
-                    kernels, why = tables.first_layer_kernels(store, run.id)
+                    kernels, why = first_layer_kernels(store, run.id)
                 if kernels is None:
                     st.warning(why)
                 else:

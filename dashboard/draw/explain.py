@@ -19,7 +19,7 @@ from core.predict.explain import INDEX_ARTIFACT, EmbeddingIndex, Explainer, Expl
 from core.predict.preprocess import InferenceError
 from core.store.schema import StoreError
 from core.store.facade import RunStore
-from dashboard.draw_predictions import cached_model
+from dashboard.model_cache import cached_model
 from dashboard.state import data_path
 
 MAX_MAPS = 64            # feature maps shown per conv block (the most active ones when there are more)

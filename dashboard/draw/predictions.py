@@ -1,5 +1,5 @@
-"""Reading a drawing with several runs on the Draw page: the completed runs to choose from,
-their models (cached per model file version), one `RunPrediction` per run, the majority
+"""Reading a drawing with several runs on the Draw page: each run's caption, one `RunPrediction`
+per run (its model from dashboard.model_cache, cached per model file version), the majority
 label, their ensemble, and how they are shown: one run as a card with its probability bars;
 two to ten runs as one compact table (a row per run, a column per digit, shaded by
 probability, disagreements marked), with the ensemble's row on top when runs are combined.
@@ -18,20 +18,15 @@ import pandas as pd
 import streamlit as st
 
 from core.predict.inference import predict_probabilities
-from core.predict.ensemble import combine, model_for_run
+from core.predict.ensemble import combine
 from core.predict.preprocess import InferenceError
 from core.store.schema import StoreError
 from core.store.facade import RunStore
 from dashboard.charts import probability_bars
+from dashboard.model_cache import cached_model
 
 
-# ------------------------------------------------------------------------------ runs and models
-
-def completed_runs(store: RunStore) -> pd.DataFrame:
-    """Completed runs, best test accuracy first (runs without one last)."""
-    runs = store.list_runs(status="completed")
-    return runs.sort_values("test_accuracy", ascending=False, na_position="last", kind="stable")
-
+# ------------------------------------------------------------------------------ runs
 
 def run_caption(row: pd.Series) -> str:
     """'name · 98.9% test' (· drawn 90.0%)."""
@@ -41,22 +36,6 @@ def run_caption(row: pd.Series) -> str:
     if pd.notna(row.get("drawn_accuracy")):
         text += f" · drawn {row['drawn_accuracy']:.1%}"
     return text
-
-
-def _model_mtime(store: RunStore, run_id: str) -> str:
-    """The model's version (its hash in the store): a run trained on another machine loads the same way."""
-    return store.model_version(run_id)
-
-
-@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
-def _cached_model(_store: RunStore, url: str, run_id: str, mtime_ns: str):
-    """The run's model, cached per store, run id and model file version (errors are not cached)."""
-    return model_for_run(_store, run_id)
-
-
-def cached_model(store: RunStore, run_id: str):
-    """The run's model through the cache above (the Draw page's predictions and explanations share it)."""
-    return _cached_model(store, store.url, run_id, _model_mtime(store, run_id))
 
 
 @dataclass(frozen=True)

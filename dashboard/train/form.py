@@ -1,6 +1,10 @@
 """The Train page's config form: the architecture picker with its model summary, the layer
 builder of a custom stack, and every hyperparameter, turned into a TrainConfig.
 
+The hyperparameter fields come from the registry in core/config.py (`PARAMS`): each field's
+label, help, kind and choices are read there, so a field added to TrainConfig with its Param
+appears here without another list to edit. Only how a few widgets look is set below.
+
 Widgets always get explicit keys. The form keeps its values in `st.session_state` under
 ``train_<field>`` so a preset change, a fork or a page switch can set them.
 """
@@ -12,26 +16,25 @@ from typing import Any, Callable
 import pandas as pd
 import streamlit as st
 
+from core.config import PARAMS, TrainConfig, preset_defaults
 from core.model.architectures import (ACTIVATIONS, ARCHITECTURES, CUSTOM, CUSTOM_HELP, LAYER_TYPES, LIMITS,
-                                PRESETS, ArchitectureError, LayerRow, describe, resolve_layers)
-from core.config import HELP, LR_SCHEDULES, OPTIMIZERS, ConfigError, TrainConfig, preset_defaults
+                                      PRESETS, ArchitectureError, LayerRow, describe, resolve_layers)
 
 FORM = "train"                 # session-state prefix of the config form
 DEFAULT_ARCHITECTURE = "mlp-128-64"  # fast on a laptop CPU: a first run finishes in seconds
 BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 HIDDEN_ACTIVATIONS = (*ACTIVATIONS, "linear")
-FLOAT_FIELDS = ("learning_rate", "validation_split")
-INT_FIELDS = ("batch_size", "epochs", "seed", "early_stopping")
-HYPERPARAMETERS = ("optimizer", "learning_rate", "batch_size", "epochs", "dropout", "activation",
-                   "validation_split", "seed", "early_stopping", "lr_schedule", "train_limit", "augment", "elastic")
-# Each field's widget label: the form's messages name a field as the user sees it.
-LABELS = {"optimizer": "Optimizer", "learning_rate": "Learning rate", "lr_schedule": "Learning-rate schedule",
-          "batch_size": "Batch size", "epochs": "Epochs",
-          "early_stopping": "Early-stopping patience (epochs, 0 = off)", "validation_split": "Validation split",
-          "train_limit": "Train on at most (digits)", "activation": "Hidden activation", "dropout": "Dropout rate",
-          "seed": "Random seed", "augment": "Augment (rotate, shift, zoom)",
-          "elastic": "Elastic distortion (other writers' strokes)", "architecture": "Architecture",
-          "layers": "Hidden layers", "name": "Run name"}
+# The hyperparameter widgets: every registry field the user sets with a plain input. The
+# architecture (with its layer builder) and the run name have widgets of their own.
+HYPERPARAMETERS = tuple(name for name, p in PARAMS.items()
+                        if p.kind in ("choice", "int", "float", "bool") and name != "architecture")
+COLUMNS = 3  # the hyperparameters flow through this many columns, in the registry's order
+# How a few number inputs look (step, format, placeholder); every other field gets its kind's default.
+NUMBER_LOOKS: dict[str, dict[str, Any]] = {
+    "learning_rate": {"step": 1e-4, "format": "%g"},
+    "dropout": {"step": 0.05, "format": "%.2f", "placeholder": "empty: keep the architecture's rates"},
+    "train_limit": {"step": 1000},
+}
 
 
 # ------------------------------------------------------------------------------ the config form
@@ -45,23 +48,22 @@ def form_defaults(architecture: str) -> dict[str, Any]:
     return replace(TrainConfig(architecture=architecture), **preset_defaults(architecture)).to_dict()
 
 
-def load_form(config: dict[str, Any], hyperparameters_only: bool = False) -> None:
-    """Put a config's values into the form's widget state (a preset change, a fork).
+def _widget_value(field: str, value: Any) -> Any:
+    """A config value as its widget holds it: a stored 0 shows as 0.0 where a float is expected."""
+    kind = PARAMS[field].kind
+    if value is None:
+        return None
+    if kind == "float":
+        return float(value)
+    if kind == "int":
+        return int(value)
+    return value
 
-    Values are coerced to the types the widgets hold, so a stored 0 shows as 0.0 where a
-    float is expected.
-    """
+
+def load_form(config: dict[str, Any], hyperparameters_only: bool = False) -> None:
+    """Put a config's values into the form's widget state (a preset change, a fork)."""
     for field in HYPERPARAMETERS:
-        value = config.get(field)
-        if field in FLOAT_FIELDS and value is not None:
-            value = float(value)
-        elif field in INT_FIELDS and value is not None:
-            value = int(value)
-        elif field == "dropout" and value is not None:
-            value = float(value)
-        elif field == "train_limit" and value is not None:
-            value = int(value)
-        st.session_state[_key(field)] = value
+        st.session_state[_key(field)] = _widget_value(field, config.get(field))
     if hyperparameters_only:
         return
     st.session_state[_key("architecture")] = config.get("architecture", DEFAULT_ARCHITECTURE)
@@ -93,20 +95,21 @@ def _on_architecture_change() -> None:
     load_form(form_defaults(new), hyperparameters_only=True)
 
 
-def config_form(n_train: int | None) -> dict[str, Any]:
+def config_form(n_train: int | None) -> tuple[dict[str, Any], dict[str, str]]:
     """The architecture (with its summary, and the layer builder for 'custom') and every hyperparameter.
 
     Returns the form's values as TrainConfig fields (name excluded), exactly as the widgets
-    show them: number inputs have no bounds of their own (a bounded input keeps its last
-    valid value while it shows a rejected one), so a bad value reaches `field_errors`, whose
-    message is shown beside its field. Help text on every widget comes from core.config.HELP.
+    show them, and what is wrong with them by field (`field_errors`, computed once per rerun:
+    the page reuses it to block launching). Number inputs have no bounds of their own (a
+    bounded input keeps its last valid value while it shows a rejected one), so a bad value
+    reaches `field_errors`, whose message is shown beside its field.
     """
     init_form()
     st.subheader("Model")
     left, right = st.columns([1, 1], gap="large")
     with left:
         architecture = st.selectbox(
-            "Architecture", ARCHITECTURES, key=_key("architecture"), help=HELP["architecture"],
+            PARAMS["architecture"].label, ARCHITECTURES, key=_key("architecture"), help=PARAMS["architecture"].help,
             on_change=_on_architecture_change, format_func=lambda a: "custom (build your own)" if a == CUSTOM else a)
         st.caption(PRESETS[architecture]["help"] if architecture in PRESETS else CUSTOM_HELP)
     summary = right.container()
@@ -123,94 +126,63 @@ def config_form(n_train: int | None) -> dict[str, Any]:
             slots[field].error(message, icon=":material/error:")
         elif field != "layers" or built:  # a stack that cannot be built is already explained in the summary
             layers_slot.error(message, icon=":material/error:")
-    return values
+    return values, errors
 
 
 def field_errors(values: dict[str, Any], n_train: int | None) -> dict[str, str]:
     """What is wrong with the form's values, by field, in the words of the field's label.
 
-    Each field is checked on its own against the architecture's defaults (so every bad field
-    is named at once, not only the first), then the whole config for what depends on several
-    fields (the batch size against the digits left after the train limit and validation split).
-    Empty means the form can be launched.
+    One pass of `TrainConfig.problems`, which checks every field (so every bad field is named
+    at once, not only the first) and what depends on several fields (the batch size against
+    the digits left after the train limit and validation split). Empty means the form can be
+    launched.
     """
     try:
         config = build_config(values)
     except TypeError as exc:  # a value of a type TrainConfig cannot hold
         return {"": str(exc)}
-    base = replace(TrainConfig(architecture=config.architecture, layers=config.layers),
-                   **preset_defaults(config.architecture))
-    errors: dict[str, str] = {}
-    for field in HYPERPARAMETERS:
-        problem = _problem(replace(base, **{field: getattr(config, field)}), n_train)
-        if problem and problem[0] == field:
-            errors[field] = problem[1]
-    if not errors and (problem := _problem(config, n_train)):
-        errors[problem[0]] = problem[1]
-    return errors
+    return {field: labelled(field, message) for field, message in config.problems(n_train).items()}
 
 
-def _problem(config: TrainConfig, n_train: int | None) -> tuple[str, str] | None:
-    """(field, message with the field's label) of the first thing `validate` refuses, else None."""
-    try:
-        config.validate(n_train)
-    except ConfigError as exc:
-        return field_message(str(exc))
-    return None
-
-
-def field_message(message: str) -> tuple[str, str]:
-    """A ConfigError's message ("learning_rate must be …, got 0.0") as (field, "Learning rate must be …").
-
-    The value received is left out: the field beside the message shows it.
+def labelled(field: str, message: str) -> str:
+    """A problem's message ("learning_rate must be …, got 0.0") in the words of the field's label
+    ("Learning rate must be …"). The value received is left out: the field beside the message shows it.
     """
-    field, _, rest = message.partition(" ")
-    field = field.rstrip(":")
-    if field not in LABELS:
-        return "", message
+    label = PARAMS[field].label if field in PARAMS else field
+    rest = message[len(field):] if message.startswith((f"{field} ", f"{field}:")) else f" {message}"
     rest = rest.rsplit(", got ", 1)[0] if ", got " in rest else rest
-    return field, f"{LABELS[field]}{':' if message.startswith(field + ':') else ''} {rest}".replace(
-        "must be a number ", "must be ")
+    return f"{label}{rest}".replace("must be a number ", "must be ")
+
+
+def _input(field: str, n_train: int | None) -> Any:
+    """One hyperparameter's widget, made from its Param (label, help, kind, choices)."""
+    p, key = PARAMS[field], _key(field)
+    if field == "batch_size":  # the usual powers of two, on a slider (plus any other size a preset or fork set)
+        options = sorted(set(BATCH_SIZES) | {int(st.session_state.get(key) or 32)})
+        return st.select_slider(p.label, options, key=key, help=p.help)
+    if field == "validation_split":
+        return st.slider(p.label, 0.0, 0.5, step=0.05, key=key, help=p.help)
+    if p.kind == "choice":
+        return st.selectbox(p.label, p.choices, key=key, help=p.help)
+    if p.kind == "bool":
+        return st.toggle(p.label, key=key, help=p.help)
+    looks = {"step": 1 if p.kind == "int" else 0.01, **NUMBER_LOOKS.get(field, {})}
+    if field == "train_limit":
+        looks["placeholder"] = f"all {n_train:,} training digits" if n_train else "all training digits"
+    return st.number_input(p.label, key=key, help=p.help, **looks)
 
 
 def hyperparameter_inputs(n_train: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Three columns of hyperparameter widgets; returns their values and a message slot under
+    """The hyperparameter widgets in COLUMNS columns; returns their values and a message slot under
     each, by field name. Number inputs are unbounded on purpose: see `config_form`."""
-    c1, c2, c3 = st.columns(3)
-    v: dict[str, Any] = {}
+    per_column = -(-len(HYPERPARAMETERS) // COLUMNS)
+    values: dict[str, Any] = {}
     slots: dict[str, Any] = {}
-    batch_options = sorted(set(BATCH_SIZES) | {int(st.session_state.get(_key("batch_size")) or 32)})
-    label = LABELS.get
-
-    def add(field: str, value: Any) -> None:
-        v[field], slots[field] = value, st.empty()
-
-    with c1:
-        add("optimizer", st.selectbox(label("optimizer"), OPTIMIZERS, key=_key("optimizer"), help=HELP["optimizer"]))
-        add("learning_rate", st.number_input(label("learning_rate"), step=1e-4, format="%g", key=_key("learning_rate"),
-                                             help=HELP["learning_rate"]))
-        add("lr_schedule", st.selectbox(label("lr_schedule"), LR_SCHEDULES, key=_key("lr_schedule"),
-                                        help=HELP["lr_schedule"]))
-        add("batch_size", st.select_slider(label("batch_size"), batch_options, key=_key("batch_size"),
-                                           help=HELP["batch_size"]))
-    with c2:
-        add("epochs", st.number_input(label("epochs"), step=1, key=_key("epochs"), help=HELP["epochs"]))
-        add("early_stopping", st.number_input(label("early_stopping"), step=1, key=_key("early_stopping"),
-                                              help=HELP["early_stopping"]))
-        add("validation_split", st.slider(label("validation_split"), 0.0, 0.5, step=0.05,
-                                          key=_key("validation_split"), help=HELP["validation_split"]))
-        add("train_limit", st.number_input(
-            label("train_limit"), step=1000, key=_key("train_limit"), help=HELP["train_limit"],
-            placeholder=f"all {n_train:,} training digits" if n_train else "all training digits"))
-    with c3:
-        add("activation", st.selectbox(label("activation"), ACTIVATIONS, key=_key("activation"),
-                                       help=HELP["activation"]))
-        add("dropout", st.number_input(label("dropout"), step=0.05, format="%.2f", key=_key("dropout"),
-                                       help=HELP["dropout"], placeholder="empty: keep the architecture's rates"))
-        add("seed", st.number_input(label("seed"), step=1, key=_key("seed"), help=HELP["seed"]))
-        add("augment", st.toggle(label("augment"), key=_key("augment"), help=HELP["augment"]))
-        add("elastic", st.toggle(label("elastic"), key=_key("elastic"), help=HELP["elastic"]))
-    return v, slots
+    for i, column in enumerate(st.columns(COLUMNS)):
+        with column:
+            for field in HYPERPARAMETERS[i * per_column:(i + 1) * per_column]:
+                values[field], slots[field] = _input(field, n_train), st.empty()
+    return values, slots
 
 
 def build_config(values: dict[str, Any], name: str = "") -> TrainConfig:

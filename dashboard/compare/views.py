@@ -11,7 +11,9 @@ import pandas as pd
 import streamlit as st
 
 from core.store.facade import RunStore
-from dashboard import charts, tables
+from dashboard import charts
+from dashboard.compare.tables import confusion_changes, evaluations, varying
+from dashboard.run_list import HYPERPARAMETERS, METRICS, all_groups
 
 METRIC_NAMES = {"accuracy": "accuracy", "loss": "loss", "learning_rate": "learning rate",
                 "epoch_seconds": "seconds per epoch"}
@@ -46,15 +48,15 @@ def histories(store: RunStore, chosen: list[str], labels: Mapping[str, str],
 
 def hyperparameters(runs: pd.DataFrame, selected: pd.DataFrame, group: str | None) -> None:
     """Parallel coordinates: each run's hyperparameters against one result, over a chosen pool of runs."""
-    groups = tables.all_groups(runs)
+    groups = all_groups(runs)
     scopes = ["these runs", "all runs", *[f"group: {g}" for g in groups]]
     p1, p2 = st.columns(2)
     scope = p1.selectbox("Runs shown", scopes, key="compare_scope",  # the runs chosen above, unless a group's link
                          index=scopes.index(f"group: {group}") if group else 0)
-    color = p2.selectbox("Result", list(tables.METRICS), key="compare_color", format_func=tables.METRICS.get)
+    color = p2.selectbox("Result", list(METRICS), key="compare_color", format_func=METRICS.get)
     pool = (runs if scope == "all runs" else selected if scope == "these runs"
             else runs[runs["group_name"] == scope.removeprefix("group: ")])
-    dims = tables.varying(pool, (*tables.HYPERPARAMETERS, "n_params"))
+    dims = varying(pool, (*HYPERPARAMETERS, "n_params"))
     if not dims:
         st.info("The runs shown share all their hyperparameters: nothing to plot against the result.")
         return
@@ -64,7 +66,7 @@ def hyperparameters(runs: pd.DataFrame, selected: pd.DataFrame, group: str | Non
 
 def confusion(store: RunStore, chosen: list[str], labels: Mapping[str, str]) -> None:
     """Every chosen run's test confusion matrix in one figure, then run A − run B."""
-    evals = tables.evaluations(store, chosen)
+    evals = evaluations(store, chosen)
     missing = [labels[r] for r in chosen if r not in evals]
     if missing:
         st.caption("No test evaluation yet (not completed): " + ", ".join(missing))
@@ -89,7 +91,7 @@ def confusion(store: RunStore, chosen: list[str], labels: Mapping[str, str]) -> 
     left, right = st.columns([3, 2])
     left.plotly_chart(charts.difference_heatmap(evals[a].confusion, evals[b].confusion, ("A", "B"), normalise),
                       key="compare_difference")
-    changes = tables.confusion_changes(evals[a].confusion, evals[b].confusion)
+    changes = confusion_changes(evals[a].confusion, evals[b].confusion)
     with right:
         st.caption(f"A = {labels[a]}, B = {labels[b]}. Blue cells: A does better (more correct on the "
                    "diagonal, fewer of a mistake elsewhere); red: worse.")

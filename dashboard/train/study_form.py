@@ -1,10 +1,9 @@
-"""A study on the dashboard: the Train page's study form (search, budget, a space editor with
-ranges and scales, objective, pruner and warm-up, a preview of the space) and the study page
-(progress, the best run, history, importance, slices, parallel coordinates, intermediate values,
-and the editor-only actions "stop the study" and "extend by N runs").
+"""The Train page's study form: search, budget, a space editor with ranges and scales, objective,
+pruner and warm-up, a preview of the space, and the Start button. The study itself is shown
+on the Study page (dashboard/study/).
 
-Every write (create, stop, extend) asks `require_editor` inside the action itself. Widgets
-always get explicit keys (``study_*``).
+Starting a study asks `require_editor` inside the action itself. Widgets always get explicit
+keys (``study_*``).
 """
 from __future__ import annotations
 
@@ -16,16 +15,13 @@ import streamlit as st
 
 from core.config import HELP, ConfigError, TrainConfig
 from core.data.dataset import DataError
-from core.store.schema import StoreError
-from core.store.facade import RunStore
-from core.search.study import (MAX_BUDGET, OBJECTIVES, PRUNERS, SEARCHES, create_study, describe_spec, extend_study,
-                        grid_size, parse_spec, stop_study, summary, trials_table)
+from core.search.space import describe_spec, grid_size, parse_spec
+from core.search.study import MAX_BUDGET, OBJECTIVES, PRUNERS, SEARCHES, create_study
 from core.search.sweep import CHOICES, SWEEPABLE
-from dashboard import study_charts
+from core.store.facade import RunStore
+from core.store.schema import StoreError
 from dashboard.auth import require_editor
-from dashboard.charts import parallel_coordinates
-from dashboard.live import LIVE_EVERY
-from dashboard.tables import page_link
+from dashboard.nav import page_link
 
 MAX_SPACE_FIELDS = 4
 SCALES = ("log", "linear", "list")
@@ -42,7 +38,6 @@ PRUNER_HELP = ("Stop a run after an epoch when it trails the others: median stop
                "runs at the same epoch, hyperband compares runs in successive-halving brackets.")
 
 
-# -- the Train page's study form -------------------------------------------------------------------
 def study_options() -> dict:
     """Search, budget, objective, pruner and warm-up; returns them as create_study's keyword arguments."""
     c1, c2, c3 = st.columns(3)
@@ -141,99 +136,3 @@ def study_launcher(store: RunStore, build_config: Callable[[], TrainConfig], dat
     st.success(f"Started the study **{name}**: {len(run_ids)} run(s) queued now, the next ones as workers free up.")
     page_link("study", f"Open the study {name}", {"study": name}, icon=":material/science:")
     return name, run_ids
-
-
-# -- the study page ----------------------------------------------------------------------------------
-def study_page(store: RunStore, name: str) -> None:
-    """Progress, best run, charts and actions of one study; refreshes while its runs are in flight."""
-    first = summary(store, name)
-    live = first["counts"]["queued"] + first["counts"]["running"] > 0
-
-    @st.fragment(run_every=LIVE_EVERY * 2 if live else None)
-    def body() -> None:
-        data = summary(store, name)
-        if live and data["counts"]["queued"] + data["counts"]["running"] == 0:
-            st.rerun()  # it just ended: redraw without the timer
-        progress(data)
-        best(data)
-        charts(store, name, data)
-    body()
-    actions(store, name, first)
-
-
-def progress(data: dict) -> None:
-    c = data["counts"]
-    done = c["completed"] + c["pruned"]
-    st.progress(min(1.0, done / data["budget"]) if data["budget"] else 0.0,
-                text=f"**{done} of {data['budget']} done** · {c['completed']} completed · {c['pruned']} pruned · "
-                     f"{c['running']} running · {c['queued']} queued"
-                     + (f" · {c['failed'] + c['interrupted']} failed" if c["failed"] + c["interrupted"] else "")
-                     + (" · **stopped**" if data["stopped"] else ""))
-    st.caption(f"{data['search']} search · {data['objective']} ({data['direction']}) · pruner {data['pruner']}"
-               + (f" after {max(1, data['warmup_epochs'])} warm-up epoch(s)" if data["pruner"] != "none" else "")
-               + " · space: " + "; ".join(f"{f} {describe_spec(s)}" for f, s in data["space"].items()))
-
-
-def best(data: dict) -> None:
-    if not data["best_run_id"]:
-        st.info("No run has completed yet: the best run appears here as soon as one does.", icon=":material/hourglass:")
-        return
-    params = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in data["best_params"].items())
-    test = f", test accuracy {data['best_test_accuracy']:.2%}" if data["best_test_accuracy"] is not None else ""
-    left, right = st.columns([3, 1], vertical_alignment="center")
-    left.success(f"**Best run so far**: {data['objective']} {data['best_value']:.4f}{test} with {params}",
-                 icon=":material/trophy:")
-    with right:
-        page_link("run", "Open the best run", {"run": data["best_run_id"]}, icon=":material/query_stats:")
-
-
-def charts(store: RunStore, name: str, data: dict) -> None:
-    study, table, values = trials_table(store, name)
-    left, right = st.columns([3, 2])
-    left.plotly_chart(study_charts.history_chart(table, study.objective, study.direction), key="study_history")
-    right.plotly_chart(study_charts.importance_chart(data["importance"], data["importance_note"]),
-                       key="study_importance")
-    st.plotly_chart(study_charts.intermediate_chart(table, values, study.objective), key="study_intermediate")
-    st.markdown("**Slices**: the objective against each parameter")
-    fields = list(study.space)
-    for start in range(0, len(fields), 3):
-        cols = st.columns(3)
-        for col, field in zip(cols, fields[start:start + 3]):
-            col.plotly_chart(study_charts.slice_chart(table, field, study.space[field], study.objective),
-                             key=f"study_slice_{field}")
-    finished = table[table["value"].notna()].rename(columns={f"param_{f}": f for f in fields})
-    st.plotly_chart(parallel_coordinates(finished.assign(**{study.objective: finished["value"]}), fields,
-                                         study.objective), key="study_parcoords")
-    with st.expander(f"The {len(table)} runs", icon=":material/table_rows:"):
-        shown = table.drop(columns=["finished_at"]).rename(columns={"value": study.objective})
-        st.dataframe(shown.sort_values("trial", ascending=False), hide_index=True, width="stretch",
-                     placeholder="—")
-
-
-def actions(store: RunStore, name: str, data: dict) -> None:
-    """Stop the study, or extend it by N runs: editor-only, refused inside the action for viewers."""
-    st.subheader("Actions")
-    left, mid, right = st.columns([1, 1, 1], vertical_alignment="bottom")
-    if left.button("Stop the study", key="study_stop", icon=":material/stop_circle:", disabled=data["stopped"],
-                   help="queue no more runs and cancel the queued ones; running runs finish"):
-        if require_editor("stop a study"):
-            try:
-                cancelled = stop_study(store, name)
-            except (ConfigError, StoreError) as exc:
-                st.error(str(exc), icon=":material/error:")
-            else:
-                st.session_state["study_flash"] = f"Stopped {name}: {cancelled} queued run(s) cancelled."
-                st.rerun()
-    n = mid.number_input("Extend by", min_value=1, max_value=MAX_BUDGET, value=4, step=1, key="study_extend_n",
-                         disabled=data["search"] == "grid")
-    if right.button(f"Extend by {int(n)} runs", key="study_extend", icon=":material/add_circle:",
-                    disabled=data["search"] == "grid", help="raise the budget and queue the next proposals"):
-        if require_editor("extend a study"):
-            try:
-                queued = extend_study(store, name, int(n))
-            except (ConfigError, StoreError) as exc:
-                st.error(str(exc), icon=":material/error:")
-            else:
-                st.session_state["study_flash"] = f"Extended {name} by {int(n)} runs; {len(queued)} queued now."
-                st.session_state["study_start_worker"] = True
-                st.rerun()

@@ -1,0 +1,1 @@
+"""The Compare page: its tabs (histories, hyperparameters, confusion) and its tables."""

@@ -1,0 +1,1 @@
+"""The Data page: views of the HDF5 dataset."""

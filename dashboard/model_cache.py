@@ -1,0 +1,33 @@
+"""The models the pages load, cached per store, run and model file version, and the completed
+runs they are chosen from. The Draw page's predictions and explanations and the background
+warm-up share this one cache, so a model loaded by one is ready for the others.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.predict.ensemble import model_for_run
+from core.store.facade import RunStore
+
+
+def completed_runs(store: RunStore) -> pd.DataFrame:
+    """Completed runs, best test accuracy first (runs without one last)."""
+    runs = store.list_runs(status="completed")
+    return runs.sort_values("test_accuracy", ascending=False, na_position="last", kind="stable")
+
+
+def _model_mtime(store: RunStore, run_id: str) -> str:
+    """The model's version (its hash in the store): a run trained on another machine loads the same way."""
+    return store.model_version(run_id)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def _cached_model(_store: RunStore, url: str, run_id: str, mtime_ns: str):
+    """The run's model, cached per store, run id and model file version (errors are not cached)."""
+    return model_for_run(_store, run_id)
+
+
+def cached_model(store: RunStore, run_id: str):
+    """The run's model through the cache above (the Draw page's predictions and explanations share it)."""
+    return _cached_model(store, store.url, run_id, _model_mtime(store, run_id))

@@ -1,0 +1,1 @@
+"""The Study page: one Optuna study's views and charts."""
