@@ -1,6 +1,7 @@
-"""core/search/study.py: SPEC parsing, bad input refused with nothing queued, proposals, budget under
-concurrent top-ups, pruning decisions, the summary; and one real 8-run TPE study with median
-pruning trained by two real `python -m core worker` processes."""
+"""core/search/study.py: bad input refused with nothing queued, proposals, budget under concurrent
+top-ups, pruning decisions (core/search/pruning.py), the summary (core/search/report.py); and one real
+8-run TPE study with median pruning trained by two real `python -m core worker` processes. Reading a
+SPEC is tested in test_space.py."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
 
 from core import cli
 from core.config import ConfigError, TrainConfig
@@ -22,77 +22,12 @@ from core.store.schema import studies_t
 from core.store.facade import RunStore
 from core.search.pruning import prune_check
 from core.search.report import summary
-from core.search.space import parse_space, parse_spec
+from core.search.space import parse_space
 from core.search.study import create_study, extend_study, get_study, stop_study, top_up, top_up_all
 from tests.helpers import EVALUATION, SPACE, finish_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = TrainConfig(architecture="mlp-128-64", epochs=3, batch_size=32)
-
-
-# -- SPEC parsing ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("field, spec, expected", [
-    ("learning_rate", "1e-4:1e-1:log", {"type": "float", "low": 1e-4, "high": 0.1, "log": True}),
-    ("dropout", "0.0:0.5", {"type": "float", "low": 0.0, "high": 0.5, "log": False}),
-    ("batch_size", "16:256:int", {"type": "int", "low": 16, "high": 256, "log": False}),
-    ("batch_size", "16:256:log", {"type": "int", "low": 16, "high": 256, "log": True}),
-    ("optimizer", "adam,sgd,rmsprop", {"type": "categorical", "choices": ["adam", "sgd", "rmsprop"]}),
-    ("batch_size", "32, 64", {"type": "categorical", "choices": [32, 64]}),
-    ("augment", "true,false", {"type": "categorical", "choices": [True, False]}),
-])
-def test_parse_spec_reads_ranges_scales_and_lists(field, spec, expected):
-    assert parse_spec(field, spec) == expected
-
-
-@pytest.mark.parametrize("field, spec, message", [
-    ("learning_rate", "0.1:0.01", "learning_rate: the range '0.1:0.01' needs low < high"),
-    ("learning_rate", "0.1:0.1", "needs low < high"),
-    ("learning_rate", "0:0.1:log", "learning_rate: the log range '0:0.1:log' needs low > 0"),
-    ("learning_rate", "a:1", "learning_rate: 'a:1' has a bound that is not a number"),
-    ("learning_rate", "1e-3:1:int", "learning_rate: '1e-3:1:int' asks for whole numbers"),
-    ("learning_rate", "1:2:cubic", "learning_rate: '1:2:cubic' is not a range"),
-    ("batch_size", "1.5:8", "batch_size: '1.5:8' needs whole-number bounds"),
-    ("optimizer", "adam,nag", "optimizer: 'nag' is not one of"),
-    ("optimizer", " , ", "optimizer: give at least one value"),
-    ("optimizer", "adam,adam", "optimizer: a value is listed twice"),
-    ("colour", "1:2", "'colour' cannot be searched"),
-])
-def test_parse_spec_names_the_field_and_value(field, spec, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        parse_spec(field, spec)
-
-
-def test_a_grid_takes_lists_only_and_parse_space_reads_field_equals_spec():
-    with pytest.raises(ConfigError, match="a grid takes a comma list"):
-        parse_spec("learning_rate", "1e-3:1e-1", search="grid")
-    assert parse_space(["learning-rate=1e-3,1e-2", "optimizer=adam"], "grid") == {
-        "learning_rate": {"type": "categorical", "choices": [1e-3, 1e-2]},
-        "optimizer": {"type": "categorical", "choices": ["adam"]}}
-    for bad, message in (["learning_rate"], "write FIELD=SPEC"), (["dropout=0:0.5", "dropout=0:0.2"], "given twice"):
-        with pytest.raises(ConfigError, match=message):
-            parse_space(bad)
-
-
-finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
-
-
-@settings(max_examples=200, deadline=None)
-@given(low=finite, high=finite, log=st.booleans())
-def test_any_float_range_parses_exactly_when_it_is_a_valid_range(low, high, log):
-    spec = f"{low!r}:{high!r}" + (":log" if log else "")
-    valid = low < high and (low > 0 or not log)
-    if valid:
-        parsed = parse_spec("dropout", spec)
-        assert (parsed["low"], parsed["high"], parsed["log"]) == (low, high, log)
-    else:
-        with pytest.raises(ConfigError, match="dropout: "):
-            parse_spec("dropout", spec)
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.integers(min_value=1, max_value=4096), min_size=1, max_size=8, unique=True))
-def test_any_list_of_distinct_whole_numbers_is_a_categorical_in_order(values):
-    assert parse_spec("batch_size", ",".join(map(str, values))) == {"type": "categorical", "choices": values}
 
 
 # -- bad input: one line naming the field and value, exit 2, nothing queued -------------------------
