@@ -112,6 +112,17 @@ def test_unknown_run_raises(rs):
         rs.run_dir("../etc")
 
 
+def test_every_verb_on_an_unknown_run_says_the_same_line(rs):
+    """One require_run: the same RunNotFound, with the same hint, whichever verb finds the run missing."""
+    calls = [lambda: rs.get_run("missing"), lambda: rs.update_run("missing", note="x"),
+             lambda: rs.request_cancel("missing"), lambda: rs.delete_run("missing"),
+             lambda: rs.set_status("missing", "running"), lambda: rs.put_artifact("missing", "model.keras", b"x"),
+             lambda: rs.params("missing")]
+    for call in calls:
+        with pytest.raises(RunNotFound, match=r"^no run with id 'missing': `python -m core runs` lists the runs$"):
+            call()
+
+
 def test_delete_removes_metrics_evaluation_and_files(rs):
     run_id = _run(rs)
     rs.claim_run("w")

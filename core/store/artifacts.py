@@ -7,6 +7,7 @@ SHA-256 before use, so a model is fetched once per machine and a damaged copy is
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 import uuid
@@ -15,9 +16,11 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from core.store import db
+from core.store.runs import require_run
 from core.store.schema import CHUNK_BYTES, FINISHED, MODEL_FILE, Artifact, RunNotFound, StoreError, artifact_chunks_t, \
     artifacts_t, runs_t
+
+log = logging.getLogger("core.store")
 
 
 
@@ -38,9 +41,7 @@ def put(conn: sa.Connection, run_id: str, name: str, data: bytes | Path) -> Arti
     chunks = [payload[i:i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)] or [b""]
     record = Artifact(run_id=run_id, name=name, size=len(payload), sha256=hashlib.sha256(payload).hexdigest(),
                       chunks=len(chunks), created_at=time.time())
-    # the run's row locked: two writers of one artifact take turns
-    if conn.execute(db.locked(sa.select(runs_t.c.id).where(runs_t.c.id == run_id))).scalar() is None:
-        raise RunNotFound(f"no run with id {run_id!r}: `python -m core runs` lists the runs")
+    require_run(conn, run_id, lock=True)  # the run's row locked: two writers of one artifact take turns
     delete(conn, run_id, name)
     conn.execute(sa.insert(artifacts_t).values(**record.__dict__))
     for i, chunk in enumerate(chunks):  # one row per chunk keeps each statement's parameters small
@@ -178,7 +179,11 @@ def adopt(store, paths: dict[str, str]) -> list[str]:
     for run_id, path in found.items():
         try:
             store.transact(lambda c, r=run_id, p=path: put(c, r, MODEL_FILE, p))
-        except (OSError, RunNotFound):  # unreadable, or deleted meanwhile: nothing to keep
+        except RunNotFound:  # deleted meanwhile: nothing to keep
+            continue
+        except OSError as exc:
+            log.warning("run %s: its model file %s cannot be read (%s); it stays out of the store", run_id, path,
+                        exc.strerror or exc)
             continue
         adopted.append(run_id)
     return adopted

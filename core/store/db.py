@@ -11,6 +11,7 @@ opened, a dropped connection (a restarting server) for up to RECONNECT_SECONDS.
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import threading
@@ -28,6 +29,7 @@ from core.store.schema import StoreError
 from core.settings import sqlite_file
 
 T = TypeVar("T")
+log = logging.getLogger("core.store")
 RECONNECT_SECONDS = float(os.environ.get("DIGITLAB_RECONNECT_SECONDS", "60"))  # how long to wait for a lost server
 
 _FRIENDLY = {
@@ -54,7 +56,7 @@ def where(url: str) -> str:
         return str(db_file)
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+    except sa.exc.ArgumentError:  # not a URL (make_engine says so in its own line): name it as given
         return url
 
 
@@ -167,7 +169,7 @@ def _server_problem(text: str, where: str) -> str | None:
     """One line, with the fix, for a PostgreSQL connection that failed (psycopg's message, lowercased)."""
     try:
         url = make_url(where)
-    except sa.exc.ArgumentError:
+    except sa.exc.ArgumentError:  # a SQLite file's path, not a URL: no server to describe
         return None
     if url.get_backend_name() != "postgresql":
         return None
@@ -205,9 +207,12 @@ def retry(engine: sa.Engine, where: str, fn: Callable[[sa.Connection], T], write
         except ServerUnreachable:
             if time.monotonic() >= deadline:
                 raise
+            if attempt == 1:
+                log.warning("lost the connection to the run store %s: retrying for up to %.0f s", where, reconnect)
         except DBAPIError as exc:
             if attempt >= attempts or not _is_transient(exc):
                 raise
+            # a busy file or a deadlock is ordinary contention between workers: retried without a word
         time.sleep(delay * (1 + random.random()))
         delay = min(delay * 2, 2.0)
 

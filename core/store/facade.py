@@ -20,7 +20,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from core.settings import artifacts_dir
-from core.store import artifacts, db, metrics, migrate, runs, workers
+from core.store import artifacts, db, metrics, migrate, results, runs, workers
 from core.store.schema import MODEL_FILE, Artifact, Evaluation, Run, RunNotFound, StoreError, meta_t
 
 T = TypeVar("T")
@@ -160,8 +160,8 @@ class RunStore:
 
     def complete_run(self, run_id: str, evaluation: dict, status: str = "completed",
                      artifacts: dict[str, bytes | Path] | None = None, **summary: Any) -> None:
-        """Save the test evaluation and `artifacts` and mark the run completed or pruned (runs.complete_run)."""
-        self._write(runs.complete_run, run_id, evaluation, status, artifacts or {}, summary)
+        """Save the test evaluation and `artifacts` and mark the run completed or pruned (core.store.results)."""
+        self._write(results.complete_run, run_id, evaluation, status, artifacts or {}, summary)
 
     def evaluation(self, run_id: str, split: str = "test") -> Evaluation | None:
         return self._read(metrics.evaluation, run_id, split)

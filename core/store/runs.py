@@ -14,15 +14,14 @@ import os
 import socket
 import uuid
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
-from core.store import artifacts, db
-from core.store.metrics import insert_metrics, save_evaluation
-from core.store.schema import FINISHED, TERMINAL, TRANSITIONS, Run, RunNotFound, StoreError, clean, runs_t, runs_frame, workers_t
+from core.store import db
+from core.store.metrics import insert_metrics
+from core.store.schema import TERMINAL, TRANSITIONS, Run, RunNotFound, StoreError, clean, runs_t, runs_frame, workers_t
 from core.store.workers import pid_alive
 
 EDITABLE = {"name", "tags", "note", "group_name", "drawn_accuracy"}  # what update_run may change
@@ -187,22 +186,6 @@ def update_run(conn: sa.Connection, run_id: str, **values: Any) -> None:
 
 def set_dataset(conn: sa.Connection, run_id: str, dataset: dict) -> None:
     conn.execute(sa.update(runs_t).where(runs_t.c.id == run_id).values(dataset=dataset))
-
-
-def complete_run(conn: sa.Connection, run_id: str, evaluation: dict, status: str, files: dict[str, bytes | Path],
-                 summary: dict[str, Any]) -> None:
-    """Save the test evaluation (and `files`, name → bytes or file, e.g. the model) and mark the run
-    completed (or `pruned`), in the caller's one transaction: all or nothing.
-
-    `evaluation` has accuracy, loss, n, confusion, report and misclassified (core.train.run.evaluate).
-    """
-    if status not in FINISHED:
-        raise StoreError(f"complete_run ends a run as one of {', '.join(FINISHED)}, not {status!r}")
-    for name, data in files.items():
-        artifacts.put(conn, run_id, name, data)
-    keys = ("accuracy", "loss", "n", "confusion", "report", "misclassified")
-    save_evaluation(conn, run_id, "test", *(evaluation.get(k) for k in keys))
-    set_status(conn, run_id, status, **summary)
 
 
 def params_frame(config: dict) -> pd.DataFrame:
