@@ -14,7 +14,7 @@ from pathlib import Path
 from core.train.callbacks import batch_interval
 from core.config import make_config
 from core.store.facade import RunStore
-from core.train.run import queue_run
+from core.store.queue import queue_run
 from tests.helpers import BATCH_KEYS, EPOCH_KEYS, FAKE_WORKER, finish, integrity, metric_rows
 
 E2E_DEADLINE_S = 420  # a hang guard: ~35 CPU-s of work, 1.5-4 min wall on 2 shared cores (more when busy)

@@ -21,7 +21,7 @@ from core import cli
 from core.config import make_config
 from core.store.schema import metrics_t
 from core.store.facade import RunStore
-from core.train.run import queue_run
+from core.store.queue import queue_run
 from tests.helpers import FAKE_WORKER, ROOT, assert_rows_match_progress, env, finish, one_line_error, wait_for
 
 pytestmark = pytest.mark.postgres

@@ -38,11 +38,11 @@ from dataclasses import dataclass, replace
 
 from core.config import ConfigError, TrainConfig
 from core.data.dataset import check_dataset
-from core.model.architectures import count_params
 from core.store import studies as rows
 from core.search.space import (MAX_RUNS, apply_params, check_grid, distribution, expand_grid, field_kind,
                                show_value)
 from core.store.facade import RunStore
+from core.store.queue import queue_run
 from core.store.schema import Run, StoreError
 
 SEARCHES = ("random", "tpe", "grid")
@@ -265,8 +265,7 @@ def _ask(optuna_study, study: Study, base: TrainConfig, distributions: dict):
 
 def _queue(store: RunStore, config: TrainConfig, group: str, trial: int, parent_id: str | None) -> str:
     """Queue one study run; called inside the study's locked transaction, which the insert joins."""
-    return store.create_run(config.to_dict(), name=config.name, n_params=count_params(config.hidden_layers()),
-                            group=group, parent_id=parent_id, trial=trial)
+    return queue_run(store, config, group=group, parent_id=parent_id, trial=trial)
 
 
 # -- rebuilding the Optuna study from the store ------------------------------------------------
