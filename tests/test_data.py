@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from core.data.dataset import DataError, dataset_info, load_dataset
+from core.data.dataset import DataError, check_dataset, dataset_info, load_dataset
 from core.data.ingest import ingest, parse_idx
 from tests.idx_helpers import digits, idx_bytes, idx_name, write_idx, write_mnist_dir, write_mnist_npz
 
@@ -400,6 +400,32 @@ def test_wrongly_shaped_hdf5(good_h5, edit, words):
     with pytest.raises(DataError) as err:
         load_dataset(good_h5)
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda f: f.__delitem__("test/labels"), "test/labels is missing, expected uint8(40,)"),
+    (lambda f: (f.__delitem__("train/images"), f.create_dataset("train/images", data=np.zeros((400, 32, 32), "u1"))),
+     "train/images is uint8(400, 32, 32), expected uint8(400, 28, 28)"),
+    (lambda f: (f.__delitem__("test/labels"), f.create_dataset("test/labels", data=np.zeros(40, "f8"))),
+     "test/labels is float64(40,), expected uint8(40,)"),
+])
+def test_check_dataset_reads_only_shapes_and_names_what_is_wrong(good_h5, edit, words):
+    """What queueing and every worker check before anything is written: attributes, then each array's shape."""
+    info = check_dataset(good_h5)
+    assert (info.n_train, info.n_test) == (400, 40)
+    with h5py.File(good_h5, "a") as f:
+        edit(f)
+    with pytest.raises(DataError) as err:
+        check_dataset(good_h5)
+    assert words in str(err.value) and "core ingest --overwrite" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_check_dataset_when_missing_or_not_hdf5(tmp_path):
+    with pytest.raises(DataError, match="No dataset at"):
+        check_dataset(tmp_path / "mnist.h5")
+    (tmp_path / "mnist.h5").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="not a readable HDF5 file"):
+        check_dataset(tmp_path / "mnist.h5")
 
 
 def test_a_broken_existing_output_is_replaced_not_skipped(good_h5, tmp_path):
