@@ -42,6 +42,7 @@ LEVELS = {
     "core.predict": 4, "core.search": 4,                # never each other
     "core.train": 5,                                    # never core.search
     "core.worker": 6,                                   # composition root: train + search
+    "core.interop": 6,                                  # runs in and out: store, train, predict (never the worker)
     "core.interop": 6,                                  # models from elsewhere, saved as train saves them
     "core.cli": 7, "core.__main__": 7, "core.track": 7,
     "dashboard": 8,                                     # any of core

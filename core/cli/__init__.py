@@ -5,7 +5,8 @@ bad value, missing file, unknown run) is a `DigitLabError`: it prints one line o
 exits with 2; nothing is written. `--db` and `--data` are accepted by every command.
 
 The commands live by job: train.py (ingest, train, worker), runs.py (runs, show, cancel, delete,
-export, predict, copy-store), search.py (sweep, study); common.py holds what they share.
+export, predict, copy-store), search.py (sweep, study), interop.py (import-model, import-tensorboard,
+export to TensorBoard and MLflow); common.py holds what they share.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import sys
 import threading
 from typing import Sequence
 
-from core.cli import runs, search, train
+from core.cli import interop, runs, search, train
 from core.cli.common import Parser, UserError
 from core.errors import DigitLabError
 
@@ -29,13 +30,15 @@ COMMAND_HELP = {
     "show": "Show one run: config, summary and test confusion matrix.",
     "cancel": "Cancel a queued run, or ask a running one to stop at its next logging window.",
     "delete": "Delete a run with its metrics, evaluations and model file.",
-    "export": "Export the runs table as CSV or JSON.",
+    "export": "Export the runs table as CSV or JSON, or the runs with their curves to TensorBoard (--out DIR) or MLflow (--to URI).",
     "predict": "Predict the digit in PNG/JPEG images with a completed run's model.",
     "sweep": "Queue a study: Optuna proposes configs (random, tpe) or a grid lays them out; workers train them.",
     "study": "Show a study: runs per status, the best run and its parameters, parameter importance.",
     "copy-store": "Copy every run, metric, evaluation, drawing, study and model from one store to another.",
+    "import-model": "Import a .keras model trained elsewhere as a run, scored on the test set, ready to draw on and compare.",
+    "import-tensorboard": "Import the runs in a TensorBoard log folder (as Keras' TensorBoard callback writes it).",
 }
-COMMANDS = {**train.COMMANDS, **runs.COMMANDS, **search.COMMANDS}
+COMMANDS = {**train.COMMANDS, **runs.COMMANDS, **search.COMMANDS, **interop.COMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     cmd = {name: sub.add_parser(name, parents=[common], help=text, description=text)
            for name, text in COMMAND_HELP.items()}
-    for module in (train, runs, search):
+    for module in (train, runs, search, interop):
         module.add_arguments(cmd)
     return parser
 

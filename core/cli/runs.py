@@ -7,6 +7,7 @@ import json
 import sys
 
 from core import settings
+from core.cli import interop
 from core.cli.common import UserError, open_store
 
 SUMMARY_COLUMNS = ["run_id", "name", "status", "architecture", "n_params", "epoch", "best_val_accuracy",
@@ -23,8 +24,10 @@ def add_arguments(cmd: dict[str, argparse.ArgumentParser]) -> None:
     cmd["show"].add_argument("--json", action="store_true", help="print one JSON object")
 
     p = cmd["export"]
-    p.add_argument("--format", choices=("csv", "json"), default="csv", help="csv (default) or json")
-    p.add_argument("--out", help="file to write (default: stdout)")
+    p.add_argument("--format", choices=("csv", "json", *interop.FORMATS), default="csv",
+                   help="csv (default) or json: the runs table; tensorboard (--out DIR) or mlflow (--to URI): "
+                        "the runs with their curves, hyperparameters and models")
+    p.add_argument("--out", help="file to write (default: stdout); the folder for --format tensorboard")
 
     p = cmd["predict"]
     p.add_argument("--run", required=True, dest="run_ids", action="append", metavar="RUN_ID",
@@ -112,6 +115,8 @@ def cmd_delete(args) -> int:
 
 
 def cmd_export(args) -> int:
+    if args.format in interop.FORMATS:
+        return interop.cmd_export_external(args)
     df = open_store(args).list_runs().drop(columns=["config"])
     text = df.to_csv(index=False) if args.format == "csv" else df.to_json(orient="records")
     if args.out:
