@@ -14,7 +14,7 @@ from core.store import db
 from core.store.facade import RunStore
 from core.store.migrate import migrate
 from core.store.schema import (MODEL_FILE, SCHEMA_VERSION, StoreError, artifact_chunks_t, artifacts_t, drawings_t,
-                               evaluations_t, md, meta_t, metrics_t, runs_t, studies_t)
+                               evaluations_t, md, meta_t, metrics_t, studies_t)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

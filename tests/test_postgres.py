@@ -6,7 +6,6 @@ models, kill -9 and a server restart mid-run, one clear line for each connection
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -1,9 +1,9 @@
 """The run store: a facade over SQLAlchemy Core on SQLite (the default) or PostgreSQL, with a small verb API.
 
 Each concern's SQL is plain functions of a connection in its own module: runs, metrics (and
-evaluations), artifacts (with the local cache), workers, studies, drawings. Connection setup,
-retries, one-line errors and migration are in db.py; tables, the returned dataclasses and the
-errors in schema.py. A verb opens one transaction and calls those functions, so it is all or
+evaluations), artifacts (with the local cache), workers, studies, drawings, results. Connection
+setup, transactions, retries and one-line errors are in db.py, migration in migrate.py; tables, the
+returned dataclasses and the errors in schema.py. A verb opens one transaction and calls those functions, so it is all or
 nothing. Methods return dataclasses or DataFrames, never rows bound to a connection.
 
 `with store.read() as conn:` and `with store.write() as conn:` open a transaction that the
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from core.settings import artifacts_dir
 from core.store import artifacts, db, metrics, migrate, results, runs, workers
-from core.store.schema import MODEL_FILE, Artifact, Evaluation, Run, RunNotFound, StoreError, meta_t
+from core.store.schema import MODEL_FILE, Artifact, Evaluation, Run
 
 T = TypeVar("T")
 HEARTBEAT_TIMEOUT = 60.0  # seconds without a heartbeat before a running run counts as interrupted
