@@ -82,7 +82,9 @@ def test_an_imported_model_is_a_scored_run_that_draw_and_predict_use(tmp_path, t
     ev = store.evaluation(run_id)
     assert ev.n == 50 and run.test_accuracy == pytest.approx(ev.accuracy) and sum(map(sum, ev.confusion)) == 50
     assert run.config["layers"][-1] == {"type": "Dense", "units": 16, "activation": "relu"}
-    assert run.config["optimizer"] is None  # loaded without its compile state: unknown, not a guess
+    # what the file declares (its config.json), though safe loading skips the compile state
+    assert run.config["optimizer"] == "adam" and run.config["learning_rate"] == pytest.approx(1e-3)
+    assert run.config["batch_size"] is None and run.dataset is None  # not in the file: unknown, not a guess
     model = load_model(store.model_file(run_id), run_id=run_id)
     assert predict_probabilities(model, np.zeros((3, 28, 28), dtype="float32")).shape == (3, 10)
     assert store.artifact(run_id, MODEL_FILE).size == path.stat().st_size
@@ -193,6 +195,8 @@ def test_keras_tensorboard_logs_import_as_runs_with_their_histories(tmp_path, ti
     assert run.best_val_accuracy == pytest.approx(epoch[epoch.key == "val_accuracy"]["value"].max())
     assert len(store.metric_history(run_id, scope="batch", keys=["loss"])) == 6  # 2 epochs × 3 steps (36 digits by 16)
     assert run.config["optimizer"] == "adam" and run.config["learning_rate"] == pytest.approx(1e-3)
+    assert run.config["architecture"] == "custom" and run.config["layers"] == [
+        {"type": "Flatten"}, {"type": "Dense", "units": 16, "activation": "relu"}]
 
 
 def test_import_tensorboard_with_a_model_and_a_round_trip(tmp_path, tiny_data, store, capsys):
@@ -232,7 +236,7 @@ def test_mlflow_export_to_a_sqlite_store_carries_everything_and_skips_on_re_expo
     from core.interop import mlflow as interop_mlflow
     a = synthetic_run(store, "to mlflow", n_batch=1200)  # 2 × 1200 batch points: several log_batch calls
     path = saved(tiny_model(), tmp_path / "m.keras")
-    imported = interop_models.import_model(store, interop_models.check_model(path, tiny_data), tiny_data)
+    imported = interop_models.import_model(store, interop_models.check_model(path, tiny_data))
     calls = []
     real = MlflowClient.log_batch
     monkeypatch.setattr(MlflowClient, "log_batch", lambda self, run_id, metrics=(), params=(), tags=(), **kw: (
@@ -297,7 +301,7 @@ def test_mlflow_export_to_a_running_server(tmp_path, tiny_data, store, capsys):
                 time.sleep(1)
         a = synthetic_run(store, "served", n_batch=1100)
         path = saved(tiny_model(), tmp_path / "m.keras")
-        interop_models.import_model(store, interop_models.check_model(path, tiny_data), tiny_data)
+        interop_models.import_model(store, interop_models.check_model(path, tiny_data))
         code, out, err = run_cli(["export", "--format", "mlflow", "--to", uri], capsys, store.url, tiny_data)
         assert code == 0 and "exported 2 runs" in out, err
         from mlflow.tracking import MlflowClient

@@ -162,3 +162,15 @@ def test_the_docs_example_runs_unchanged_but_for_the_callback(tmp_path, tiny_dat
     runs = RunStore(db).list_runs()
     assert list(runs["status"]) == ["completed"] and runs["test_accuracy"].notna().all()
     assert list(runs["name"]) == ["mlp-512 from the tutorial"]
+
+
+def test_tracking_into_a_postgresql_store(pg_url, tiny_data):
+    from core.track import DigitLabCallback
+    x, y = digits(tiny_data, 32)
+    tracker = DigitLabCallback(name="on postgres", db=pg_url, data=tiny_data)
+    mlp_512().fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[tracker])
+    store = RunStore(pg_url)
+    run = store.get_run(tracker.run_id)
+    assert run.status == "completed" and store.evaluation(run.id).n == 50
+    assert load_model(store.model_file(run.id), run_id=run.id) is not None
+    store.close()

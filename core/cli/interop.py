@@ -36,7 +36,7 @@ def cmd_import_model(args) -> int:
     data = settings.data_path(args.data)
     checked = check_model(args.file, data)  # every check before the store is opened
     store = open_store(args)
-    run_id = import_model(store, checked, data, name=args.name)
+    run_id = import_model(store, checked, name=args.name)
     run = store.get_run(run_id)
     emit(args.json, {"run_id": run_id, "name": run.name, "test_accuracy": run.test_accuracy},
          f"imported {args.file} as run {run_id} ({run.name}): test accuracy {run.test_accuracy:.4f}")

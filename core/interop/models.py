@@ -7,6 +7,7 @@ run works on Draw, predict and Compare like one trained here. Files are read onl
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import zipfile
@@ -92,28 +93,60 @@ def evaluate(model: Any, x: np.ndarray, y: np.ndarray) -> dict:
 
 
 def layer_stack(model: Any) -> list[dict] | None:
-    """The model's layers as Digit Lab layer dicts (the last Dense(10) left out, as the presets do);
-    None when a layer has no Digit Lab counterpart (then the stack is shown as unknown, not guessed)."""
+    """The model's layers as Digit Lab layer dicts (see stack_of)."""
+    return stack_of((type(layer).__name__, layer.get_config()) for layer in getattr(model, "layers", []))
+
+
+def stack_of(layers) -> list[dict] | None:
+    """(class name, layer config) pairs as Digit Lab layer dicts, the last Dense(10) left out as the presets
+    do; None when a layer has no Digit Lab counterpart (then the stack shows as unknown, not guessed)."""
     stack = []
-    for layer in getattr(model, "layers", []):
-        kind = type(layer).__name__
-        if kind in ("InputLayer",):
+    for kind, cfg in layers:
+        if kind == "InputLayer":
             continue
         if kind not in LAYER_FIELDS:
             return None
-        cfg, entry = layer.get_config(), {"type": kind}
+        entry = {"type": kind}
         for key in LAYER_FIELDS[kind]:
             value = cfg.get(key)
             value = value[0] if isinstance(value, (list, tuple)) else value
-            name = {"kernel_size": "kernel", "pool_size": "pool"}.get(key, key)
-            if key == "activation" and value == "linear":
+            if key == "activation" and value == "linear" or value is None:
                 continue
-            if value is not None:
-                entry[name] = value
+            entry[{"kernel_size": "kernel", "pool_size": "pool"}.get(key, key)] = value
         stack.append(entry)
     if stack and stack[-1].get("type") == "Dense" and stack[-1].get("units") == 10:
         stack.pop()
     return stack
+
+
+def declared_config(spec: dict) -> dict:
+    """Optimizer, learning rate and layer stack as a Keras model's JSON declares them (a .keras file's
+    config.json, or the "keras" summary TensorBoard's callback writes); what it does not say is left out."""
+    out: dict[str, Any] = {}
+    opt = (spec.get("compile_config") or {}).get("optimizer")
+    if isinstance(opt, dict) and opt.get("class_name"):
+        out["optimizer"] = opt["class_name"].lower()
+        rate = (opt.get("config") or {}).get("learning_rate")
+        if isinstance(rate, (int, float)):
+            out["learning_rate"] = float(rate)
+    elif isinstance(opt, str):  # compiled with optimizer="adam"
+        out["optimizer"] = opt.lower()
+    layers = (spec.get("config") or {}).get("layers")
+    if isinstance(layers, list):
+        stack = stack_of((layer.get("class_name"), layer.get("config") or {}) for layer in layers)
+        if stack is not None:
+            out.update(architecture="custom", layers=stack)
+    return out
+
+
+def file_config(path: Path) -> dict:
+    """declared_config of a .keras file (its config.json): a model loaded with compile=False forgets its optimizer."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return declared_config(json.loads(archive.read("config.json")))
+    except Exception:  # no readable config.json: load_model has already said what is wrong, or it loads anyway
+        log.warning("%s: its config.json could not be read; the optimizer shows as unknown", path, exc_info=True)
+        return {}
 
 
 def model_config(model: Any, epochs: int | None = None, batch_size: int | None = None) -> dict:
@@ -180,14 +213,12 @@ def check_model(path: str | Path, data_path: str | Path) -> CheckedModel:
     return CheckedModel(path, model, evaluate(model, *test_split(data_path)))
 
 
-def import_model(store: RunStore, checked: CheckedModel, data_path: str | Path, name: str | None = None) -> str:
+def import_model(store: RunStore, checked: CheckedModel, name: str | None = None) -> str:
     """Keep a checked model as a completed, imported run (one transaction); its id."""
-    from core.data.dataset import dataset_identity
-    config = model_config(checked.model)
+    config = {**model_config(checked.model), **file_config(checked.path)}
     with store.write():
         run_id = store.create_run(config, name=name or checked.path.stem, n_params=int(checked.model.count_params()))
         store.claim_run(worker_id=f"import-{os.getpid()}", run_id=run_id)
-        mark_source(store, run_id, "imported")
-        store.set_dataset(run_id, dataset_identity(data_path))
+        mark_source(store, run_id, "imported")  # its training data is not known: the dataset stays unrecorded
         complete_with_model(store, run_id, checked.path, checked.evaluation)
     return run_id

@@ -202,16 +202,11 @@ def _split_tag(tag: str) -> tuple[str | None, str]:
 
 
 def _keras_config(raw: Any) -> dict:
-    """Optimizer, learning rate and layer stack from the model JSON Keras' callback writes (tag "keras")."""
+    """What the model JSON Keras' callback writes (tag "keras") declares: optimizer, learning rate, layers."""
+    from core.interop.models import declared_config
     try:
         text = raw.item() if hasattr(raw, "item") else raw
-        spec = json.loads(text.decode() if isinstance(text, bytes) else text)
-        opt = (spec.get("compile_config") or {}).get("optimizer") or {}
-        layers = [{"type": layer["class_name"], **{k: v for k, v in layer["config"].items()
-                                                  if k in ("units", "activation", "rate", "filters")}}
-                  for layer in spec["config"]["layers"] if layer["class_name"] != "InputLayer"]
-        return {"optimizer": opt["class_name"].lower() if opt.get("class_name") else None,
-                "learning_rate": (opt.get("config") or {}).get("learning_rate"), "layers": layers}
+        return declared_config(json.loads(text.decode() if isinstance(text, bytes) else text))
     except Exception:  # a model JSON in another shape: the config stays unknown, never guessed
         log.warning("the model description in the TensorBoard logs could not be read", exc_info=True)
         return {}
