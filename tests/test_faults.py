@@ -23,7 +23,8 @@ from core import cli
 from core.config import make_config
 from core.store.schema import StoreError, runs_t
 from core.store.facade import RunStore
-from core.train.run import execute, queue_run
+from core.store.queue import queue_run
+from core.train.run import execute
 from tests.helpers import assert_rows_match_progress, finish, integrity, metric_rows, one_line_error, wait_for
 
 LONG = dict(train_limit=200, batch_size=5, epochs=200)   # 36 steps an epoch; stopped long before the end
@@ -179,8 +180,8 @@ def test_the_dashboard_start_interrupts_stale_runs(app_env, monkeypatch):
         conn.execute(sa.update(runs_t).where(runs_t.c.id == run_id).values(host="other-host", heartbeat_at=1.0))
 
     def app():
-        from dashboard import state
-        state.startup()
+        from dashboard import background
+        background.startup()
 
     at = AppTest.from_function(app).run(timeout=60)
     assert not at.exception
