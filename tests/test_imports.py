@@ -503,6 +503,13 @@ def test_the_import_rules_hold(tree, rule):
     assert not problems, report(rule, problems)
 
 
+def test_the_architecture_page_names_every_room():
+    """docs/architecture.md's layer table and LEVELS name the same rooms."""
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [room for room in LEVELS if f"`{room}`" not in page]
+    assert not missing, f"docs/architecture.md does not name these rooms of LEVELS: {missing}"
+
+
 def test_the_benchmarks_and_tests_import_what_exists():
     """bench/ and tests/ follow the moves too, in the imports inside their functions as well."""
     everything = scan(ROOT, (*PACKAGES, "bench", "tests"))
