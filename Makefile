@@ -11,8 +11,9 @@ install:  ## venv + requirements + the MNIST dataset (FROM=DIR, else ../shared i
 	@$(MAKE) --no-print-directory ingest FROM="$(or $(FROM),$(wildcard $(SHARED_MNIST)))" >.ingest.log 2>&1; \
 	status=$$?; cat .ingest.log; grep '^WARNING' .ingest.log; rm -f .ingest.log; exit $$status
 
-run:  ## the dashboard on http://localhost:8501
-	$(VENV)/bin/python -m streamlit run dashboard/app.py
+PORT ?= 8501
+run:  ## the dashboard on http://localhost:$(PORT) (make run PORT=8502 for another port)
+	$(VENV)/bin/python -m streamlit run dashboard/app.py --server.port $(PORT)
 
 test:
 	$(VENV)/bin/python -m pytest

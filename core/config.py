@@ -172,7 +172,8 @@ class TrainConfig:
             if not isinstance(getattr(self, flag), bool):
                 check(flag, f"{flag} must be true or false, got {getattr(self, flag)!r}")
         if not isinstance(self.name, str) or len(self.name) > 200:
-            check("name", f"name must be text of at most 200 characters, got {self.name!r:.60}")
+            got = f"{len(self.name)} characters" if isinstance(self.name, str) else repr(self.name)[:60]
+            check("name", f"name must be text of at most 200 characters, got {got}")
         if self.train_limit is not None:
             check("train_limit", _integer("train_limit", self.train_limit, 10, n_train or 10**9))
         if n_train is None or {"train_limit", "validation_split"} & set(found):

@@ -292,8 +292,13 @@ def _dimension(values: pd.Series, label: str) -> dict:
                 ticks = list(np.linspace(min(ticks), max(ticks), 6))
             return dict(label="learning rate (log)", values=logs, tickvals=ticks,
                         ticktext=[f"{10 ** t:.2g}" for t in ticks])
-        whole = bool(np.all(numeric == np.round(numeric)))
-        return dict(label=label.replace("_", " "), values=numeric, tickformat=",d" if whole else None)
+        if bool(np.all(numeric == np.round(numeric))):  # whole numbers: ticks only at whole numbers, each once
+            distinct = sorted(set(int(v) for v in numeric))
+            lo, hi = distinct[0], distinct[-1]
+            ticks = distinct if len(distinct) <= 8 else list(range(lo, hi + 1, -(-(hi - lo) // 6)))
+            return dict(label=label.replace("_", " "), values=numeric, tickvals=ticks, tickformat=",d",
+                        ticktext=[f"{t:,}" for t in ticks], range=[lo - 0.5, hi + 0.5] if lo == hi else None)
+        return dict(label=label.replace("_", " "), values=numeric)
     text = values.map(_category_text)
     cats = sorted(set(text))
     codes = {c: i for i, c in enumerate(cats)}

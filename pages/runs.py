@@ -107,8 +107,10 @@ if not pending:
         st.session_state["runs_pending_delete"] = ids
         st.rerun()
 else:
+    studies = [name for name in runs["group_name"].dropna().unique() if get_study(store, name) is not None]
     st.warning(f"Delete {len(pending)} run(s) for good: " + ", ".join(labels[i] for i in pending)
-               + "? Their metrics, evaluations and model files are removed too.")
+               + "? Their metrics, evaluations and model files are removed too. "
+               + actions.study_delete_note(runs, pending, studies))
     yes, no = st.columns(2)
     if no.button("Keep them", key="runs_delete_cancel"):
         st.session_state["runs_pending_delete"] = []

@@ -14,7 +14,7 @@ store = state.get_store()
 studies = list_studies(store)
 if not studies:
     st.info("No study yet. Start one on the Train page (Sweep tab → Study), or from the shell with "
-            "`python -m core sweep --arch mlp-128-64 --search tpe --param learning_rate=1e-4:1e-1:log --trials 12`.",
+            "`.venv/bin/python -m core sweep --arch mlp-128-64 --search tpe --param learning_rate=1e-4:1e-1:log --trials 12`.",
             icon=":material/science:")
     st.stop()
 

@@ -66,11 +66,13 @@ one_tab, sweep_tab = st.tabs(["One run", "Sweep"])
 with one_tab:
     name = st.text_input(PARAMS["name"].label, key="train_name", help=PARAMS["name"].help,
                          placeholder="empty: named after what differs from the defaults, e.g. mlp-128-64 · lr 0.01")
+    if bad_name := train_form.name_error(name):  # beside its field, and it blocks launching like the others
+        st.error(bad_name, icon=":material/error:")
     if form_errors:
         st.caption(f"Fix the field{'s' if len(form_errors) > 1 else ''} marked in red above to launch: "
                    + "; ".join(form_errors.values()))
     if st.button("Launch", key="train_launch", type="primary", icon=":material/rocket_launch:",
-                 disabled=bool(form_errors)) and not form_errors:
+                 disabled=bool(form_errors or bad_name)) and not (form_errors or bad_name):
         if require_editor("train a model"):
             try:
                 run_id = queue_run(store, train_form.build_config(values, name), state.data_path(), parent_id=parent_id)

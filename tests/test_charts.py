@@ -256,6 +256,19 @@ def test_compare_reads_like_the_other_pages_percent_accuracy_whole_number_axes()
     assert dims[1].tickformat == ",d"
 
 
+def test_a_whole_number_axis_repeats_no_tick_label():
+    """Issue 27, item 12: 'epochs planned' between 2 and 3 read 3, 3, 3, 2, 2, 2 (ticks at 2.2, 2.4 … rounded)."""
+    runs = pd.DataFrame({"epochs": [2, 3, 3, 2], "seed": list(range(0, 400, 100)), "wide": [1, 50, 100, 7],
+                         "test_accuracy": [0.9, 0.91, 0.92, 0.93]})
+    dims = charts.parallel_coordinates(runs, ["epochs", "seed", "wide"], "test_accuracy").data[0].dimensions
+    assert list(dims[0].tickvals) == [2, 3] and list(dims[0].ticktext) == ["2", "3"]
+    for dim in dims[:3]:
+        assert len(set(dim.ticktext)) == len(dim.ticktext)
+        assert all(float(t) == int(t) for t in dim.tickvals)
+    same = charts.parallel_coordinates(runs.assign(epochs=3), ["epochs"], "test_accuracy").data[0].dimensions[0]
+    assert list(same.ticktext) == ["3"]
+
+
 def test_a_cancelled_runs_partial_epoch_is_not_plotted():
     import pandas as pd
 

@@ -52,7 +52,7 @@ def test_the_view_shows_progress_best_run_and_every_chart(a_study):
     assert not at.exception, at.exception
     shown = texts(at)
     assert "3 of 6 done" in shown and "2 completed · 1 pruned · 1 running" in shown
-    assert "Best run so far" in shown and "0.9000" in shown
+    assert "Best run so far" in shown and "validation accuracy 90.00%" in shown
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     for title in ("Optimization history", "Parameter importance", "Intermediate values", "learning rate",
                   "optimizer", "parcoords"):
@@ -141,3 +141,58 @@ def test_a_restarted_dashboard_shows_the_same_study(a_study):
     assert not again.exception
     assert [p.proto.text for p in again.get("progress")] == [p.proto.text for p in first.get("progress")]
     assert [s.value for s in again.success] == [s.value for s in first.success]
+
+
+def test_deleting_a_study_run_queues_no_replacement_and_the_dialog_says_so(app_env):
+    """Issue 27, item 2: deleting trial #1 of a finished study queued, trained and pruned a trial #4 at
+    once. A deleted run now takes its place in the budget with it; the confirm dialog says so."""
+    from core.search.study import top_up_all
+    store = app_env.store
+    ids = create_study(store, BASE, SPACE, "done", app_env.data_path, search="random", budget=2)
+    finish_trial(store, ids[0], [0.5, 0.6])
+    ids.append(top_up(store, "done")[0])
+    finish_trial(store, ids[1], [0.4, 0.7])
+    at = AppTest.from_file(str(ROOT / "pages" / "runs.py"), default_timeout=60).run()
+    shown = next(df.value for df in at.dataframe if "id" in df.value.columns)
+    at.session_state[f"runs_table_{at.session_state['runs_table_n']}"] = {
+        "selection": {"rows": [shown["id"].tolist().index(ids[0])], "columns": [], "cells": []}}
+    at.run()
+    at.button(key="runs_delete").click().run()
+    warning = next(w.value for w in at.warning if "for good" in w.value)
+    assert "1 of study done" in warning and "does not replace a deleted run" in warning
+    at.button(key="runs_delete_confirm").click().run()
+    assert not at.exception and "Deleted 1 run(s)." in [s.value for s in at.success]
+    assert get_study(store, "done").budget == 1
+    assert top_up_all(store) == [] and len(store.list_runs(group="done")) == 1  # nothing new to train
+    assert top_up(store, "done") == []
+
+
+def test_a_study_on_two_datasets_says_so_and_json_keeps_value_types(app_env, capsys):
+    """Issue 27, items 2 and 10: runs that trained on different data are named on the page and in
+    `study --json`, whose best_params keep their types (32, not "32"); accuracies read in percent."""
+    import json
+
+    from core.cli import main
+    store = app_env.store
+    space = {"batch_size": {"type": "categorical", "choices": [32, 64]}}
+    ids = create_study(store, BASE, space, "mixed", app_env.data_path, search="random", budget=2)
+    for i, (n_train, values) in enumerate(((60_000, [0.5, 0.9]), (5_000, [0.3, 0.4]))):
+        if i:
+            ids += top_up(store, "mixed")  # full MNIST was ingested in between
+        store.set_dataset(ids[i], {"source": f"set {i}", "n_train": n_train, "n_test": 100, "sha256": f"{i}" * 64})
+        finish_trial(store, ids[i], values)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["study"] = "mixed"
+    at.run()
+    assert not at.exception
+    assert any("different datasets" in w.value and "60,000 training digits" in w.value for w in at.warning)
+    assert "validation accuracy 90.00%" in texts(at)
+    table = at.dataframe[0].value
+    assert {"Trial", "Name", "Status", "Validation accuracy %", "Test accuracy %", "Batch size"} <= set(table.columns)
+    assert not {"run_id", "val_accuracy", "epochs_run"} & set(table.columns)
+    assert sorted(table["Validation accuracy %"].dropna()) == pytest.approx([40.0, 90.0])
+    capsys.readouterr()
+    assert main(["study", "mixed", "--json", "--db", app_env.db_url]) == 0
+    data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert data["mixed_datasets"] is True and [d["runs"] for d in data["datasets"]] == [1, 1]
+    assert isinstance(data["best_params"]["batch_size"], int)

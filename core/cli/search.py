@@ -54,7 +54,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from core.search.report import summary
+    from core.search.report import mixed_datasets_note, summary
     from core.search.study import extend_study, stop_study
     store = open_store(args)
     notes = []
@@ -72,6 +72,8 @@ def cmd_study(args) -> int:
     print(f"study {data['group']}: {data['search']}, {data['objective']} ({data['direction']}), pruner "
           f"{data['pruner']}, budget {data['budget']}{' (stopped)' if data['stopped'] else ''}")
     print(f"runs: {counts or 'none yet'}")
+    if data["mixed_datasets"]:
+        print(f"warning: {mixed_datasets_note(data['datasets'])}")
     if data["best_run_id"]:
         params = ", ".join(f"{k}={v}" for k, v in data["best_params"].items())
         print(f"best: run {data['best_run_id']} {data['objective']} {data['best_value']:.4f} ({params})")

@@ -119,9 +119,9 @@ def check_dataset(data_path: str | Path) -> DatasetInfo:
                     if got is None or not isinstance(got, h5py.Dataset) or got.shape != shape or got.dtype != np.uint8:
                         found = "missing" if not isinstance(got, h5py.Dataset) else f"{got.dtype}{got.shape}"
                         raise DataError(f"{info.path}: {split}/{name} is {found}, expected uint8{shape}; "
-                                        f"run `python -m core ingest --overwrite --out {info.path}`")
+                                        f"run `.venv/bin/python -m core ingest --overwrite --out {info.path}`")
     except OSError as exc:
-        raise DataError(f"{info.path}: not a readable HDF5 file ({exc}); run `python -m core ingest`") from None
+        raise DataError(f"{info.path}: not a readable HDF5 file ({exc}); run `.venv/bin/python -m core ingest`") from None
     return info
 
 

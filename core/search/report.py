@@ -43,6 +43,7 @@ def summary(store: RunStore, name: str) -> dict:
     best = best_run(study, table)
     runs = store.transact(lambda c: rows.study_runs(c, name), write=False)
     importance, note = param_importance(study, rebuild(study, runs, objective))
+    datasets = datasets_of(runs)
     counted = sum(v for s, v in counts.items() if s not in NOT_COUNTED)
     return {"group": study.name, "search": study.search, "objective": study.objective,
             "direction": study.direction, "pruner": study.pruner, "warmup_epochs": study.warmup_epochs,
@@ -50,9 +51,24 @@ def summary(store: RunStore, name: str) -> dict:
             counts["queued"] + counts["running"] == 0, "space": study.space, "counts": counts,
             "best_run_id": best["run_id"] if best is not None else None,
             "best_value": float(best["value"]) if best is not None else None,
-            "best_params": {f: best[f"param_{f}"] for f in study.space} if best is not None else None,
+            "best_params": {f: _plain(best[f"param_{f}"]) for f in study.space} if best is not None else None,
             "best_test_accuracy": _float(best["test_accuracy"]) if best is not None else None,
-            "importance": importance, "importance_note": note}
+            "importance": importance, "importance_note": note,
+            "datasets": datasets, "mixed_datasets": len(datasets) > 1}
+
+
+def datasets_of(runs: list[dict]) -> list[dict]:
+    """The datasets the study's runs trained on, one entry per fingerprint, most used first:
+    {sha256, source, n_train, n_test, runs}. More than one means their scores are not comparable."""
+    found: dict[str, dict] = {}
+    for r in runs:
+        data = r.get("dataset") or {}
+        sha = data.get("sha256") if isinstance(data, dict) else None
+        if sha:
+            entry = found.setdefault(sha, {"sha256": sha, "source": data.get("source"), "n_train": data.get("n_train"),
+                                           "n_test": data.get("n_test"), "runs": 0})
+            entry["runs"] += 1
+    return sorted(found.values(), key=lambda d: -d["runs"])
 
 
 def best_run(study: Study, table):
@@ -90,6 +106,21 @@ def param_importance(study: Study, optuna_study) -> tuple[dict[str, float], str 
     if not raw or not total or not math.isfinite(total):
         return {}, "cannot be computed yet: the completed runs do not differ in their parameters"
     return {k: float(v) / total for k, v in raw.items()}, None
+
+
+def mixed_datasets_note(datasets: list[dict]) -> str:
+    """One line saying which datasets a study's runs trained on (for a study with more than one)."""
+    def one(d: dict) -> str:
+        size = f"{d['n_train']:,} training digits" if isinstance(d.get("n_train"), int) else "size unknown"
+        return f"{d['runs']} run{'s' if d['runs'] != 1 else ''} on {d.get('source') or 'an unnamed source'} ({size})"
+    return ("its runs trained on different datasets, so their scores are not comparable: "
+            + "; ".join(one(d) for d in datasets))
+
+
+def _plain(value):
+    """A table cell as plain JSON-able Python (numpy's 32 → 32, not "32"; NaN → None)."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and value != value else value
 
 
 def _float(value) -> float | None:

@@ -43,6 +43,7 @@ from core.search.space import (MAX_RUNS, apply_params, check_grid, distribution,
                                show_value)
 from core.store.facade import RunStore
 from core.store.queue import queue_run
+from core.store.runs import UNCOUNTED_IN_BUDGET
 from core.store.schema import Run, StoreError
 
 SEARCHES = ("random", "tpe", "grid")
@@ -52,7 +53,7 @@ MAX_BUDGET = MAX_RUNS     # runs in one study (200)
 MAX_PROPOSAL_TRIES = 20   # proposals Optuna may make for one slot before the space counts as impossible
 # Runs that ended without a result (failed, interrupted) are replaced, but at most this many times
 # the budget in all, so a space whose runs always crash cannot queue forever.
-NOT_COUNTED = ("failed", "interrupted")
+NOT_COUNTED = UNCOUNTED_IN_BUDGET  # ("failed", "interrupted"); deleting any other study run lowers the budget
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def list_studies(store: RunStore) -> list[Study]:
 def require_study(store: RunStore, name: str) -> Study:
     study = get_study(store, name)
     if study is None:
-        raise StoreError(f"no study named {name!r}: `python -m core sweep … --name {name}` makes one")
+        raise StoreError(f"no study named {name!r}: `.venv/bin/python -m core sweep … --name {name}` makes one")
     return study
 
 

@@ -21,10 +21,12 @@ import sqlalchemy as sa
 
 from core.store import db
 from core.store.metrics import insert_metrics
-from core.store.schema import TERMINAL, TRANSITIONS, Run, RunNotFound, StoreError, clean, runs_t, runs_frame, workers_t
+from core.store.schema import (TERMINAL, TRANSITIONS, Run, RunNotFound, StoreError, clean, runs_frame, runs_t,
+                               studies_t, workers_t)
 from core.store.workers import pid_alive
 
 EDITABLE = {"name", "tags", "note", "group_name", "drawn_accuracy"}  # what update_run may change
+UNCOUNTED_IN_BUDGET = ("failed", "interrupted")  # a study replaces these (core.search.study.NOT_COUNTED)
 
 
 def require_run(conn: sa.Connection, run_id: str, lock: bool | str = False) -> sa.RowMapping:
@@ -33,7 +35,7 @@ def require_run(conn: sa.Connection, run_id: str, lock: bool | str = False) -> s
     q = sa.select(runs_t).where(runs_t.c.id == run_id)
     row = conn.execute(db.locked(q, key=lock == "key") if lock else q).mappings().first()
     if row is None:
-        raise RunNotFound(f"no run with id {run_id!r}: `python -m core runs` lists the runs")
+        raise RunNotFound(f"no run with id {run_id!r}: `.venv/bin/python -m core runs` lists the runs")
     return row
 
 
@@ -170,9 +172,15 @@ def delete_run(conn: sa.Connection, run_id: str) -> None:
 
     The row is locked FOR UPDATE: a worker cannot claim it between the check and the delete.
     """
-    if require_run(conn, run_id, lock="key")["status"] == "running":
+    row = require_run(conn, run_id, lock="key")
+    if row["status"] == "running":
         raise StoreError(f"run {run_id} is running: cancel it first")
     conn.execute(sa.delete(runs_t).where(runs_t.c.id == run_id))
+    if row["group_name"] and row["trial"] is not None and row["status"] not in UNCOUNTED_IN_BUDGET:
+        # A study's run that counted towards its budget takes its place in the budget with it, so the
+        # study does not queue (and train) a replacement; extending the study trains more.
+        conn.execute(sa.update(studies_t).where(studies_t.c.name == row["group_name"], studies_t.c.budget > 0)
+                     .values(budget=studies_t.c.budget - 1))
 
 
 def update_run(conn: sa.Connection, run_id: str, **values: Any) -> None:

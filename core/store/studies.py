@@ -63,10 +63,10 @@ def open_searches(conn: sa.Connection, slots: int, not_counted: tuple[str, ...])
 
 
 def study_runs(conn: sa.Connection, name: str) -> list[dict]:
-    """The study's runs, oldest first: id, name, status, config, trial, times, test accuracy, epoch."""
+    """The study's runs, oldest first: id, name, status, config, trial, times, test accuracy, epoch, dataset."""
     r = runs_t.c
     rows = conn.execute(sa.select(r.id, r.name, r.status, r.config, r.trial, r.created_at, r.finished_at,
-                                  r.test_accuracy, r.epoch).where(r.group_name == name)
+                                  r.test_accuracy, r.epoch, r.dataset).where(r.group_name == name)
                         .order_by(r.created_at)).mappings().all()
     return [dict(row) for row in rows]
 

@@ -10,6 +10,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from core.store.facade import RunStore
+from core.search.study import NOT_COUNTED
 from core.store.schema import StoreError
 
 
@@ -46,6 +47,21 @@ def delete_runs(store: RunStore, run_ids: Iterable[str]) -> tuple[int, list[str]
         except StoreError as exc:
             errors.append(str(exc))
     return deleted, errors
+
+
+def study_delete_note(runs: pd.DataFrame, run_ids: Sequence[str], studies: Iterable[str]) -> str:
+    """What deleting `run_ids` does to the studies they belong to (`studies`: the names of studies), or "".
+
+    A deleted study run is not replaced: it takes its place in the study's budget with it (a
+    failed or interrupted one held none), so nothing trains because of a delete.
+    """
+    chosen = runs[runs["run_id"].isin(list(run_ids)) & runs["group_name"].isin(list(studies))
+                  & ~runs["status"].isin(NOT_COUNTED)]
+    if chosen.empty:
+        return ""
+    parts = [f"{n} of study {name}" for name, n in chosen.groupby("group_name").size().items()]
+    return (f"{'; '.join(parts).capitalize()}: a study does not replace a deleted run, its budget goes down by "
+            "one per run instead (nothing new trains). Extend the study on its page to train more.")
 
 
 def clean_tag(text: str) -> str:

@@ -19,18 +19,35 @@ STATUS_STYLE = {"completed": ("#2ca02c", "circle"), "pruned": ("#9467bd", "x")}
 _MARGIN = dict(l=10, r=10, t=40, b=10)
 
 
-def _finished(table: pd.DataFrame) -> pd.DataFrame:
+def _finished(table: pd.DataFrame, objective: str = "") -> pd.DataFrame:
+    """The completed and pruned runs with a value, by trial; an accuracy objective's values in percent."""
     if table.empty:
         return table
-    return table[table["status"].isin(tuple(STATUS_STYLE)) & table["value"].notna()].sort_values("trial")
+    done = table[table["status"].isin(tuple(STATUS_STYLE)) & table["value"].notna()].sort_values("trial")
+    return done.assign(value=done["value"].astype(float) * _scale(objective))
+
+
+def _scale(objective: str) -> float:
+    """Accuracies show in percent, as on every other page; losses as they are."""
+    return 100.0 if "accuracy" in objective else 1.0
+
+
+def _y_title(objective: str) -> str:
+    return key_label(objective) + (" (%)" if _scale(objective) == 100 else "")
+
+
+def _y_format(objective: str) -> str:
+    """The hover text's number: "%{y:.2f} %" for an accuracy, "%{y:.4f}" for a loss."""
+    return "%{y:.2f} %" if _scale(objective) == 100 else "%{y:.4f}"
 
 
 def history_chart(table: pd.DataFrame, objective: str, direction: str, height: int = 340) -> go.Figure:
     """The objective of each finished run by trial number, and the best completed value so far as a step
     line to the last finished trial; whole-number trial ticks."""
-    done = _finished(table)
+    done = _finished(table, objective)
     if done.empty:
         return empty_figure("No run of this study has finished yet", height)
+    y = _y_format(objective)
     fig = go.Figure()
     for status, (colour, symbol) in STATUS_STYLE.items():
         part = done[done["status"] == status]
@@ -38,7 +55,7 @@ def history_chart(table: pd.DataFrame, objective: str, direction: str, height: i
             fig.add_trace(go.Scatter(x=part["trial"], y=part["value"], mode="markers", name=status,
                                      marker=dict(color=colour, symbol=symbol, size=9), text=part["name"],
                                      customdata=part["run_id"],
-                                     hovertemplate="trial %{x}: %{y:.4f}<br>%{text}<extra>" + status + "</extra>"))
+                                     hovertemplate=f"trial %{{x}}: {y}<br>%{{text}}<extra>{status}</extra>"))
     # a step line through every finished trial from the first completed one: a pruned run's value
     # is carried over from the completed run before it, so it never becomes the best
     carried = done["value"].where(done["status"] == "completed").ffill()
@@ -46,11 +63,11 @@ def history_chart(table: pd.DataFrame, objective: str, direction: str, height: i
     if since.any():
         fig.add_trace(go.Scatter(x=done.loc[since, "trial"], y=best_so_far(carried[since], direction), mode="lines",
                                  name="best so far", line=dict(color="#d62728", shape="hv", width=2),
-                                 hovertemplate="best after trial %{x}: %{y:.4f}<extra></extra>"))
+                                 hovertemplate=f"best after trial %{{x}}: {y}<extra></extra>"))
     span = int(done["trial"].max() - done["trial"].min())
     fig.update_layout(title="Optimization history", height=height, margin=_MARGIN,
                       xaxis=dict(title="trial", tickmode="linear", tick0=0, dtick=max(1, -(-span // 10))),
-                      yaxis_title=key_label(objective), legend=dict(orientation="h", y=-0.2))
+                      yaxis_title=_y_title(objective), legend=dict(orientation="h", y=-0.2))
     return fig
 
 
@@ -69,7 +86,7 @@ def importance_chart(importance: Mapping[str, float], note: str | None = None, h
 
 def slice_chart(table: pd.DataFrame, field: str, spec: Mapping, objective: str, height: int = 280) -> go.Figure:
     """The objective of each finished run against one parameter (log axis for a log range)."""
-    done = _finished(table)
+    done = _finished(table, objective)
     column = f"param_{field}"
     if done.empty or column not in done:
         return empty_figure(f"{field.replace('_', ' ')}: no finished run yet", height)
@@ -81,14 +98,14 @@ def slice_chart(table: pd.DataFrame, field: str, spec: Mapping, objective: str, 
             x = part[column].map(str) if categorical else part[column]
             fig.add_trace(go.Scatter(x=x, y=part["value"], mode="markers", name=status, text=part["trial"],
                                      marker=dict(color=colour, symbol=symbol, size=9),
-                                     hovertemplate="%{x}: %{y:.4f} (trial %{text})<extra>" + status + "</extra>"))
+                                     hovertemplate=f"%{{x}}: {_y_format(objective)} (trial %{{text}})<extra>{status}</extra>"))
     xaxis: dict = dict(title=field.replace("_", " "))
     if spec.get("log"):
         xaxis["type"] = "log"
     if categorical:
         xaxis.update(type="category", categoryorder="array", categoryarray=[str(c) for c in spec["choices"]])
     fig.update_layout(title=field.replace("_", " "), height=height, margin=_MARGIN, xaxis=xaxis,
-                      yaxis_title=key_label(objective), showlegend=False)
+                      yaxis_title=_y_title(objective), showlegend=False)
     return fig
 
 
@@ -104,13 +121,13 @@ def intermediate_chart(table: pd.DataFrame, values: Mapping[str, Mapping[int, fl
         if not points:
             continue
         epochs = sorted(points)
-        y = [points[e] for e in epochs]
+        y = [points[e] * _scale(objective) for e in epochs]
         pruned = row.status == "pruned"
         group = "pruned" if pruned else ("running" if row.status in ("queued", "running") else "completed")
         colour = {"pruned": "#9467bd", "running": "#1f77b4", "completed": "#2ca02c"}[group]
         fig.add_trace(go.Scatter(x=epochs, y=y, mode="lines+markers", name=group, legendgroup=group,
                                  showlegend=group not in shown, line=dict(color=colour, dash="dash" if pruned else None),
-                                 marker=dict(size=5), hovertemplate=f"trial {row.trial}, epoch %{{x}}: %{{y:.4f}}"
+                                 marker=dict(size=5), hovertemplate=f"trial {row.trial}, epoch %{{x}}: {_y_format(objective)}"
                                                                     f"<extra>{group}</extra>"))
         shown.add(group)
         if pruned:
@@ -118,7 +135,7 @@ def intermediate_chart(table: pd.DataFrame, values: Mapping[str, Mapping[int, fl
                                      marker=dict(symbol="x", size=12, color=colour),
                                      hovertemplate=f"trial {row.trial} pruned after epoch %{{x}}<extra></extra>"))
     fig.update_layout(title="Intermediate values (pruned runs dashed, ✕ where they stopped)", height=height,
-                      margin=_MARGIN, xaxis=dict(title="epoch", dtick=1), yaxis_title=key_label(objective),
+                      margin=_MARGIN, xaxis=dict(title="epoch", dtick=1), yaxis_title=_y_title(objective),
                       legend=dict(orientation="h", y=-0.2))
     return fig
 

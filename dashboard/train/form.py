@@ -29,6 +29,9 @@ HIDDEN_ACTIVATIONS = (*ACTIVATIONS, "linear")
 HYPERPARAMETERS = tuple(name for name, p in PARAMS.items()
                         if p.kind in ("choice", "int", "float", "bool") and name != "architecture")
 COLUMNS = 3  # the hyperparameters flow through this many columns, in the registry's order
+# Fields whose default is "none" (dropout: keep the architecture's rates; train limit: all digits).
+# Their inputs may be emptied, and empty restores that default.
+OPTIONAL = tuple(f.name for f in fields(TrainConfig) if f.default is None and f.name in HYPERPARAMETERS)
 # How a few number inputs look (step, format, placeholder); every other field gets its kind's default.
 NUMBER_LOOKS: dict[str, dict[str, Any]] = {
     "learning_rate": {"step": 1e-4, "format": "%g"},
@@ -144,6 +147,12 @@ def field_errors(values: dict[str, Any], n_train: int | None) -> dict[str, str]:
     return {field: labelled(field, message) for field, message in config.problems(n_train).items()}
 
 
+def name_error(name: str) -> str | None:
+    """What is wrong with a typed run name, in the words of its label; None when it can be launched."""
+    message = TrainConfig(name=(name or "").strip()).problems().get("name")
+    return labelled("name", message) if message else None
+
+
 def labelled(field: str, message: str) -> str:
     """A problem's message ("learning_rate must be …, got 0.0") in the words of the field's label
     ("Learning rate must be …"). The value received is left out: the field beside the message shows it.
@@ -169,6 +178,8 @@ def _input(field: str, n_train: int | None) -> Any:
     looks = {"step": 1 if p.kind == "int" else 0.01, **NUMBER_LOOKS.get(field, {})}
     if field == "train_limit":
         looks["placeholder"] = f"all {n_train:,} training digits" if n_train else "all training digits"
+    if field in OPTIONAL:  # no number as the widget's default: emptying the input gives None, not 0
+        looks["value"] = None
     return st.number_input(p.label, key=key, help=p.help, **looks)
 
 
