@@ -23,8 +23,8 @@ import time
 import keras
 
 from core import settings
-from core.interop.models import (complete_with_model, evaluate, mark_source, model_config, save_model_file,
-                                 test_split)
+from core.interop.models import (InteropError, check_shape, complete_with_model, evaluate, mark_source, model_config,
+                                 save_model_file, test_split)
 from core.store.facade import HEARTBEAT_TIMEOUT, RunStore
 from core.train.callbacks import StoreLogger
 
@@ -130,15 +130,27 @@ class DigitLabCallback(keras.callbacks.Callback):
             store.finish_run(run_id, "cancelled", error="cancelled on request")
             return
         summary = {k: v for k, v in logger.summary.items() if v is not None}
+        if _count(self.model) is not None:  # a model without an Input is built by its first batch
+            summary["n_params"] = _count(self.model)
         try:
             result = None
-            if self.evaluate and settings.data_path(self.data).is_file():
+            if self.evaluate and settings.data_path(self.data).is_file() and _is_digit_classifier(self.model):
                 result = evaluate(self.model, *test_split(settings.data_path(self.data)))
             path = save_model_file(store, run_id, self.model)
             complete_with_model(store, run_id, path, result, **summary)
         except Exception as exc:  # the metrics stay; the run says why it has no model
             log.warning("run %s: the model could not be kept", run_id, exc_info=True)
             store.finish_run(run_id, "failed", error=f"the model could not be kept: {type(exc).__name__}: {exc}"[:4000])
+
+
+def _is_digit_classifier(model) -> bool:
+    """Whether the model takes 28×28 digits and gives 10 classes; another model is kept, not scored on MNIST."""
+    try:
+        check_shape(model)
+    except InteropError as exc:
+        log.warning("the tracked model is not scored on the MNIST test set: %s", exc)
+        return False
+    return True
 
 
 def _count(model) -> int | None:

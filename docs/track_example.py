@@ -2,7 +2,8 @@
 # # Track a notebook's training into Digit Lab
 #
 # The classic MLP of *Deep Learning with Python* (chapter 2), unchanged except for one
-# callback. Run it as a script (`python docs/track_example.py` from the repo root) or paste
+# callback. Run it as a script (`PYTHONPATH=. .venv/bin/python docs/track_example.py` from the repo
+# root: `core` must be importable, as it is in a notebook started there) or paste
 # the cells into Jupyter. The run shows live on the dashboard's Runs page while it trains;
 # afterwards it can be drawn on, compared and scored on the team's drawings like any run.
 #

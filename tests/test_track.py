@@ -162,6 +162,7 @@ def test_the_docs_example_runs_unchanged_but_for_the_callback(tmp_path, tiny_dat
     runs = RunStore(db).list_runs()
     assert list(runs["status"]) == ["completed"] and runs["test_accuracy"].notna().all()
     assert list(runs["name"]) == ["mlp-512 from the tutorial"]
+    assert list(runs["n_params"]) == [784 * 512 + 512 + 512 * 10 + 10]  # built by its first batch, counted at the end
 
 
 def test_tracking_into_a_postgresql_store(pg_url, tiny_data):
@@ -174,3 +175,16 @@ def test_tracking_into_a_postgresql_store(pg_url, tiny_data):
     assert run.status == "completed" and store.evaluation(run.id).n == 50
     assert load_model(store.model_file(run.id), run_id=run.id) is not None
     store.close()
+
+
+def test_a_model_that_is_not_a_digit_classifier_is_kept_but_not_scored(tmp_path, tiny_data):
+    from core.track import DigitLabCallback
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.fit(np.random.rand(16, 4), np.arange(16) % 3, epochs=1, batch_size=8, verbose=0,
+              callbacks=[DigitLabCallback(db=db, data=tiny_data)])
+    store = RunStore(db)
+    run = store.get_run(store.list_runs()["run_id"][0])
+    assert run.status == "completed" and store.evaluation(run.id) is None
+    assert store.artifact(run.id, MODEL_FILE) is not None and run.config["optimizer"] == "sgd"
