@@ -188,3 +188,26 @@ def test_a_model_that_is_not_a_digit_classifier_is_kept_but_not_scored(tmp_path,
     run = store.get_run(store.list_runs()["run_id"][0])
     assert run.status == "completed" and store.evaluation(run.id) is None
     assert store.artifact(run.id, MODEL_FILE) is not None and run.config["optimizer"] == "sgd"
+
+
+def test_an_exception_inside_fit_stops_the_heartbeat_so_the_run_ends_interrupted(tmp_path, tiny_data, monkeypatch):
+    """Keras skips on_train_end when fit raises: the run must not stay `running` while the kernel lives on."""
+    from core import track
+    monkeypatch.setattr(track, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(track, "STALL_SECONDS", 0.3)
+
+    class Boom(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                raise RuntimeError("a bug in the notebook")
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    x, y = digits(tiny_data, 32)
+    tracker = track.DigitLabCallback(db=db, data=tiny_data, flush_seconds=0)
+    with pytest.raises(RuntimeError):
+        mlp_512().fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[tracker, Boom()])
+    store = RunStore(db)
+    assert store.get_run(tracker.run_id).status == "running"
+    time.sleep(0.3 + 0.3 + 0.2)  # the stall, then a beat's age past the timeout below
+    assert not tracker._heart.is_alive()
+    assert store.recover_stale(timeout=0.3) == [tracker.run_id]
+    assert store.get_run(tracker.run_id).status == "interrupted"
