@@ -6,6 +6,7 @@ Plain functions over values and pandas columns; none reads the store or Streamli
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Mapping
 
 import numpy as np
@@ -33,6 +34,17 @@ def duration_text(seconds: float | None) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def when_text(iso: str) -> str:
+    """An ISO timestamp as people read it, in this machine's time zone: "5 Dec 2026, 10:23"; the text
+    itself when it is not one."""
+    try:
+        moment = datetime.fromisoformat(str(iso))
+    except ValueError:
+        return str(iso)
+    moment = moment.astimezone() if moment.tzinfo else moment
+    return f"{moment.day} {moment:%b %Y, %H:%M}"
 
 
 def value_text(value: Any, pattern: str) -> str:

@@ -8,6 +8,7 @@ from dashboard import state
 from dashboard.auth import require_editor
 from dashboard.charts import digit_tiles
 from dashboard.data import views as data_views
+from dashboard.format import when_text
 
 SOURCE_HELP = ("A folder on this machine with the four MNIST IDX files (train-images-idx3-ubyte[.gz], "
                "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) or a Keras "
@@ -36,7 +37,8 @@ def ingest_form(replace: bool) -> None:
             bar.empty()
             st.error(str(exc), icon=":material/error:")
         else:
-            st.session_state["data_message"] = (result.offline_sample, result.message)
+            # the offline sample: one line, as the page's banner already says how to get full MNIST
+            st.session_state["data_message"] = (result.offline_sample, result.headline or result.message)
             st.rerun()
 
 
@@ -57,7 +59,7 @@ if info is None:
 
 state.dataset_banner()
 source = "the offline 5,000-digit sample (not full MNIST)" if info.offline_sample else f"MNIST from {info.source}"
-st.markdown(f"Loaded: **{source}**, ingested {info.created} into `{info.path}`.")
+st.markdown(f"Loaded: **{source}**, ingested {when_text(info.created)} into `{info.path}`.")
 m = st.columns(3)
 m[0].metric("Training digits", f"{info.n_train:,}", help="Each run holds out its validation_split of these.")
 m[1].metric("Test digits", f"{info.n_test:,}", help="Never trained on: every run's final accuracy is measured here.")

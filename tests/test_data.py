@@ -476,3 +476,17 @@ def test_the_fingerprint_names_the_digits_not_the_file(tmp_path):
     with h5py.File(a, "r+") as f:  # as wave-1 ingest wrote it
         del f.attrs["fingerprint"]
     assert dataset_info(a).sha256 == "" and dataset_identity(a)["sha256"] == sha_a
+
+
+def test_a_text_file_or_object_arrays_are_refused_without_unsafe_advice(tmp_path):
+    """Issue 27, item 7: numpy's message called a text file pickled data and suggested allow_pickle."""
+    (tmp_path / "notes.txt").write_text("1,2,3\n")
+    with pytest.raises(DataError, match="zip archive") as err:
+        ingest(tmp_path / "notes.txt", tmp_path / "out" / "mnist.h5")
+    assert "pickle" not in str(err.value).lower()
+    np.savez(tmp_path / "objects.npz", x_train=np.array([{"a": 1}], dtype=object), y_train=np.zeros(1),
+             x_test=np.zeros(1), y_test=np.zeros(1))
+    with pytest.raises(DataError, match="object arrays, which are never loaded") as err:
+        ingest(tmp_path / "objects.npz", tmp_path / "out" / "mnist.h5")
+    assert "allow_pickle" not in str(err.value)
+    assert_nothing_written(tmp_path / "out")

@@ -99,3 +99,30 @@ def test_populated_store_page_opens(populated_env):
     at = open_page()
     assert not at.exception and not at.error
     assert {m.label: m.value for m in at.metric}["Training digits"] == "300"
+
+
+def test_a_text_file_as_source_is_one_clear_line_without_unsafe_advice(app_env, monkeypatch, tmp_path):
+    """Issue 27, item 7: numpy called a text file "pickled (object) data" and suggested allow_pickle."""
+    target = tmp_path / "fresh" / "mnist.h5"
+    monkeypatch.setenv("DIGITLAB_DATA", str(target))
+    (tmp_path / "notes.txt").write_text("these are not digits\n")
+    at = open_page()
+    at.text_input(key="data_src").input(str(tmp_path / "notes.txt"))
+    at.button(key="data_ingest").click().run()
+    assert not at.exception and len(at.error) == 1
+    message = at.error[0].value
+    assert "not a readable .npz file" in message and "zip archive" in message and "pickle" not in message.lower()
+    assert not target.exists()
+
+
+def test_offline_ingest_with_an_empty_source_says_it_in_one_line_beside_the_banner(app_env, monkeypatch, tmp_path):
+    """Issue 27, items 8 and 13: a 5-line warning stood on the banner that says nearly the same; the
+    ingest time was a raw ISO timestamp."""
+    monkeypatch.setenv("DIGITLAB_DATA", str(tmp_path / "sample.h5"))
+    at = open_page()
+    at.button(key="data_ingest").click().run()
+    first, banner = at.warning[0].value, at.warning[1].value
+    assert "\n" not in first and "NOT full MNIST" in first and "make ingest" not in first
+    assert "make ingest FROM=DIR" in banner  # how to get full MNIST: said once, by the banner
+    loaded = at.markdown[0].value
+    assert "ingested " in loaded and "T" not in loaded.split("ingested ")[1].split(" into")[0]

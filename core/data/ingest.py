@@ -47,6 +47,7 @@ class IngestResult:
     skipped: bool  # True when `path` already held these exact inputs
     offline_sample: bool  # True when this is the 5,000-digit fallback, not full MNIST
     message: str  # the line(s) the CLI prints
+    headline: str = ""  # for the offline sample: one line for a page whose banner already says how to get MNIST
 
 
 # ---------------------------------------------------------------- reading sources
@@ -121,6 +122,14 @@ def _read_npz(path: Path) -> tuple[dict, dict]:
     """A Keras-style mnist.npz (x_train, y_train, x_test, y_test) -> (arrays, inputs)."""
     keys = ("x_train", "y_train", "x_test", "y_test")
     try:
+        with open(path, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({error_line(e)})") from None
+    if not zipped:  # numpy would call a text file "pickled data" and suggest loading it unsafely
+        raise DataError(f"{path}: not a readable .npz file (a Keras mnist.npz is a zip archive of arrays, and this "
+                        "file is not one); give a mnist.npz or the folder that holds the four MNIST IDX files")
+    try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in keys if k not in npz.files]
             if missing:
@@ -130,7 +139,12 @@ def _read_npz(path: Path) -> tuple[dict, dict]:
             got = {k: npz[k] for k in keys}
     except DataError:
         raise
-    except Exception as e:  # BadZipFile, zlib.error, ValueError on truncated members, ...
+    except ValueError as e:
+        if "pickle" not in str(e):
+            raise DataError(f"{path}: not a readable .npz file ({error_line(e)}); download it again") from None
+        raise DataError(f"{path}: holds object arrays, which are never loaded (they could run code); "
+                        "MNIST's arrays are plain numbers: use Keras' mnist.npz") from None
+    except Exception as e:  # BadZipFile, zlib.error, truncated members, ...
         raise DataError(f"{path}: not a readable .npz file ({error_line(e)}); download it again") from None
     arrays = {s: check_split(got[f"x_{s}"], path, got[f"y_{s}"], path, f"x_{s}", f"y_{s}") for s in SPLITS}
     return arrays, {path.name: _sha256(path.read_bytes())}
@@ -214,7 +228,7 @@ def ingest(src: str | Path | None, out: str | Path = DEFAULT_DATA, overwrite: bo
     unless `overwrite`. Writes atomically: on any error no output file is left behind.
     Set DIGITLAB_OFFLINE=1 (or allow_download=False) to skip the download attempt.
     """
-    out, warning = Path(out), ""
+    out, warning, headline = Path(out), "", ""
     if src is not None:
         arrays, inputs, kind, source = _read_source(Path(src), progress)
     else:
@@ -231,6 +245,8 @@ def ingest(src: str | Path | None, out: str | Path = DEFAULT_DATA, overwrite: bo
             warning = (f"WARNING: MNIST was not downloaded ({why_not_downloaded(reason)}), so the 5,000-digit "
                        f"offline sample was loaded ({len(arrays['train'][0]):,} train / "
                        f"{len(arrays['test'][0]):,} test), NOT full MNIST. {FULL_MNIST_HINT}")
+            headline = (f"MNIST was not downloaded ({why_not_downloaded(reason)}), so the offline 5,000-digit "
+                        "sample is loaded: NOT full MNIST.")
         inputs = {f"{split}/{name}": _sha256(a.tobytes())
                   for split, pair in arrays.items() for name, a in zip(("images", "labels"), pair)}
 
@@ -241,7 +257,7 @@ def ingest(src: str | Path | None, out: str | Path = DEFAULT_DATA, overwrite: bo
     if not overwrite and _existing_inputs(out) == inputs:
         msg = "\n".join(filter(None, [warning, f"{out} is up to date ({counts} from {source}); nothing to do."]))
         _report(progress, "Done", 1.0)
-        return IngestResult(out, source, kind, n_train, n_test, True, offline, msg)
+        return IngestResult(out, source, kind, n_train, n_test, True, offline, msg, headline)
 
     _report(progress, f"Writing {out.name}", 0.7)
     attrs = {"source": source, "source_kind": kind, "offline_sample": offline,
@@ -252,7 +268,7 @@ def ingest(src: str | Path | None, out: str | Path = DEFAULT_DATA, overwrite: bo
     _write_h5(out, arrays, attrs)
     _report(progress, "Done", 1.0)
     msg = "\n".join(filter(None, [warning, f"Wrote {out}: {counts} from {source}."]))
-    return IngestResult(out, source, kind, n_train, n_test, False, offline, msg)
+    return IngestResult(out, source, kind, n_train, n_test, False, offline, msg, headline)
 
 
 def _write_h5(out: Path, arrays: dict, attrs: dict) -> None:
