@@ -243,6 +243,8 @@ def test_mlflow_export_to_a_sqlite_store_carries_everything_and_skips_on_re_expo
         calls.append((len(metrics), len(params))), real(self, run_id, metrics=metrics, params=params, tags=tags, **kw))[1])
     monkeypatch.setattr(interop_mlflow, "MAX_PARAMS", 5)  # config has ~17 params: four calls for them
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     code, out, err = run_cli(["export", "--format", "mlflow", "--to", uri], capsys, store.url, tiny_data)
     assert code == 0 and "exported 2 runs" in out, err
     assert all(m <= 1000 and p <= 5 for m, p in calls) and max(m for m, _ in calls) == 1000
@@ -259,9 +261,11 @@ def test_mlflow_export_to_a_sqlite_store_carries_everything_and_skips_on_re_expo
     assert [m.step for m in client.get_metric_history(mine.info.run_id, "val_accuracy")] == [1, 2, 3]
     (theirs,) = client.search_runs([exp.experiment_id], filter_string=f"tags.`digitlab.run_id` = '{imported}'")
     assert [f.path for f in client.list_artifacts(theirs.info.run_id, "model")] == ["model/model.keras"]
+    assert (tmp_path / "mlartifacts").is_dir()  # beside the MLflow store, never ./mlruns where the command ran
     code, out, _ = run_cli(["export", "--format", "mlflow", "--to", uri], capsys, store.url, tiny_data)
     assert code == 0 and "exported 0 runs" in out and "2 were there already" in out
     assert len(client.search_runs([exp.experiment_id])) == 2
+    assert not (tmp_path / "elsewhere" / "mlruns").exists()
 
 
 def free_port() -> int:

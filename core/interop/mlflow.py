@@ -56,6 +56,14 @@ def check_uri(uri: str) -> None:
         raise InteropError(f"{uri} is not an MLflow tracking URI (http://host:5000, sqlite:///mlflow.db, …)")
 
 
+def artifact_location(uri: str) -> str | None:
+    """Models exported to a SQLite store go beside its file (mlartifacts/), not into ./mlruns under
+    whatever folder the command ran in (MLflow's default); a server chooses its own (None)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).expanduser().resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
 def chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -71,7 +79,8 @@ def export(store: RunStore, uri: str, run_ids: list[str] | None = None,
     client = MlflowClient(tracking_uri=uri)
     try:
         experiment = client.get_experiment_by_name(EXPERIMENT)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+            EXPERIMENT, artifact_location=artifact_location(uri))
     except Exception as exc:
         raise InteropError(f"cannot use the MLflow store at {uri}: {type(exc).__name__}: "
                            f"{' '.join(str(exc).split())[:200]}") from None
