@@ -43,7 +43,6 @@ LEVELS = {
     "core.train": 5,                                    # never core.search
     "core.worker": 6,                                   # composition root: train + search
     "core.interop": 6,                                  # runs in and out: store, train, predict (never the worker)
-    "core.interop": 6,                                  # models from elsewhere, saved as train saves them
     "core.cli": 7, "core.__main__": 7, "core.track": 7,
     "dashboard": 8,                                     # any of core
     "pages": 9,                                         # dashboard and core
