@@ -88,7 +88,7 @@ def evaluate(model: Any, x: np.ndarray, y: np.ndarray) -> dict:
     pred, conf = probs.argmax(axis=1), probs.max(axis=1)
     wrong = np.flatnonzero(pred != y)
     wrong = wrong[np.argsort(-conf[wrong])][:MAX_MISCLASSIFIED]
-    return {**score(probs, y),
+    return {**score(probs, y), "wrong": np.flatnonzero(pred != y).tolist(),  # every mistake, for McNemar
             "misclassified": [(int(i), int(y[i]), int(pred[i]), float(conf[i])) for i in wrong]}
 
 
@@ -153,7 +153,7 @@ def model_config(model: Any, epochs: int | None = None, batch_size: int | None =
     """What can be read of a model's training config; what cannot is None (shown as "—"), never a guess.
 
     Only TrainConfig's fields, so TrainConfig.from_dict keeps reading it; where the run came
-    from is said apart from the config (mark_source).
+    from is the run's `source` ("tracked" / "imported"), apart from the config.
     """
     optimizer = getattr(model, "optimizer", None)
     name = type(optimizer).__name__.lower() if optimizer is not None else None
@@ -191,11 +191,6 @@ def complete_with_model(store: RunStore, run_id: str, model_file: Path, evaluati
         store.finish_run(run_id, "completed", **summary)
 
 
-def mark_source(store: RunStore, run_id: str, source: str) -> None:
-    """Say where a run came from ("tracked" or "imported"): a tag the Runs page's search finds."""
-    store.update_run(run_id, tags=[f"source:{source}"])
-
-
 @dataclass(frozen=True)
 class CheckedModel:
     """A model file that passed every check, loaded with safe_mode, and its test evaluation."""
@@ -217,8 +212,9 @@ def import_model(store: RunStore, checked: CheckedModel, name: str | None = None
     """Keep a checked model as a completed, imported run (one transaction); its id."""
     config = {**model_config(checked.model), **file_config(checked.path)}
     with store.write():
-        run_id = store.create_run(config, name=name or checked.path.stem, n_params=int(checked.model.count_params()))
+        run_id = store.create_run(config, name=name or checked.path.stem, n_params=int(checked.model.count_params()),
+                                  source="imported")
         store.claim_run(worker_id=f"import-{os.getpid()}", run_id=run_id)
-        mark_source(store, run_id, "imported")  # its training data is not known: the dataset stays unrecorded
+        # its training data is not known: the dataset stays unrecorded
         complete_with_model(store, run_id, checked.path, checked.evaluation)
     return run_id

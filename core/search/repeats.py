@@ -8,8 +8,10 @@ noise any comparison must beat (core.search.significance).
 `group_runs()` turns the Runs table into one row per config (N, mean ± std of test, best and last
 validation accuracy, mean duration, the member runs); `repeat_configs()` makes the N configs a
 "repeat with N seeds" queues; `select()` finds what a run id or config id names; `history_band()`
-gives a group's mean curve with its band. Pure functions on DataFrames:
-nothing here reads the store, imports TensorFlow or draws.
+gives a group's mean curve with its band. Those are pure functions on DataFrames. The few that read or
+write the store come last: `group_frame()` (the grouped Runs table), `queue_repeats()` (queue N
+seeds at once, all or nothing) and `compare_selections()` (what `python -m core compare` and the
+Compare page call). Nothing here imports TensorFlow or draws.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import pandas as pd
 
 from core.config import TrainConfig
 from core.errors import DigitLabError
-from core.search.significance import summarize
+from core.search.significance import Comparison, compare, summarize
 
 IGNORED = ("seed", "name")   # fields that do not change what is trained, only which draw of it
 ID_CHARS = 12                # hex characters of the SHA-256 kept: 48 bits, no clash among millions of configs
@@ -73,9 +75,14 @@ def repeat_configs(config: TrainConfig, n: int) -> list[TrainConfig]:
     N must be a whole number from 1 to MAX_REPEATS (DigitLabError, one line, before anything is
     queued); a seed past the allowed range is the config's own ConfigError naming `seed`.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_REPEATS:
-        raise DigitLabError(f"repeats must be a whole number from 1 to {MAX_REPEATS}, got {n!r}")
+    check_count("repeats", n, MAX_REPEATS)
     return [replace(config, seed=config.seed + i).validate() for i in range(int(n))]
+
+
+def check_count(what: str, n: Any, most: int) -> None:
+    """DigitLabError (one line) unless `n` is a whole number from 1 to `most`."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= most:
+        raise DigitLabError(f"{what} must be a whole number from 1 to {most}, got {n!r}")
 
 
 def dataset_fingerprint(dataset: Mapping[str, Any] | str | None) -> str | None:
@@ -174,6 +181,120 @@ def history_band(history: pd.DataFrame, x: str = "epoch") -> pd.DataFrame:
     band = grouped.agg(n="count", mean="mean", std=lambda v: v.std(ddof=1), min="min", max="max").reset_index()
     band["sem"] = band["std"] / np.sqrt(band["n"])
     return band[cols]
+
+
+# ------------------------------------------------------------------ reading and writing the store
+def group_frame(store, statuses: tuple[str, ...] | None = REPEATABLE) -> pd.DataFrame:
+    """The Runs page's "Group repeats" table and `runs --group`: group_runs() of every run in the store."""
+    return group_runs(store.list_runs(), statuses)
+
+
+def queue_repeats(store, config: TrainConfig, n: int, data_path=None, group: str | None = None,
+                  parent_id: str | None = None) -> list[str]:
+    """Queue N repeats of `config` (seeds s, s+1, ...) in one transaction; returns their run ids.
+
+    Everything is checked before anything is written: N (1 to MAX_REPEATS), every seed, and with
+    `data_path` the config against that dataset. A named config's repeats are named "NAME · seed S";
+    unnamed ones get the store's numbered auto names.
+    """
+    from core.data.dataset import check_dataset
+    from core.store.queue import queue_run
+
+    configs = repeat_configs(config, n)
+    if data_path is not None:
+        n_train = check_dataset(data_path).n_train
+        for c in configs:
+            c.validate(n_train)
+    if config.name and n > 1:
+        configs = [replace(c, name=f"{config.name} · seed {c.seed}").validate() for c in configs]
+    with store.write():  # all N or none
+        return [queue_run(store, c, group=group, parent_id=parent_id) for c in configs]
+
+
+def run_config_id(config: TrainConfig | Mapping[str, Any], data_path=None, dataset: Mapping | None = None) -> str:
+    """The config id a run of `config` has (or will have) on `dataset`, else on the dataset at `data_path`."""
+    if dataset is None and data_path is not None:
+        from core.data.dataset import dataset_identity
+        dataset = dataset_identity(data_path)
+    return config_id(config, dataset_fingerprint(dataset))
+
+
+def resolve(runs: pd.DataFrame, selection: str | list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """The runs a selection names: a run id or a config id (select()), or a list of run ids.
+
+    A list with one unknown id is a DigitLabError naming it, like an unknown single id.
+    """
+    if isinstance(selection, str):
+        return select(runs, selection)
+    wanted = [str(i) for i in selection]
+    if not wanted:
+        raise DigitLabError("an empty selection: choose at least one run")
+    missing = [i for i in wanted if i not in set(runs["run_id"])]
+    if missing:
+        raise DigitLabError(f"no run has the id {missing[0]!r}", hint="`python -m core runs` lists run ids")
+    return runs[runs["run_id"].isin(wanted)]
+
+
+def selection_label(selection: str | list[str] | tuple[str, ...], members: pd.DataFrame | None = None) -> str:
+    """How a verdict names a selection: the id given; for a list, its one run id or its shared config id."""
+    if isinstance(selection, str):
+        return selection
+    if len(selection) == 1:
+        return str(selection[0])
+    if members is not None and not members.empty:
+        ids = set(config_ids(members))
+        if len(ids) == 1:
+            return next(iter(ids))
+    return f"{len(selection)} runs ({selection[0]}, …)"
+
+
+def compare_selections(store, a: str | list[str], b: str | list[str], labels: tuple[str, str] | None = None,
+                       runs: pd.DataFrame | None = None) -> Comparison:
+    """Compare selection B with selection A on test accuracy: the difference B − A, its 95 % interval
+    and the verdict (core.search.significance.compare).
+
+    Each selection is a run id, a config id (all its repeats) or a list of run ids. Only finished
+    (completed) runs count. Two single runs are compared digit by digit (McNemar) from their
+    stored per-digit correctness; groups of N ≥ 2 by Welch's t. An id that names nothing, or a
+    selection whose runs trained on different datasets, is a DigitLabError (one line); so are A
+    and B on different datasets (the line names both). `labels` name A and B in the verdict
+    (default: the ids given); `runs` is store.list_runs() if the caller has it already.
+    """
+    from core.store.results import test_correctness
+
+    runs = store.list_runs() if runs is None else runs
+    picked = [resolve(runs, a), resolve(runs, b)]
+    names = list(labels) if labels else [selection_label(s, m) for s, m in zip((a, b), picked)]
+    done = [m[m["status"].isin(REPEATABLE)] for m in picked]
+    datasets = [_one_dataset(name, m) for name, m in zip(names, picked)]
+    correct = [None, None]
+    why = None
+    if len(done[0]) == 1 and len(done[1]) == 1:
+        correct = [test_correctness(store, d["run_id"].iloc[0]) for d in done]
+        old = [name for name, c in zip(names, correct) if c is None]
+        if old:
+            why = (f"{' and '.join(old)} {'were' if len(old) > 1 else 'was'} trained before per-digit results "
+                   f"were stored, so McNemar's test cannot be made")
+        elif correct[0].shape != correct[1].shape:
+            correct, why = [None, None], "their test sets differ in size, so they cannot be compared digit by digit"
+    return compare(names[0], names[1], done[0].get("test_accuracy", []), done[1].get("test_accuracy", []),
+                   correct_a=correct[0], correct_b=correct[1], dataset_a=datasets[0], dataset_b=datasets[1],
+                   why_unpaired=why)
+
+
+def _one_dataset(name: str, members: pd.DataFrame) -> Mapping | None:
+    """The one dataset a selection's runs trained on (None if none recorded); two is a DigitLabError."""
+    found: dict[str, Mapping] = {}
+    for ds in members.get("dataset", []):
+        fp = dataset_fingerprint(ds) if isinstance(ds, (Mapping, str)) else None
+        if fp:
+            found.setdefault(fp, ds)
+    if len(found) > 1:
+        from core.search.significance import dataset_label
+        labels = " and ".join(dataset_label(d) for d in list(found.values())[:2])
+        raise DigitLabError(f"{name} holds runs trained on different datasets ({labels}): they are not repeats",
+                            hint="select runs of one dataset")
+    return next(iter(found.values()), None)
 
 
 def _json(value: Any) -> str:

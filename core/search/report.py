@@ -5,12 +5,18 @@ row, its runs and their objective rows, and an Optuna study rebuilt from them fo
 """
 from __future__ import annotations
 
+import logging
 import math
 
-from core.search.study import NOT_COUNTED, Study, rebuild, require_study
+from core.errors import DigitLabError
+from core.search.repeats import compare_selections, config_ids, group_runs
+from core.search.significance import Comparison
+from core.search.study import NOT_COUNTED, Study, confirm_group, rebuild, require_study
 from core.store import studies as rows
 from core.store.facade import RunStore
 from core.store.schema import FINISHED, STATUSES
+
+log = logging.getLogger("core.search")
 
 
 def trials_table(store: RunStore, name: str):
@@ -54,7 +60,74 @@ def summary(store: RunStore, name: str) -> dict:
             "best_params": {f: _plain(best[f"param_{f}"]) for f in study.space} if best is not None else None,
             "best_test_accuracy": _float(best["test_accuracy"]) if best is not None else None,
             "importance": importance, "importance_note": note,
-            "datasets": datasets, "mixed_datasets": len(datasets) > 1}
+            "datasets": datasets, "mixed_datasets": len(datasets) > 1, **_seed_check(store, study, table)}
+
+
+def _seed_check(store: RunStore, study: Study, table) -> dict:
+    """The summary's confirmed configs, and whether its best run is told apart from the runner-up."""
+    ranked = confirmed(store, study.name)
+    versus = best_vs_runner_up(store, study, table, ranked)
+    return {"confirmed": ranked, "best_vs_runner_up": versus.to_dict() if versus else None,
+            "best_distinguishable": versus.distinguishable if versus and versus.test else None}
+
+
+def confirmed(store: RunStore, name: str) -> list[dict]:
+    """The configs a confirmation (core.search.study.confirm_top) repeated, best mean test accuracy first.
+
+    One dict per config: rank, config_id, name, n (completed runs of it, wherever they are: the
+    study's run and its repeats), pending (its confirmation runs still queued or running), the
+    mean, sample std and 95 % t interval of its test accuracy (fractions; NaN → None while N < 2),
+    the mean last val accuracy, run_ids and params (the study's searched fields). [] before any
+    confirmation.
+    """
+    study = require_study(store, name)
+    runs = store.list_runs()
+    mine = runs[runs["group_name"] == confirm_group(name)]
+    if mine.empty:
+        return []
+    mine = mine.assign(config_id=config_ids(mine).to_numpy())
+    wanted = list(dict.fromkeys(mine["config_id"]))
+    groups = group_runs(runs[config_ids(runs).isin(wanted)]).set_index("config_id")
+    out = []
+    for cid in wanted:  # a config whose runs have all failed so far is still listed, with n = 0
+        g = groups.loc[cid] if cid in groups.index else {}
+        first = mine[mine["config_id"] == cid].iloc[0]
+        out.append({"config_id": cid, "name": g.get("name", first["name"]), "n": int(g.get("n", 0)),
+                    "pending": int(mine[mine["config_id"] == cid]["status"].isin(("queued", "running")).sum()),
+                    **{k: _float(g.get(k)) for k in ("mean_test_accuracy", "std_test_accuracy",
+                                                     "ci_low_test_accuracy", "ci_high_test_accuracy",
+                                                     "mean_last_val_accuracy")},
+                    "run_ids": list(g.get("run_ids", [])),
+                    "params": {f: _plain(first["config"].get(f)) for f in study.space}})
+    out.sort(key=lambda r: -r["mean_test_accuracy"] if r["mean_test_accuracy"] is not None else math.inf)
+    return [{"rank": i + 1, **r} for i, r in enumerate(out)]
+
+
+def best_vs_runner_up(store: RunStore, study: Study | str, table=None, ranked: list[dict] | None = None
+                      ) -> Comparison | None:
+    """Is the study's best told apart from the runner-up? The Comparison of runner-up (A) and best (B).
+
+    After a confirmation with two or more configs: its top two configs over their seeds (Welch).
+    Before: the best and second-best completed runs by the objective, digit by digit on the test
+    set (McNemar, which does not cover seed noise). None with fewer than two to compare, or when
+    they cannot be compared (different datasets: the summary's mixed-datasets warning says so).
+    """
+    study = require_study(store, study) if isinstance(study, str) else study
+    ranked = confirmed(store, study.name) if ranked is None else ranked
+    try:
+        if len([r for r in ranked if r["n"]]) >= 2:
+            best, second = ranked[0], ranked[1]
+            return compare_selections(store, second["config_id"], best["config_id"],
+                                      labels=(f"runner-up {second['config_id']}", f"best {best['config_id']}"))
+        table = trials_table(store, study.name)[1] if table is None else table
+        order = ranked_runs(study, table)
+        if len(order) < 2:
+            return None
+        best, second = order.iloc[0]["run_id"], order.iloc[1]["run_id"]
+        return compare_selections(store, second, best, labels=(f"runner-up {second}", f"best run {best}"))
+    except DigitLabError as exc:
+        log.warning("study %s: best and runner-up cannot be compared (%s)", study.name, exc)
+        return None
 
 
 def datasets_of(runs: list[dict]) -> list[dict]:
@@ -73,11 +146,16 @@ def datasets_of(runs: list[dict]) -> list[dict]:
 
 def best_run(study: Study, table):
     """The completed run with the best objective value (ties: the earliest), or None."""
+    order = ranked_runs(study, table)
+    return None if order.empty else order.iloc[0]
+
+
+def ranked_runs(study: Study, table):
+    """The completed runs with an objective value, best first (ties: the earliest trial)."""
     done = table[(table["status"] == "completed") & table["value"].notna()] if not table.empty else table
     if done.empty:
-        return None
-    order = done.sort_values(["value", "trial"], ascending=[study.direction == "minimize", True])
-    return order.iloc[0]
+        return done
+    return done.sort_values(["value", "trial"], ascending=[study.direction == "minimize", True])
 
 
 MIN_FOR_IMPORTANCE = 2  # completed runs fANOVA needs before it can weigh parameters

@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 
 from core.config import ConfigError, TrainConfig
 from core.data.dataset import check_dataset
+from core.search.repeats import MAX_REPEATS, check_count, config_ids, repeat_configs
 from core.store import studies as rows
 from core.search.space import (MAX_RUNS, apply_params, check_grid, distribution, expand_grid, field_kind,
                                show_value)
@@ -217,6 +218,45 @@ def after_run(store: RunStore, run: Run) -> list[str]:
     if not run.group_name or run.trial is None:
         return []
     return top_up(store, run.group_name) if get_study(store, run.group_name) else []
+
+
+# -- confirming the best configs over seeds -----------------------------------------------------
+MAX_CONFIRM = 5  # configs one confirmation repeats (each with up to MAX_REPEATS seeds)
+
+
+def confirm_group(name: str) -> str:
+    """The group of a study's confirmation runs: apart from the study's own, so they use no budget
+    and Optuna never sees them (a study run's group_name is the study's name, 200 characters at most)."""
+    return f"{name[:188]} · confirm"
+
+
+def confirm_top(store: RunStore, name: str, k: int, seeds: int, data_path=None) -> list[str]:
+    """Queue `seeds` more runs of each of the study's `k` best configs; returns the k × seeds run ids.
+
+    The best configs are those of the completed runs with the best objective value, one per config
+    id (a config already confirmed is not counted twice). Each gets seeds that none of its runs used
+    yet (after the highest one so far). Everything is checked before anything is queued: k (1 to
+    MAX_CONFIRM), seeds (1 to MAX_REPEATS), and every config against the dataset at `data_path`.
+    Fewer completed configs than k: the ones there are. core.search.report.confirmed ranks them.
+    """
+    study = require_study(store, name)
+    check_count("configs to confirm", k, MAX_CONFIRM), check_count("seeds", seeds, MAX_REPEATS)
+    runs = store.list_runs().pipe(lambda f: f.assign(config_id=config_ids(f).to_numpy()))
+    done = runs[(runs["group_name"] == name) & (runs["status"] == "completed")]
+    values = store.transact(lambda c: rows.objective_values(c, study.objective, [{"id": i} for i in done["run_id"]]),
+                            write=False)
+    done = done.assign(value=[v[max(v)] if (v := values.get(i)) else None for i in done["run_id"]]).dropna(
+        subset=["value"]).sort_values("value", ascending=study.direction == "minimize", kind="stable")
+    if done.empty:
+        raise ConfigError(f"{name} has no completed run with a {study.objective} yet: nothing to confirm")
+    n_train, plans = check_dataset(data_path).n_train if data_path is not None else None, []
+    for _, run in done.drop_duplicates("config_id").head(k).iterrows():
+        used = [c.get("seed") for c in runs.loc[runs["config_id"] == run["config_id"], "config"]]
+        first = max((int(x) for x in used if isinstance(x, int)), default=0) + 1
+        base = replace(TrainConfig.from_dict(run["config"]), seed=first, name=f"{str(run['name'])[:150]} · confirm")
+        plans += [replace(c, name=f"{c.name} · seed {c.seed}").validate(n_train) for c in repeat_configs(base, seeds)]
+    with store.write():  # all of them or none
+        return [queue_run(store, c, group=confirm_group(name)) for c in plans]
 
 
 # -- asking: one locked transaction ------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from core.model.compile import compile_for_training, schedule_callbacks
+from core.model.execution import ExecutionPlan, choose_plan, float32_copy
 from core.config import TrainConfig
 from core.data.dataset import dataset_identity, load_dataset
 from core.predict.inference import score
@@ -56,21 +57,24 @@ def load_splits(config: TrainConfig, data_path) -> Splits:
                   scale(data.x_test), data.y_test.astype("int64"))
 
 
-def record_dataset(store: RunStore, run_id: str, data_path, splits: Splits) -> None:
+def record_dataset(store: RunStore, run_id: str, data_path, splits: Splits, plan: ExecutionPlan | None = None) -> None:
     """Store which data trains the run: the dataset's source, sizes and fingerprint, and the
-    digits this run fits on and validates with (after its train limit and validation split)."""
+    digits this run fits on and validates with (after its train limit and validation split);
+    with them, how it executes (`plan`, key "execution"), shown by `core show` and Run detail."""
+    extra = {} if plan is None else {"execution": plan.to_dict()}
     store.set_dataset(run_id, {**dataset_identity(data_path), "n_fit": int(len(splits.y_train)),
-                               "n_val": 0 if splits.y_val is None else int(len(splits.y_val))})
+                               "n_val": 0 if splits.y_val is None else int(len(splits.y_val)), **extra})
 
 
 def evaluate(model, x: np.ndarray, y: np.ndarray) -> dict:
-    """Accuracy, loss, confusion matrix, per-class report and the misclassified examples."""
+    """Accuracy, loss, confusion matrix, per-class report, the most confident mistakes (for the gallery)
+    and the indices of every mistake (`wrong`, kept so two runs can be compared digit by digit)."""
     probs = model.predict(x, batch_size=1000, verbose=0)
     pred, conf = probs.argmax(axis=1), probs.max(axis=1)
-    wrong = np.flatnonzero(pred != y)
-    wrong = wrong[np.argsort(-conf[wrong])][:MAX_MISCLASSIFIED]
-    return {**score(probs, y),
-            "misclassified": [(int(i), int(y[i]), int(pred[i]), float(conf[i])) for i in wrong]}
+    every = np.flatnonzero(pred != y)
+    shown = every[np.argsort(-conf[every])][:MAX_MISCLASSIFIED]
+    return {**score(probs, y), "wrong": every.tolist(),
+            "misclassified": [(int(i), int(y[i]), int(pred[i]), float(conf[i])) for i in shown]}
 
 
 class _Heartbeat(threading.Thread):
@@ -132,10 +136,17 @@ def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool
         config = TrainConfig.from_dict(run.config)
         keras.utils.set_random_seed(config.seed)
         splits = load_splits(config, data_path)
-        record_dataset(store, run.id, data_path, splits)
         steps = int(np.ceil(len(splits.y_train) / config.batch_size))
-        model = build_model(config.hidden_layers(), augment=config.augment, elastic=config.elastic)
-        compile_for_training(model, config.optimizer, config.learning_rate)
+        plan = choose_plan(config.hidden_layers(), config.batch_size, steps,
+                           augment=config.augment or config.elastic)
+        record_dataset(store, run.id, data_path, splits, plan)
+        previous = keras.mixed_precision.global_policy().name
+        keras.mixed_precision.set_global_policy(plan.precision)  # layers take the policy when built
+        try:
+            model = build_model(config.hidden_layers(), augment=config.augment, elastic=config.elastic)
+        finally:  # the worker trains many runs in one process: the next one starts from its own plan
+            keras.mixed_precision.set_global_policy(previous)
+        compile_for_training(model, config.optimizer, config.learning_rate, plan)
         logger = StoreLogger(store, run.id, steps_per_epoch=steps, should_stop=should_stop,
                              prune_check=prune)
         callbacks = [logger, *schedule_callbacks(config.lr_schedule, config.learning_rate, config.epochs,
@@ -150,7 +161,7 @@ def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool
             if store.get_run(run.id).status == "running":  # else another process already ended it
                 store.finish_run(run.id, "cancelled", error="cancelled on request")
             return _final(store, run)
-        result = evaluate(model, splits.x_test, splits.y_test)
+        result = evaluate(float32_copy(model), splits.x_test, splits.y_test)  # scored as Draw predicts: float32
         _complete(store, run.id, model, result, status="pruned" if logger.pruned else "completed")
     except KeyboardInterrupt:
         _finish_after_error(store, run.id, logger, "cancelled", "cancelled by Ctrl-C")
