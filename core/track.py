@@ -23,8 +23,8 @@ import time
 import keras
 
 from core import settings
-from core.interop.models import (InteropError, check_shape, complete_with_model, evaluate, mark_source, model_config,
-                                 save_model_file, test_split)
+from core.interop.models import (InteropError, check_shape, complete_with_model, evaluate, model_config, save_model_file,
+                                 test_split)
 from core.store.facade import HEARTBEAT_TIMEOUT, RunStore
 from core.train.callbacks import StoreLogger
 
@@ -84,9 +84,8 @@ class DigitLabCallback(keras.callbacks.Callback):
         self.store.recover_stale(HEARTBEAT_TIMEOUT)  # an earlier kernel's run that died mid-fit ends interrupted
         params = self.params or {}
         config = model_config(self.model, epochs=params.get("epochs"), batch_size=self.batch_size)
-        self.run_id = self.store.create_run(config, name=self.name, n_params=_count(self.model))
+        self.run_id = self.store.create_run(config, name=self.name, n_params=_count(self.model), source="tracked")
         self.store.claim_run(worker_id=f"track-{os.getpid()}", run_id=self.run_id)
-        mark_source(self.store, self.run_id, "tracked")
         steps = int(params.get("steps") or 0)
         self.logger = StoreLogger(self.store, self.run_id, steps_per_epoch=steps, every=self.every,
                                   flush_seconds=self.flush_seconds)

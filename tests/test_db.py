@@ -144,7 +144,7 @@ def make_v2_store(url: str, elsewhere) -> dict:
 def test_a_store_made_by_the_previous_release_opens_migrates_and_loses_nothing(url, tmp_path):
     made = make_v2_store(url, tmp_path)
     store = RunStore(url)
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 4
     assert [(r.id, r.name, r.status) for r in map(store.get_run, ("r1", "r2", "r3"))] == [
         ("r1", "one", "completed"), ("r2", "two", "completed"), ("r3", "three", "queued")]
     assert store.metric_history("r1")["value"].round(2).tolist() == [0.81, 0.82]
@@ -158,7 +158,7 @@ def test_a_store_made_by_the_previous_release_opens_migrates_and_loses_nothing(u
     assert store.claim_run("w").id == "r3"  # the old queue still works
     store.close()
     again = RunStore(url)  # migrating twice changes nothing
-    assert again.schema_version() == 3 and len(again.list_runs()) == 3 and again.adopt_local_models() == []
+    assert again.schema_version() == 4 and len(again.list_runs()) == 3 and again.adopt_local_models() == []
     again.close()
 
 

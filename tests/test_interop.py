@@ -78,7 +78,7 @@ def test_an_imported_model_is_a_scored_run_that_draw_and_predict_use(tmp_path, t
     run_id = json.loads(out.strip().splitlines()[-1])["run_id"]
     store = RunStore(db)
     run = store.get_run(run_id)
-    assert (run.name, run.status, "source:imported" in run.tags) == ("from a notebook", "completed", True)
+    assert (run.name, run.status, run.source) == ("from a notebook", "completed", "imported")
     ev = store.evaluation(run_id)
     assert ev.n == 50 and run.test_accuracy == pytest.approx(ev.accuracy) and sum(map(sum, ev.confusion)) == 50
     assert run.config["layers"][-1] == {"type": "Dense", "units": 16, "activation": "relu"}
@@ -186,7 +186,7 @@ def test_keras_tensorboard_logs_import_as_runs_with_their_histories(tmp_path, ti
     (run_id,) = json.loads(out.strip().splitlines()[-1])["run_ids"]
     store = RunStore(db)
     run = store.get_run(run_id)
-    assert (run.name, run.status, run.epoch, "source:imported" in run.tags) == ("notebook-run", "completed", 2, True)
+    assert (run.name, run.status, run.epoch, run.source) == ("notebook-run", "completed", 2, "imported")
     assert store.artifact(run_id, MODEL_FILE) is None  # no model unless one is given
     epoch = store.metric_history(run_id)
     counts = epoch.groupby("key").size().to_dict()
@@ -320,3 +320,46 @@ def test_mlflow_export_to_a_running_server(tmp_path, tiny_data, store, capsys):
             server.wait(20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+# -- where a run came from: runs.source (schema 4) ----------------------------------------------------
+def test_runs_filter_on_their_source_and_the_cli_knows_every_source(tmp_path, tiny_data, store, capsys):
+    from core.cli.runs import SOURCES as CLI_SOURCES
+    from core.store.schema import SOURCES
+    assert CLI_SOURCES == SOURCES
+    trained = synthetic_run(store, "here", n_batch=2)
+    path = saved(tiny_model(), tmp_path / "m.keras")
+    imported = interop_models.import_model(store, interop_models.check_model(path, tiny_data))
+    assert store.get_run(trained).source == "trained" and store.get_run(imported).source == "imported"
+    assert list(store.list_runs(source="imported")["run_id"]) == [imported]
+    code, out, _ = run_cli(["runs", "--source", "trained", "--json"], capsys, store.url, tiny_data)
+    assert code == 0 and [r["run_id"] for r in json.loads(out)] == [trained] and json.loads(out)[0]["source"] == "trained"
+    code, _, err = run_cli(["runs", "--source", "elsewhere"], capsys, store.url, tiny_data)
+    assert code == 2 and "elsewhere" in err
+
+
+def test_an_older_store_opens_with_every_run_trained_here_and_keeps_everything(tmp_path, tiny_data):
+    """A schema-3 store (no runs.source) gains the column on open; its runs, metrics and models stay."""
+    import sqlite3
+    from contextlib import closing
+    db_file = tmp_path / "old.db"
+    old = RunStore(f"sqlite:///{db_file}")
+    run_id = synthetic_run(old, "from before", n_batch=10)
+    path = saved(tiny_model(), tmp_path / "m.keras")
+    imported = interop_models.import_model(old, interop_models.check_model(path, tiny_data))
+    before = {r: (old.metric_history(r, scope="batch"), old.evaluation(r), old.artifact(r, MODEL_FILE))
+              for r in (run_id, imported)}
+    old.close()
+    with closing(sqlite3.connect(db_file)) as conn:  # make it the store version 3 wrote
+        conn.execute("ALTER TABLE runs DROP COLUMN source")
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        conn.commit()
+        assert "source" not in [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+    store = RunStore(f"sqlite:///{db_file}")
+    assert store.schema_version() == 4
+    assert {store.get_run(r).source for r in (run_id, imported)} == {"trained"}  # version 3 knew nothing else
+    for r, (batch, ev, art) in before.items():
+        assert store.metric_history(r, scope="batch").equals(batch)
+        assert store.evaluation(r) == ev and store.artifact(r, MODEL_FILE) == art
+    assert load_model(store.model_file(imported), run_id=imported) is not None
+    store.close()

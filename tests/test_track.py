@@ -50,7 +50,7 @@ def test_a_tracked_fit_is_a_completed_run_with_its_metrics_config_model_and_test
     (run_id,) = store.list_runs()["run_id"]
     run = store.get_run(run_id)
     assert (run.name, run.status, run.epoch, run.n_params) == ("notebook run", "completed", 1, model.count_params())
-    assert "source:tracked" in run.tags
+    assert run.source == "tracked" and run.tags == []
     cfg = run.config
     assert cfg["optimizer"] == "rmsprop" and cfg["learning_rate"] == pytest.approx(1e-3) and cfg["epochs"] == 1
     assert cfg["architecture"] == "custom" and cfg["layers"] == [{"type": "Dense", "units": 512, "activation": "relu"}]

@@ -10,6 +10,7 @@ from core import settings
 from core.cli import interop
 from core.cli.common import UserError, open_store
 
+SOURCES = ("trained", "tracked", "imported")  # core.store.schema.SOURCES, named here so --help stays light
 SUMMARY_COLUMNS = ["run_id", "name", "status", "architecture", "n_params", "epoch", "best_val_accuracy",
                    "best_val_epoch", "last_val_accuracy", "test_accuracy", "test_loss", "duration"]
 
@@ -17,6 +18,7 @@ SUMMARY_COLUMNS = ["run_id", "name", "status", "architecture", "n_params", "epoc
 def add_arguments(cmd: dict[str, argparse.ArgumentParser]) -> None:
     p = cmd["runs"]
     p.add_argument("--status", help="only runs with this status")
+    p.add_argument("--source", choices=SOURCES, help="only runs trained here, tracked from a script, or imported")
     p.add_argument("--limit", type=int, default=50, help="show at most N runs (default 50)")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     for name in ("show", "cancel", "delete"):
@@ -43,9 +45,9 @@ def add_arguments(cmd: dict[str, argparse.ArgumentParser]) -> None:
 
 
 def cmd_runs(args) -> int:
-    df = open_store(args).list_runs(status=args.status).head(args.limit)
+    df = open_store(args).list_runs(status=args.status, source=args.source).head(args.limit)
     if args.json:
-        print(df[SUMMARY_COLUMNS + ["group_name", "created_at"]].to_json(orient="records"))
+        print(df[SUMMARY_COLUMNS + ["source", "group_name", "created_at"]].to_json(orient="records"))
         return 0
     if df.empty:
         print("no runs yet: `python -m core train --arch mlp-128-64 --epochs 1` makes one")

@@ -104,7 +104,8 @@ def _export_run(store: RunStore, client, experiment_id: str, run: dict) -> str:
 
     start = int((run.get("started_at") or run["created_at"]) * 1000)
     tags = {TAG: run["run_id"], "mlflow.runName": run["name"], "digitlab.status": run["status"],
-            "digitlab.architecture": run["architecture"], **{f"digitlab.tag.{t}": "1" for t in (run.get("tags") or [])}}
+            "digitlab.architecture": run["architecture"], "digitlab.source": run.get("source") or "trained",
+            **{f"digitlab.tag.{t}": "1" for t in (run.get("tags") or [])}}
     created = client.create_run(experiment_id, start_time=start, tags=tags, run_name=run["name"])
     mid = created.info.run_id
     params = [Param(k, _param_text(v)) for k, v in (run["config"] or {}).items() if v is not None]

@@ -48,7 +48,7 @@ def hparam_values(config: dict, run: dict) -> dict[str, Any]:
         if isinstance(value, (list, tuple, dict)):
             value = json.dumps(value)
         values[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    values.update(run_id=run["run_id"], status=run["status"])
+    values.update(run_id=run["run_id"], status=run["status"], source=run.get("source") or "trained")
     return values
 
 
@@ -217,7 +217,7 @@ def import_runs(store: RunStore, logged: list[LoggedRun], model: tuple[Path, dic
 
     `model`: a checked model file and its test evaluation (core.interop.models), kept with the one run.
     """
-    from core.interop.models import complete_with_model, mark_source
+    from core.interop.models import complete_with_model
     if model is not None and len(logged) != 1:
         raise InteropError(f"the logs hold {len(logged)} runs; a model goes with a folder of one run")
     ids = []
@@ -227,9 +227,8 @@ def import_runs(store: RunStore, logged: list[LoggedRun], model: tuple[Path, dic
                   "batch_size": None, "epochs": epochs or None, **run.config}
         config["layers"] = config["layers"] or []
         with store.write():
-            run_id = store.create_run(config, name=run.name[:200])
+            run_id = store.create_run(config, name=run.name[:200], source="imported")
             store.claim_run(worker_id=f"import-{os.getpid()}", run_id=run_id)
-            mark_source(store, run_id, "imported")
             store.log_metrics([(run_id, "epoch", k, s, e, v) for k, s, e, v in run.epoch] +
                               [(run_id, "batch", k, s, e, v) for k, s, e, v in run.batch])
             if model is not None:

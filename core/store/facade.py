@@ -75,18 +75,18 @@ class RunStore:
         return self._read(migrate.schema_version)
 
     # -- runs (core.store.runs) ---------------------------------------------------------------
-    def create_run(self, config: dict, name: str | None = None, n_params: int | None = None,
-                   group: str | None = None, parent_id: str | None = None, trial: int | None = None) -> str:
-        """Queue a run for `config` (a validated TrainConfig.to_dict()), on the server's clock; returns its id."""
-        return self._write(runs.create_run, config, name, n_params, group, parent_id, trial)
+    def create_run(self, config: dict, name: str | None = None, n_params: int | None = None, group: str | None = None,
+                   parent_id: str | None = None, trial: int | None = None, source: str = "trained") -> str:
+        """Queue a run for `config` (a validated TrainConfig.to_dict()) on the server's clock; its id. See SOURCES."""
+        return self._write(runs.create_run, config, name, n_params, group, parent_id, trial, source)
 
     def get_run(self, run_id: str) -> Run:
         return self._read(runs.get_run, run_id)
 
     def list_runs(self, status: str | None = None, architecture: str | None = None,
-                  group: str | None = None, search: str | None = None) -> pd.DataFrame:
-        """All runs, newest first, with their summary and key hyperparameters as columns."""
-        return self._read(runs.list_runs, status, architecture, group, search)
+                  group: str | None = None, search: str | None = None, source: str | None = None) -> pd.DataFrame:
+        """All runs, newest first, with their summary and key hyperparameters as columns (and `source`)."""
+        return self._read(runs.list_runs, status, architecture, group, search, source)
 
     def set_status(self, run_id: str, status: str, **values: Any) -> None:
         """The only way a run's status changes; checks the transition is allowed."""

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 from core.store import db
 from core.store.metrics import insert_metrics
-from core.store.schema import (TERMINAL, TRANSITIONS, Run, RunNotFound, StoreError, clean, runs_frame, runs_t,
-                               studies_t, workers_t)
+from core.store.schema import (SOURCES, TERMINAL, TRANSITIONS, Run, RunNotFound, StoreError, clean, runs_frame,
+                               runs_t, studies_t, workers_t)
 from core.store.workers import pid_alive
 
 EDITABLE = {"name", "tags", "note", "group_name", "drawn_accuracy"}  # what update_run may change
@@ -40,18 +40,22 @@ def require_run(conn: sa.Connection, run_id: str, lock: bool | str = False) -> s
 
 
 def create_run(conn: sa.Connection, config: dict, name: str | None = None, n_params: int | None = None,
-               group: str | None = None, parent_id: str | None = None, trial: int | None = None) -> str:
+               group: str | None = None, parent_id: str | None = None, trial: int | None = None,
+               source: str = "trained") -> str:
     """Queue a run for `config` (an already validated TrainConfig.to_dict()); returns its id.
+    `source`: "trained" here, "tracked" from a script (core.track) or "imported" (core.interop).
 
     Every run is inserted here, stamped with the server's clock: the queue is claimed in that order,
     so runs queued from hosts whose clocks differ (a study's and a plain one) keep the order they were queued in.
     """
+    if source not in SOURCES:
+        raise StoreError(f"a run's source is one of {', '.join(SOURCES)}, not {source!r}")
     run_id = uuid.uuid4().hex[:12]
     arch = config["architecture"]
     conn.execute(sa.insert(runs_t).values(
         id=run_id, name=(name or config.get("name") or f"{arch}-{run_id[:6]}")[:200], architecture=arch,
         status="queued", config=config, n_params=n_params, group_name=group, parent_id=parent_id, tags=[], note="",
-        epochs=config.get("epochs"), cancel_requested=False, epoch=0, step=0, trial=trial,
+        epochs=config.get("epochs"), cancel_requested=False, epoch=0, step=0, trial=trial, source=source,
         created_at=db.server_now(conn)))
     return run_id
 
@@ -62,7 +66,7 @@ def get_run(conn: sa.Connection, run_id: str) -> Run:
 
 
 def list_runs(conn: sa.Connection, status: str | None = None, architecture: str | None = None,
-              group: str | None = None, search: str | None = None) -> pd.DataFrame:
+              group: str | None = None, search: str | None = None, source: str | None = None) -> pd.DataFrame:
     """All runs, newest first, with their summary and key hyperparameters as columns.
 
     Built for thousands of runs: plain tuples instead of mappings, the JSON columns read as
@@ -82,6 +86,8 @@ def list_runs(conn: sa.Connection, status: str | None = None, architecture: str 
         q = q.where(runs_t.c.group_name == group)
     if search:
         q = q.where(runs_t.c.name.contains(search, autoescape=True))
+    if source:
+        q = q.where(runs_t.c.source == source)
     return runs_frame(names, conn.execute(q).all())
 
 

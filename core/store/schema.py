@@ -44,8 +44,9 @@ from core.config import runs_columns
 from core.errors import DigitLabError
 
 # Recorded in meta; a store with a higher one is refused. 2: pruned, artifacts, studies; 3: runs.model_path dropped
-# (the artifacts table holds the model).
-SCHEMA_VERSION = 3
+# (the artifacts table holds the model); 4: runs.source (runs that existed before were all trained here).
+SCHEMA_VERSION = 4
+SOURCES = ("trained", "tracked", "imported")  # where a run came from: trained here, tracked from a script, imported
 DROPPED = {"runs": ("model_path",)}  # columns an older version had: migrate() removes them
 MODEL_FILE = "model.keras"  # a finished run's trained model, kept in the store under this artifact name
 # A run's status, checked by the database; RunStore.set_status() keeps to TRANSITIONS.
@@ -92,6 +93,7 @@ runs_t = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("dataset", sa.JSON),                      # {source, n_train, n_test, sha256} of the data that trained it
     sa.Column("trial", sa.Integer),                     # a study run's Optuna trial number
+    sa.Column("source", sa.String(12), nullable=False, server_default="trained"),  # one of SOURCES
     sa.CheckConstraint(f"status IN {STATUSES}", name="status_known"),
 )
 sa.Index("ix_runs_status", runs_t.c.status, runs_t.c.created_at)
@@ -200,7 +202,7 @@ class Run:
     last_accuracy: float | None = None; last_loss: float | None = None
     test_accuracy: float | None = None; test_loss: float | None = None; drawn_accuracy: float | None = None
     error: str | None = None
-    dataset: dict | None = None; trial: int | None = None
+    dataset: dict | None = None; trial: int | None = None; source: str = "trained"
 
     @property
     def duration(self) -> float | None:
