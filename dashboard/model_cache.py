@@ -9,11 +9,14 @@ import streamlit as st
 
 from core.predict.ensemble import model_for_run
 from core.store.facade import RunStore
+from core.store.schema import FINISHED
 
 
 def completed_runs(store: RunStore) -> pd.DataFrame:
-    """Completed runs, best test accuracy first (runs without one last)."""
-    runs = store.list_runs(status="completed")
+    """Runs that ended with a model and a test evaluation (completed, and pruned: a study stopped it
+    early but kept its model), best test accuracy first (runs without one last)."""
+    runs = store.list_runs()
+    runs = runs[runs["status"].isin(FINISHED)]
     return runs.sort_values("test_accuracy", ascending=False, na_position="last", kind="stable")
 
 

@@ -14,6 +14,8 @@ import streamlit as st
 from core import settings
 from core.data.dataset import DataError, DatasetInfo, dataset_info
 from core.store.facade import RunStore
+from core.store.schema import RunNotFound
+from dashboard.nav import page_link
 
 LIVE_EVERY = 1.5  # seconds between refreshes of a live panel (Train, Study)
 
@@ -100,3 +102,40 @@ def remember(page: str, value) -> None:
 def remembered(page: str):
     """The selection `remember` kept for `page` this session, else None."""
     return st.session_state.get(f"_digitlab_pick_{page}")
+
+
+# -- runs deleted elsewhere: in another tab, by a teammate, or with `core delete` ------------------
+DELETED_CHECK_EVERY = 5.0  # seconds between two checks that the runs a page shows still exist
+
+
+def missing_runs(store: RunStore, run_ids) -> list[str]:
+    """Which of `run_ids` no longer exist in the store."""
+    gone = []
+    for run_id in run_ids:
+        try:
+            store.get_run(run_id)
+        except RunNotFound:
+            gone.append(run_id)
+    return gone
+
+
+ELSEWHERE = "in another tab, by someone else or with `core delete`"
+
+
+def deleted_notice(message: str = f"This run was deleted ({ELSEWHERE}).") -> None:
+    """Say that what the page showed was deleted, with a way back, instead of empty curves or a
+    download button that does nothing."""
+    st.error(message, icon=":material/delete:")
+    page_link("runs", "Back to Runs", icon=":material/arrow_back:")
+
+
+def watch_for_deletion(store: RunStore, run_ids) -> None:
+    """Rerun the whole page as soon as one of `run_ids` is deleted elsewhere, so the page can say so
+    (checked every DELETED_CHECK_EVERY seconds, in a fragment that draws nothing)."""
+    ids = list(run_ids)
+
+    @st.fragment(run_every=DELETED_CHECK_EVERY)
+    def check() -> None:
+        if missing_runs(store, ids):
+            st.rerun()
+    check()

@@ -5,7 +5,7 @@ import streamlit as st
 from core.store.drawings import count_drawings
 from dashboard.draw import drawn_set, explain as explain_views, predictions as draw_predictions, ui
 from dashboard.model_cache import completed_runs
-from dashboard.state import get_store
+from dashboard.state import ELSEWHERE, deleted_notice, get_store
 
 st.title("Draw")
 st.caption("Draw a digit and watch one or more trained runs read it. Save drawings with their label to "
@@ -34,13 +34,14 @@ with set_tab:
 
 with draw_tab:
     if runs.empty:
-        st.info("No completed run yet: train one on the Train page (or `python -m core train`), then draw here.",
+        st.info("No completed run yet: train one on the Train page (or `.venv/bin/python -m core train`), then draw here.",
                 icon=":material/model_training:")
         st.stop()
     ids = list(runs["run_id"])
     remembered = st.session_state.get("draw_runs")
     if remembered is not None and any(r not in ids for r in remembered):  # a chosen run was deleted since
         st.session_state["draw_runs"] = [r for r in remembered if r in ids]
+        st.session_state["draw_deleted"] = len(remembered) - len(st.session_state["draw_runs"])
     chosen = st.multiselect("Runs to ask (the best by test accuracy is chosen first)", ids,
                             default=None if remembered is not None else ids[:1], key="draw_runs",
                             format_func=captions.get)
@@ -59,17 +60,20 @@ with draw_tab:
                                height=ui.CANVAS_SIDE, width=ui.CANVAS_SIDE, drawing_mode="freedraw",
                                return_image_data=True, key=ui.canvas_key())
             st.caption("Undo, redo and clear (the bin) are in the canvas's toolbar: point at the canvas to see it.")
-            image, original = canvas.image_data, canvas.image_bytes
-        else:
+            image, original, problem = canvas.image_data, canvas.image_bytes, None
+        else:  # any file: a wrong one is explained in one line beside, never only as a tooltip
             upload = st.file_uploader("A PNG or JPEG of one digit, any size, dark on light or light on dark",
-                                      type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], key="draw_upload")
-            image, original = ui.read_upload(upload)
+                                      key="draw_upload", max_upload_size=ui.UPLOAD_LIMIT_MB)
+            image, original, problem = ui.read_upload(upload)
 
     with side:  # messages live beside the canvas, never above it: the canvas must not move between strokes
         drawn_set.flash()
+        if gone := st.session_state.pop("draw_deleted", 0):
+            deleted_notice(f"{'A run' if gone == 1 else f'{gone} runs'} you had chosen {'was' if gone == 1 else 'were'} "
+                           f"deleted ({ELSEWHERE}): the drawing is no longer read by {'it' if gone == 1 else 'them'}.")
         if st.session_state.get("draw_saved"):
             drawn_set.evaluate_buttons(store, runs, chosen[0] if chosen else ids[0], key="draw_after_save")
-        pre = ui.preprocess_or_explain(image, source)
+        pre = ui.preprocess_or_explain(image, source, problem)
         if pre is None:
             st.stop()
         ui.show_steps(pre)

@@ -16,7 +16,8 @@ status_of = dict(zip(runs["run_id"], runs["status"]))
 linked = st.query_params.get("run", "")
 ids = runs["run_id"].tolist()
 if linked and linked not in labels:
-    st.error(f"There is no run with id “{linked}”: it was deleted or the link is wrong. Pick a run below.")
+    state.deleted_notice(f"This run was deleted, or the link is wrong: there is no run “{linked}” "
+                         f"(deleted {state.ELSEWHERE}?). Pick another run below.")
 # the link's run, else the one looked at last this session, else the newest finished run
 wanted = linked or next((r for r in [state.remembered("run"), *newest_finished(runs)] if r in labels), "")
 run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in labels else None, key="detail_run",
@@ -31,7 +32,7 @@ state.remember("run", run_id)
 try:
     run = store.get_run(run_id)
 except RunNotFound:
-    st.error(f"Run {run_id} was deleted a moment ago.")
+    state.deleted_notice()
     st.stop()
 try:
     config = TrainConfig.from_dict(run.config)
@@ -42,6 +43,8 @@ except (ConfigError, TypeError, ValueError) as exc:
                "its model summary and script are not available.")
 
 views.header(run)
+if run.status not in views.LIVE:  # a live run's section polls anyway and notices a delete itself
+    state.watch_for_deletion(store, [run.id])
 st.fragment(views.live_section, run_every=2 if run.status in views.LIVE else None)(store, run)
 views.evaluation(store, run)
 views.model(store, run, config)

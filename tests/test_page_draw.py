@@ -339,3 +339,37 @@ def test_explain_view_images_keep_their_shapes_and_limits():
     assert overlay.shape == (168, 168, 3)
     assert (overlay[6 * 10, 13 * 6 + 2] == ev.POSITIVE.astype(np.uint8)).all()  # full attribution: pure red
     assert ev.kernel_grid(np.random.default_rng(1).normal(size=(32, 3, 3))).shape[2] == 3
+
+
+def test_a_bad_upload_is_one_line_where_the_answer_would_be(populated_env):
+    """Issue 27, item 13: a .txt or an over-large file showed only as a tooltip on a red row of the
+    uploader (the browser refused it by type or size), and the right panel still said "Upload a PNG"."""
+    at = open_page(draw_source="upload")
+    uploader = at.file_uploader(key="draw_upload")
+    assert not uploader.proto.type and uploader.proto.max_upload_size_mb > 10  # refused by the page, in words
+    uploader.upload("notes.txt", b"these are not digits", "text/plain")
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1 and "notes.txt is not a readable image" in at.error[0].value
+    assert "Upload a PNG" not in infos(at)
+    at.file_uploader(key="draw_upload").upload("big.png", b"\x89PNG" + bytes(11_000_000), "image/png")
+    at.run()
+    assert len(at.error) == 1 and "over the 10 MB limit" in at.error[0].value
+
+
+def test_pruned_runs_are_offered_and_a_deleted_choice_is_said(populated_env):
+    """Issue 27, items 13 and 5: pruned runs keep a model but were not offered; a chosen run deleted
+    elsewhere silently vanished from the choice."""
+    store = populated_env.store
+    runs = store.list_runs(status="completed")
+    pruned, gone = runs["run_id"].iloc[0], runs["run_id"].iloc[1]
+    import sqlalchemy as sa
+
+    from core.store.schema import runs_t
+    store.transact(lambda c: c.execute(sa.update(runs_t).where(runs_t.c.id == pruned).values(status="pruned")))
+    at = open_page(canvas=canvas_png(), draw_runs=[gone])
+    assert any(pruned in option for option in at.multiselect(key="draw_runs").options)
+    store.delete_run(gone)
+    at.run()
+    assert not at.exception
+    assert any("A run you had chosen was deleted" in e.value for e in at.error)

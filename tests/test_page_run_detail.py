@@ -201,3 +201,17 @@ def test_the_dataset_that_trained_the_run_is_shown(populated_env):
     at = _open(run_id)
     sha = dataset_info(populated_env.data_path).sha256
     assert f"Dataset: 360-digit set · 300 train / 60 test · #{sha[:8]} · fit on 270, validated on 30" in _text(at)
+
+
+def test_a_run_deleted_in_another_tab_is_said_to_be_deleted_with_a_way_back(populated_env):
+    """Issue 27, item 5: the open page kept showing the run, then empty curves and a download button
+    that did nothing. Its next rerun (a click, or the check every few seconds) says the run is gone."""
+    run_id = _run_id(populated_env, "mlp-base")
+    at = _open(run_id)
+    assert not at.exception and at.get("plotly_chart")
+    populated_env.store.delete_run(run_id)  # the other tab
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1 and "This run was deleted" in at.error[0].value
+    assert "[Back to Runs](./runs)" in _text(at)
+    assert not at.get("plotly_chart") and not at.get("download_button")

@@ -148,7 +148,7 @@ def show_predictions(predictions: list[RunPrediction], combine_runs: bool = Fals
     if combined is not None:
         st.markdown(f"### combined, the {len(ok)} runs read :green[{combined.label}]")
         st.caption(f"averaged probabilities: {combined.confidence:.1%} for {combined.label} "
-                   "(as `python -m core predict --run A --run B …` combines them)")
+                   "(as `.venv/bin/python -m core predict --run A --run B …` combines them)")
     if len(ok) > 1 and agree:
         st.success(f"All {len(ok)} runs read **{label}**.", icon=":material/check_circle:")
     elif len(ok) > 1:

@@ -97,20 +97,29 @@ def clear_canvas() -> None:
     st.session_state["draw_canvas_n"] = st.session_state.get("draw_canvas_n", 0) + 1
 
 
-def read_upload(upload) -> tuple[np.ndarray | None, bytes | None]:
-    """An uploaded file as (image array, PNG original); a bad file shows one st.error and gives (None, None)."""
+# The uploader takes any file up to this many MB, so that a wrong type or a too-large image reaches
+# the page and is explained in one line (load_image_file's limits), not as a tooltip on a red row.
+UPLOAD_LIMIT_MB = 50
+
+
+def read_upload(upload) -> tuple[np.ndarray | None, bytes | None, str | None]:
+    """An uploaded file as (image array, PNG original, None), or (None, None, why) for a bad file:
+    the page shows `why` where the answer would be (the message names the file)."""
     if upload is None:
-        return None, None
+        return None, None, None
     try:
         image = load_image_file(upload)
     except InferenceError as exc:
-        st.error(str(exc), icon=":material/broken_image:")  # the message names the file
-        return None, None
-    return image, png_bytes(image)
+        return None, None, str(exc)
+    return image, png_bytes(image), None
 
 
-def preprocess_or_explain(image: np.ndarray | None, source: str) -> Preprocessed | None:
-    """The preprocessed image, or None after a gentle st.info (nothing drawn, only a speck)."""
+def preprocess_or_explain(image: np.ndarray | None, source: str, problem: str | None = None) -> Preprocessed | None:
+    """The preprocessed image, or None after a gentle st.info (nothing drawn, only a speck) or, for a
+    bad upload, one st.error saying what is wrong with it."""
+    if problem:
+        st.error(problem, icon=":material/broken_image:")
+        return None
     if image is None:
         st.info("Draw a digit on the black canvas (or upload an image): the prediction appears when "
                 "you lift the mouse." if source == "canvas" else "Upload a PNG or JPEG of one digit.",

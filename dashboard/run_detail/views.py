@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.config import TrainConfig
 from core.train.script import keras_script, script_file_name
-from core.store.schema import MODEL_FILE, Run
+from core.store.schema import MODEL_FILE, Run, RunNotFound
 from core.store.facade import RunStore
 from dashboard import charts, state
 from dashboard.format import dataset_label, duration_text, status_badge
@@ -74,7 +74,10 @@ def summary(current) -> None:
 
 def live_section(store: RunStore, run: Run) -> None:
     """Summary figures and training curves; the page runs it as a fragment refreshing every 2 s while live."""
-    current = store.get_run(run.id) if run.status in LIVE else run
+    try:  # read again on every rerun of this section (a click on its controls too): it may be gone
+        current = store.get_run(run.id)
+    except RunNotFound:
+        st.rerun()  # deleted elsewhere: the whole page says so, not empty curves
     if run.status in LIVE and current.status not in LIVE:
         st.rerun()  # it just finished: redraw the whole page with its evaluation and model
     summary(current)

@@ -27,7 +27,7 @@ def workers_panel(store: RunStore) -> None:
             st.caption("No worker is running. " + (
                 "One starts on this machine when you launch a run." if auto else
                 "This dashboard does not start one (auto-start is off): start "
-                f"`python -m core worker --db {_url_hint(store)} --data PATH` on a machine with the dataset."))
+                f"`.venv/bin/python -m core worker --db {_url_hint(store)} --data PATH` on a machine with the dataset."))
             return
         st.dataframe(_rows(workers), hide_index=True, key="workers_table",
                      column_config={"runs done": st.column_config.NumberColumn(format="%d")})
