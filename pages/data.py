@@ -7,7 +7,7 @@ from core.data.ingest import ingest
 from dashboard import state
 from dashboard.auth import require_editor
 from dashboard.charts import digit_tiles
-from dashboard.data import views as data_views
+from dashboard.data import model_import, views as data_views
 from dashboard.format import when_text
 
 SOURCE_HELP = ("A folder on this machine with the four MNIST IDX files (train-images-idx3-ubyte[.gz], "
@@ -66,6 +66,8 @@ m[1].metric("Test digits", f"{info.n_test:,}", help="Never trained on: every run
 m[2].metric("Image size", "28 × 28", help="Grey levels 0 (background) to 255 (ink).")
 with st.expander("Replace the dataset (e.g. the sample with full MNIST)", expanded=info.offline_sample):
     ingest_form(replace=True)
+with st.expander("Import a model trained elsewhere", expanded="data_imported" in st.session_state):
+    model_import.import_form()
 
 mtime = data_views.file_mtime(path)
 try:

@@ -18,8 +18,10 @@ if flash := st.session_state.pop("runs_flash", None):  # the outcome of the last
         st.warning(error)
 
 # -- filters and sorting ------------------------------------------------------------------
-f1, f2, f3, f4 = st.columns(4)
+f1, f5, f2, f3, f4 = st.columns(5)
 statuses = f1.multiselect("Status", sorted(runs["status"].unique()), key="runs_status")
+sources = f5.multiselect("Source", list(table.SOURCE_LABELS), key="runs_source", format_func=table.SOURCE_LABELS.get,
+                         help="trained here, tracked from a script or notebook, or imported")
 architectures = f2.multiselect("Architecture", sorted(runs["architecture"].unique()), key="runs_arch")
 groups = f3.multiselect("Group", all_groups(runs), key="runs_group")
 tags = f4.multiselect("Tag", table.all_tags(runs), key="runs_tags")
@@ -34,14 +36,14 @@ with s5.popover("Columns", icon=":material/view_column:", help="choose the table
                              default=list(table.DEFAULT_COLUMNS), key="runs_columns",
                              format_func=lambda c: headers.get(c, c))
 
-view = table.sort_runs(table.filter_runs(runs, statuses, architectures, groups, tags, search), sort, reverse)
+view = table.sort_runs(table.filter_runs(runs, statuses, architectures, groups, tags, search, sources), sort, reverse)
 running = int((runs["status"] == "running").sum())
 st.caption(f"{len(view):,} of {len(runs):,} runs shown" + (f" · {running} running (Refresh to update)" if running else "")
            + " · tick rows to act on them")
 
 # A new table key whenever the rows shown change, so a selection never points at rows that moved.
 signature = (len(runs), runs["run_id"].iloc[0], tuple(statuses), tuple(architectures), tuple(groups), tuple(tags),
-             search, sort, reverse)
+             search, sort, reverse, tuple(sources))
 if st.session_state.get("runs_signature") != signature:
     st.session_state["runs_signature"] = signature
     st.session_state["runs_table_n"] = st.session_state.get("runs_table_n", 0) + 1

@@ -363,3 +363,34 @@ def test_an_older_store_opens_with_every_run_trained_here_and_keeps_everything(t
         assert store.evaluation(r) == ev and store.artifact(r, MODEL_FILE) == art
     assert load_model(store.model_file(imported), run_id=imported) is not None
     store.close()
+
+
+# -- the dashboard: the Runs page's source column and filter, the Data page's model import ------------
+def test_the_runs_page_shows_each_runs_source_and_filters_on_it(app_env, tmp_path, tiny_data):
+    from streamlit.testing.v1 import AppTest
+    store = app_env.store
+    trained = synthetic_run(store, "ours", n_batch=2)
+    path = saved(tiny_model(), tmp_path / "m.keras")
+    imported = interop_models.import_model(store, interop_models.check_model(path, tiny_data), name="theirs")
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "runs.py"), default_timeout=60).run()
+    assert not at.exception
+    table = next(df.value for df in at.dataframe if "test %" in df.value.columns)
+    assert dict(zip(table["name"], table["source"])) == {"ours": "trained here", "theirs": "imported"}
+    at.multiselect(key="runs_source").set_value(["imported"]).run()
+    table = next(df.value for df in at.dataframe if "test %" in df.value.columns)
+    assert list(table["id"]) == [imported] and trained not in list(table["id"])
+
+
+def test_the_data_page_imports_an_uploaded_model(app_env, tmp_path, tiny_data):
+    from streamlit.testing.v1 import AppTest
+    from dashboard.data.model_import import import_upload
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "data.py"), default_timeout=60).run()
+    assert not at.exception and any(e.label == "Import a model trained elsewhere" for e in at.expander)
+    data = saved(tiny_model((784,)), tmp_path / "m.keras").read_bytes()
+    run_id = import_upload("../../evil/from the browser.keras", data)  # the browser's name never becomes a path
+    run = app_env.store.get_run(run_id)
+    assert (run.name, run.source, run.status) == ("from the browser", "imported", "completed")
+    assert app_env.store.get_artifact(run_id, MODEL_FILE) == data
+    with pytest.raises(interop_models.InteropError, match="legacy HDF5"):
+        import_upload("old.h5", b"\x89HDF\r\n\x1a\n")
+    assert len(app_env.store.list_runs()) == 1

@@ -20,7 +20,10 @@ SORTS = {"newest first": ("created_at", True), "test accuracy": ("test_accuracy"
          "best validation accuracy": ("best_val_accuracy", True), "drawn-set accuracy": ("drawn_accuracy", True),
          "duration": ("duration", True), "parameters": ("n_params", True), "name": ("name", False),
          "status": ("status", False), "architecture": ("architecture", False)}
-CSV_COLUMNS = ("run_id", "name", "status", "architecture", "group_name", "tags", "note", "created", *HYPERPARAMETERS[1:],
+# Where a run came from (runs.source), as the table and the Source filter name it.
+SOURCE_LABELS = {"trained": "trained here", "tracked": "tracked", "imported": "imported"}
+CSV_COLUMNS = ("run_id", "name", "status", "source", "architecture", "group_name", "tags", "note", "created",
+               *HYPERPARAMETERS[1:],
                "n_params", "epoch", "best_val_accuracy", "best_val_epoch", "last_val_accuracy", "last_val_epoch",
                "test_accuracy", "test_loss", "drawn_accuracy", "duration", "parent_id")
 
@@ -42,6 +45,11 @@ def _hyperparameter(runs: pd.DataFrame, field: str) -> pd.Series | None:
     return runs[column]
 
 
+def _source(runs: pd.DataFrame) -> pd.Series:
+    """Each run's source; a frame without the column (an older store's) had only runs trained here."""
+    return runs["source"].fillna("trained") if "source" in runs else pd.Series("trained", index=runs.index)
+
+
 def runs_view(runs: pd.DataFrame) -> pd.DataFrame:
     """list_runs() rows as the Runs table shows them (accuracies in %, durations as text, tags as text).
 
@@ -51,6 +59,7 @@ def runs_view(runs: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "name": runs["name"],
         "status": runs["status"],
+        "source": _source(runs).map(SOURCE_LABELS),
         **{header: _hyperparameter(runs, field) for field, header in runs_columns().items()},
         "best val %": percent(runs["best_val_accuracy"]),
         "best @": pd.to_numeric(runs["best_val_epoch"], errors="coerce").astype("Int64"),
@@ -73,7 +82,7 @@ def runs_view(runs: pd.DataFrame) -> pd.DataFrame:
 
 # What the Runs table shows until the user picks other columns (the Columns button): with the
 # widths below it fits the page at 1440 px (about 980 px of table beside the sidebar).
-DEFAULT_COLUMNS = ("name", "status", "architecture", "learning rate", "epochs", "best val %", "test %",
+DEFAULT_COLUMNS = ("name", "status", "source", "architecture", "learning rate", "epochs", "best val %", "test %",
                    "duration", "dataset", "details")
 # How some hyperparameter columns look; the others get their kind's default (see `runs_column_config`).
 HYPERPARAMETER_LOOKS = {"architecture": {"width": 100}, "epochs": {"width": 62, "help": "epochs finished / planned"},
@@ -101,6 +110,8 @@ def runs_column_config() -> dict[str, Any]:
     return {
         "name": cc.TextColumn("name", width=160, pinned=True),
         "status": cc.TextColumn("status", width=82),
+        "source": cc.TextColumn("source", width=84, help="trained here; tracked from a script or notebook "
+                                "(core.track.DigitLabCallback); or imported (a .keras model or TensorBoard logs)"),
         **{header: _hyperparameter_config(field, header) for field, header in runs_columns().items()},
         "best val %": cc.NumberColumn("best val. acc.", format=pct, width=100,
                                       help="best validation accuracy over the epochs"),
@@ -129,7 +140,8 @@ def all_tags(runs: pd.DataFrame) -> list[str]:
 
 
 def filter_runs(runs: pd.DataFrame, statuses: Iterable[str] = (), architectures: Iterable[str] = (),
-                groups: Iterable[str] = (), tags: Iterable[str] = (), search: str = "") -> pd.DataFrame:
+                groups: Iterable[str] = (), tags: Iterable[str] = (), search: str = "",
+                sources: Iterable[str] = ()) -> pd.DataFrame:
     """Runs matching every given filter (an empty filter matches all); tags match any of those given."""
     mask = pd.Series(True, index=runs.index)
     statuses, architectures, groups, tags = list(statuses), list(architectures), list(groups), set(tags)
@@ -139,6 +151,8 @@ def filter_runs(runs: pd.DataFrame, statuses: Iterable[str] = (), architectures:
         mask &= runs["architecture"].isin(architectures)
     if groups:
         mask &= runs["group_name"].isin(groups)
+    if sources := list(sources):  # "trained", "tracked", "imported" (SOURCE_LABELS' keys)
+        mask &= _source(runs).isin(sources)
     if tags:
         mask &= runs["tags"].map(lambda t: isinstance(t, list) and not tags.isdisjoint(t))
     if search.strip():
