@@ -15,6 +15,7 @@ import streamlit as st
 
 from core.store.schema import TERMINAL, Run
 from core.store.facade import RunStore
+from dashboard import state
 from dashboard.auth import require_editor
 from dashboard.background import start_worker
 from dashboard.charts import complete_epochs
@@ -102,10 +103,49 @@ def eta_from_samples(samples: list[tuple[float, int]], total_steps: int, now: fl
 
 def eta_seconds(run: Run, batches: pd.DataFrame, epochs: pd.DataFrame | None = None,
                 now: float | None = None) -> float | None:
-    """Seconds of training left for a running run from its metric rows (None: still estimating)."""
+    """Seconds of training left for a running run from its metric rows (None: still estimating).
+
+    Once an epoch has ended, whole epochs are the measure (`eta_from_epochs`); during the first,
+    the step rate of the last few commits."""
+    now = time.time() if now is None else now
+    by_epochs = eta_from_epochs(run, epochs, now)
+    if by_epochs is not None:
+        return by_epochs
     total = (run.epochs or 0) * (run.steps_per_epoch or 0)
     histories = (batches,) if epochs is None else (batches, epochs)
-    return eta_from_samples(step_samples(*histories), total, now=time.time() if now is None else now)
+    return eta_from_samples(step_samples(*histories), total, now=now)
+
+
+def eta_from_epochs(run: Run, epochs: pd.DataFrame | None, now: float) -> float | None:
+    """Seconds left from the last whole epoch's measured duration (its `epoch_seconds` row: the start
+    of the epoch, its batches and its validation pass), or None before an epoch has ended.
+
+    The estimate falls by one second a second, across epoch boundaries too: the pause at an epoch's
+    start (shuffling, validation of the one before) is part of what was measured, so "Batch 0" no
+    longer freezes it, and a commit that arrives after that pause does not make it jump. If the
+    current epoch runs past the measure, its own step rate says how much of it is left.
+    """
+    if epochs is None or epochs.empty or not run.epochs or "ts" not in epochs:
+        return None
+    ended = epochs[(epochs["key"] == "epoch_seconds") & epochs["value"].notna()].sort_values("epoch")
+    if ended.empty:
+        return None
+    last = ended.iloc[-1]
+    done, per_epoch, at = int(last["epoch"]), float(last["value"]), float(last["ts"])
+    if done >= run.epochs:
+        return 0.0
+    elapsed = max(now - at, 0.0)
+    current = per_epoch - elapsed
+    spe = run.steps_per_epoch or 0
+    into = (run.step or 0) - done * spe
+    if current < 0 and spe and into > 0:  # slower than the last epoch: the current epoch's own pace
+        current = elapsed * (spe - min(into, spe)) / into
+    return max(current, 0.0) + per_epoch * (run.epochs - done - 1)
+
+
+def evaluating(run: Run) -> bool:
+    """A running run that has trained all its epochs: it is being scored on the test set and saved."""
+    return bool(run.epochs) and run.epoch >= run.epochs
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -181,7 +221,10 @@ def live_run(store: RunStore, run_id: str) -> None:
         if active and run.status in TERMINAL:
             st.rerun()  # the whole page: show the result and stop polling
         title, action = st.columns([4, 1], vertical_alignment="center")
-        title.markdown(f"**{run.name}** {status_badge(run.status)} · `{run.id}` · {run.architecture}"
+        # the badge only once it ended: while queued or running the panel's first line says which, and a
+        # badge drawn before that line was replaced stood "running" beside a stale "Queued: place 1"
+        badge = f" {status_badge(run.status)}" if run.status in TERMINAL else ""
+        title.markdown(f"**{run.name}**{badge} · `{run.id}` · {run.architecture}"
                        + (f" · {run.n_params:,} parameters" if run.n_params else ""))
         if run.status in ("queued", "running"):
             with action:
@@ -202,7 +245,10 @@ def _queued_panel(store: RunStore, run: Run) -> None:
     ahead = f"{place - 1} queued run{'s' if place != 2 else ''} ahead" if place > 1 else "next in line"
     st.info(f"Queued: place {place} in the queue ({ahead}; {running} training now). "
             f"{'A worker is alive and will pick it up.' if not workers.empty else ''}", icon=":material/schedule:")
-    if workers.empty:
+    if workers.empty and state.autostart_worker():  # the page has asked for one: it is importing Keras
+        st.caption("A worker is starting on this machine (about 10 s: it imports Keras first); it takes this "
+                   "run as soon as it is up.")
+    elif workers.empty:
         st.warning("No worker is running, so nothing will train. Start one here, or in a terminal with "
                    "`.venv/bin/python -m core worker`.", icon=":material/warning:")
         if st.button("Start a worker", key=f"start_worker_{run.id}", icon=":material/play_arrow:"):
@@ -215,15 +261,21 @@ def _running_panel(store: RunStore, run: Run) -> None:
     epochs = store.metric_history(run.id, scope="epoch")
     p = progress_numbers(run)
     st.progress(p["fraction"], text=f"Epoch {p['epoch']} of {run.epochs} · {p['fraction']:.0%} of the training done")
-    st.progress(p["batch"] / p["steps"] if p["steps"] else 0.0,
-                text=f"Batch {p['batch']:,} of {p['steps']:,}" if p["steps"] else _starting_text(run))
+    if evaluating(run):  # not "100 % · Time left 0 s" while the test set is scored
+        st.info(f"All {run.epochs} epochs trained: evaluating the model on the test set, then saving it "
+                "(a few seconds; longer on full MNIST).", icon=":material/fact_check:")
+    else:
+        st.progress(p["batch"] / p["steps"] if p["steps"] else 0.0,
+                    text=f"Batch {p['batch']:,} of {p['steps']:,}" if p["steps"] else _starting_text(run))
     m = st.columns(4)
     m[0].metric("Loss (running mean)", _fmt(run.last_loss if not len(batches) else _last(batches, "loss")))
     m[1].metric("Accuracy (running mean)", _pct(run.last_accuracy if not len(batches) else _last(batches, "accuracy")))
     m[2].metric("Validation accuracy", _pct(run.last_val_accuracy))
-    left = eta_seconds(run, batches, epochs)
-    m[3].metric("Time left (about)", "estimating…" if left is None else format_seconds(left),
-                help="From the speed of the last few logging windows; the first ones include building the model.")
+    left = None if evaluating(run) else eta_seconds(run, batches, epochs)
+    m[3].metric("Time left (about)", "evaluating…" if evaluating(run) else
+                "estimating…" if left is None else format_seconds(left),
+                help="From the last whole epoch's duration (its start and validation included); during the "
+                     "first epoch, from the speed of the last few logging windows.")
     if run.heartbeat_at and time.time() - run.heartbeat_at > 30:
         st.warning(f"No sign of life from the worker for {format_seconds(time.time() - run.heartbeat_at)}; "
                    "it may have stopped. It is marked interrupted after 60 s.", icon=":material/warning:")

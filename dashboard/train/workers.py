@@ -24,15 +24,17 @@ def workers_panel(store: RunStore) -> None:
     def body() -> None:
         workers = store.workers_overview()
         if workers.empty:
-            st.caption("No worker is running. " + (
-                "One starts on this machine when you launch a run." if auto else
+            st.caption("No worker is up yet. " + (  # the Train page warms one up in the background
+                "This dashboard is starting one on this machine (about 10 s: it imports Keras first); it "
+                "trains queued runs as soon as it is up." if auto else
                 "This dashboard does not start one (auto-start is off): start "
                 f"`.venv/bin/python -m core worker --db {_url_hint(store)} --data PATH` on a machine with the dataset."))
             return
         st.dataframe(_rows(workers), hide_index=True, key="workers_table",
                      column_config={"runs done": st.column_config.NumberColumn(format="%d")})
         where = "on this machine and elsewhere" if store.is_postgres else "on this machine"
-        st.caption(f"{len(workers)} worker{'s' if len(workers) != 1 else ''} {where} take queued runs from "
+        one = len(workers) == 1
+        st.caption(f"{len(workers)} worker{'' if one else 's'} {where} take{'s' if one else ''} queued runs from "
                    f"{store.where}. " + ("" if auto else "Auto-start of a local worker is off."))
     body()
 
