@@ -35,12 +35,18 @@ except RunNotFound:
     state.deleted_notice()
     st.stop()
 try:
-    config = TrainConfig.from_dict(run.config)
-    config.hidden_layers()
+    config = None
+    if run.source == "trained":  # a tracked or imported run was built elsewhere: no config to rebuild it from
+        config = TrainConfig.from_dict(run.config)
+        config.hidden_layers()
 except (ConfigError, TypeError, ValueError) as exc:
     config = None
     st.warning(f"This run's stored config cannot be read by this version of Digit Lab ({exc}); "
                "its model summary and script are not available.")
+if run.source != "trained":
+    st.caption(f"{'Tracked from a script' if run.source == 'tracked' else 'Imported'}: its model was built outside "
+               "Digit Lab, so there is no layer summary or equivalent script; its config shows what could be read "
+               "(— where nothing could).")
 
 views.header(run)
 if run.status not in views.LIVE:  # a live run's section polls anyway and notices a delete itself

@@ -394,3 +394,22 @@ def test_the_data_page_imports_an_uploaded_model(app_env, tmp_path, tiny_data):
     with pytest.raises(interop_models.InteropError, match="legacy HDF5"):
         import_upload("old.h5", b"\x89HDF\r\n\x1a\n")
     assert len(app_env.store.list_runs()) == 1
+
+
+def test_run_detail_opens_tracked_and_imported_runs_whatever_their_config_lacks(app_env, tmp_path, tiny_data):
+    """A model saved uncompiled and logs without a model description: no optimizer, no readable layers."""
+    from streamlit.testing.v1 import AppTest
+    store = app_env.store
+    bare = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
+    bare.save(tmp_path / "bare.keras")  # never compiled: its file names no optimizer
+    imported = interop_models.import_model(store, interop_models.check_model(tmp_path / "bare.keras", tiny_data))
+    assert store.get_run(imported).config["optimizer"] is None
+    from core.interop.tensorboard import LoggedRun, import_runs
+    (logged,) = import_runs(store, [LoggedRun("bare logs", tmp_path, epoch=[("loss", 1, 1, 0.5)])])
+    assert store.get_run(logged).config["architecture"] == "external"
+    for run_id in (imported, logged):
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "run_detail.py"), default_timeout=60)
+        at.query_params["run"] = run_id
+        at.run()
+        assert not at.exception, (run_id, at.exception)
+        assert any("built outside Digit Lab" in c.value for c in at.caption)
