@@ -6,8 +6,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so `import core`
 
 import streamlit as st
 
-from dashboard import auth, background, nav
+from dashboard import auth, background, nav, script_cleanup
 
+script_cleanup.install()  # no rerun pays for Keras' clear_session (fails at start-up if Streamlit changed)
 st.set_page_config(page_title="Digit Lab", page_icon="✍️", layout="wide")
 auth.gate()
 page = st.navigation(nav.navigation_pages())

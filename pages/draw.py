@@ -84,9 +84,14 @@ with draw_tab:
                                           combine_runs=combine and len(chosen) > 1)
         drawn_set.save_form(store, pre, original, source)
 
-    # After the answers (already on screen): what happened inside one of the runs.
-    with st.expander("Inside the model: feature maps, why this digit, nearest training digits", expanded=True):
+    # After the answers (already on screen): what happened inside one of the runs. A fragment: picking
+    # another run to look inside reruns only this panel.
+    @st.fragment
+    def inside(image28) -> None:
         explain_id = chosen[0]
         if len(chosen) > 1:
             explain_id = st.selectbox("Run to look inside", chosen, key="draw_explain_run", format_func=captions.get)
-        explain_views.explain_panel(store, explain_id, captions.get(explain_id, explain_id), pre.image)
+        explain_views.explain_panel(store, explain_id, captions.get(explain_id, explain_id), image28)
+
+    with st.expander("Inside the model: feature maps, why this digit, nearest training digits", expanded=True):
+        inside(pre.image)

@@ -5,7 +5,7 @@ hidden Dense layer, integrated-gradients attribution for the predicted digit and
 
 The compute lives in `core.predict.explain`; this module caches one `Explainer` per run and model
 version and one embedding index per run (built once, kept as the run's ``embedding.npz``
-artifact), and turns arrays into small images. The image helpers at the top are pure NumPy /
+artifact), and turns arrays into small images, once per drawing and run (dashboard/draw/once.py). The image helpers at the top are pure NumPy /
 Pillow, so they are testable without Streamlit running.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from core.predict.explain import INDEX_ARTIFACT, EmbeddingIndex, Explainer, Expl
 from core.predict.preprocess import InferenceError
 from core.store.schema import StoreError
 from core.store.facade import RunStore
+from dashboard.draw import once
 from dashboard.model_cache import cached_model
 from dashboard.state import data_path
 
@@ -144,65 +145,87 @@ def index_for(store: RunStore, run_id: str) -> EmbeddingIndex:
 # ------------------------------------------------------------------------------ rendering
 
 def explain_panel(store: RunStore, run_id: str, name: str, image28: np.ndarray, key: str = "draw_explain") -> None:
-    """Activations, attribution for the top two digits, and nearest training digits for one run."""
+    """Activations, attribution for the top two digits, and nearest training digits for one run.
+
+    Computed once per drawing and run (dashboard/draw/once.py): a rerun that did not change the
+    drawing shows the kept images without running the model or encoding a PNG again."""
     try:
-        explainer = explainer_for(store, run_id)
-        ex = explainer.explain(image28)
+        version = once.model_version(store, run_id)
+        drawing = once.digest(image28)
+        ex = once.once(("explain", store.url, drawing, run_id, version),
+                       lambda: explainer_for(store, run_id).explain(image28))
     except (InferenceError, StoreError) as exc:
         st.warning(f"Cannot look inside {name}: {exc}", icon=":material/warning:")
         return
-    attribution_section(image28, ex)
-    activations_section(ex)
-    neighbours_section(store, run_id, ex)
+    shown = once.once(("explain_png", store.url, drawing, run_id, version), lambda: rendered(image28, ex))
+    attribution_section(ex, shown["attribution"])
+    activations_section(shown)
+    neighbours_section(store, run_id, ex, (drawing, version))
 
 
-def attribution_section(image28: np.ndarray, ex: Explanation) -> None:
+def rendered(image28: np.ndarray, ex: Explanation) -> dict:
+    """Every image of the panel as PNG bytes with its caption (made once per drawing and run)."""
+    first, second = ex.attributions[0], ex.attributions[1]
+    scale = max(float(np.abs(first.pixels).max()), float(np.abs(second.pixels).max()), 1e-12)
+    diff = first.pixels - second.pixels
+    attribution = [(f"toward {first.label} ({ex.probabilities[first.label]:.0%}): sums to "
+                    f"{first.pixels.sum():+.2f}", first.pixels),
+                   (f"toward {second.label} ({ex.probabilities[second.label]:.0%}): sums to "
+                    f"{second.pixels.sum():+.2f}", second.pixels),
+                   (f"{first.label} against {second.label}: red favours {first.label}, blue {second.label} "
+                    f"(sums to {diff.sum():+.2f})", diff)]
+    grids = []
+    for layer in (layer for layer in ex.layers if layer.kind == "conv"):
+        grid, channels = feature_map_grid(layer.values)
+        h, w, c = layer.values.shape
+        grids.append((once.png(grid), f"{layer.name}: {c} maps of {h}×{w}" + (
+            f" (the {len(channels)} most active)" if len(channels) < c else "")))
+    strips = []
+    for layer in (layer for layer in ex.layers if layer.kind == "dense"):
+        strip, order = unit_strip(layer.values)
+        strips.append((once.png(strip), f"{layer.name}: its {len(order)} most active of {layer.values.size} units"))
+    kernels = None
+    if grids and ex.kernels is not None:
+        kernels = (once.png(kernel_grid(ex.kernels)), f"its {len(ex.kernels)} kernels (red excites, blue inhibits)")
+    return {"attribution": [(caption, once.png(attribution_overlay(image28, pixels, scale)))
+                            for caption, pixels in attribution],
+            "grids": grids, "strips": strips, "kernels": kernels}
+
+
+def attribution_section(ex: Explanation, panels: list[tuple[str, bytes]]) -> None:
     first, second = ex.attributions[0], ex.attributions[1]
     st.markdown(f"**Why {first.label} and not {second.label}?** Integrated gradients: each pixel's share of the "
                 f"{ex.target} (red pushed toward the digit, blue away; 32 steps from a blank canvas)")
-    scale = max(float(np.abs(first.pixels).max()), float(np.abs(second.pixels).max()), 1e-12)
-    diff = first.pixels - second.pixels
-    panels = [(f"toward {first.label} ({ex.probabilities[first.label]:.0%}): sums to "
-               f"{first.pixels.sum():+.2f}", first.pixels),
-              (f"toward {second.label} ({ex.probabilities[second.label]:.0%}): sums to "
-               f"{second.pixels.sum():+.2f}", second.pixels),
-              (f"{first.label} against {second.label}: red favours {first.label}, blue {second.label} "
-               f"(sums to {diff.sum():+.2f})", diff)]
-    for col, (caption, pixels) in zip(st.columns(3), panels):
-        col.image(attribution_overlay(image28, pixels, scale), caption=caption, width=168)
+    for col, (caption, image) in zip(st.columns(3), panels):
+        col.image(image, caption=caption, width=168)
 
 
-def activations_section(ex: Explanation) -> None:
+def activations_section(shown: dict) -> None:
     st.markdown("**Activations** for this drawing, layer by layer (bright = strongly active)")
-    convs = [layer for layer in ex.layers if layer.kind == "conv"]
-    grids = []
-    for layer in convs:
-        grid, shown = feature_map_grid(layer.values)
-        h, w, c = layer.values.shape
-        grids.append((grid, f"{layer.name}: {c} maps of {h}×{w}" + (
-            f" (the {len(shown)} most active)" if len(shown) < c else "")))
-    if grids and ex.kernels is not None:  # the first layer's kernels beside its maps
+    grids = shown["grids"]
+    if shown["kernels"] is not None:  # the first layer's kernels beside its maps
         left, right = st.columns([1, 3])
-        left.image(kernel_grid(ex.kernels), caption=f"its {len(ex.kernels)} kernels (red excites, blue inhibits)",
-                   width="content")
+        left.image(shown["kernels"][0], caption=shown["kernels"][1], width="content")
         right.image(grids[0][0], caption=grids[0][1], width="content")
         grids = grids[1:]
     for start in range(0, len(grids), 2):  # later blocks two to a row
         for col, (grid, caption) in zip(st.columns(2), grids[start:start + 2]):
             col.image(grid, caption=caption, width="content")
-    for layer in (layer for layer in ex.layers if layer.kind == "dense"):
-        strip, order = unit_strip(layer.values)
-        st.image(strip, caption=f"{layer.name}: its {len(order)} most active of {layer.values.size} units",
-                 width="content")
+    for strip, caption in shown["strips"]:
+        st.image(strip, caption=caption, width="content")
 
 
-def neighbours_section(store: RunStore, run_id: str, ex: Explanation) -> None:
+def neighbours_section(store: RunStore, run_id: str, ex: Explanation, key: tuple[str, str]) -> None:
     st.markdown("**Nearest training digits** in this run's penultimate layer (cosine similarity)")
-    try:
+
+    def found() -> list[tuple[bytes, str]]:
         index = index_for(store, run_id)
-        found = nearest(index, ex.embedding)
+        return [(once.png(np.kron(index.images[i], np.ones((2, 2), np.uint8))), f"{label} · {sim:.2f}")
+                for i, label, sim in nearest(index, ex.embedding)]
+    try:
+        tiles = once.once(("nearest", store.url, *key, run_id), found)
     except (DataError, InferenceError, StoreError) as exc:
         st.info(f"No nearest digits: {exc}", icon=":material/info:")
         return
-    for col, (i, label, sim) in zip(st.columns(len(found)), found):
-        col.image(np.kron(index.images[i], np.ones((2, 2), np.uint8)), caption=f"{label} · {sim:.2f}", width=56)
+    for col, (image, caption) in zip(st.columns(len(tiles)), tiles):
+        col.image(image, caption=caption, width=56)

@@ -23,6 +23,7 @@ from core.predict.preprocess import InferenceError
 from core.store.schema import StoreError
 from core.store.facade import RunStore
 from dashboard.charts import probability_bars
+from dashboard.draw import once
 from dashboard.model_cache import cached_model
 
 
@@ -55,14 +56,18 @@ class RunPrediction:
 
 
 def predict_runs(store: RunStore, runs: pd.DataFrame, run_ids: list[str], image28: np.ndarray) -> list[RunPrediction]:
-    """Each chosen run's probabilities for one 28×28 image; a run whose model fails gets an error instead."""
+    """Each chosen run's probabilities for one 28×28 image; a run whose model fails gets an error instead.
+
+    Each run's model reads a drawing once (dashboard/draw/once.py), not on every rerun."""
     names = dict(zip(runs["run_id"], runs["name"]))
+    drawing = once.digest(image28)
     out = []
     for run_id in run_ids:
         try:
-            model = cached_model(store, run_id)
-            probs = predict_probabilities(model, image28[None])[0]
-            out.append(RunPrediction(run_id, names.get(run_id, run_id), [float(p) for p in probs]))
+            probs = once.once(("predict", store.url, drawing, run_id, once.model_version(store, run_id)),
+                              lambda: [float(p) for p in predict_probabilities(cached_model(store, run_id),
+                                                                               image28[None])[0]])
+            out.append(RunPrediction(run_id, names.get(run_id, run_id), list(probs)))
         except (InferenceError, StoreError) as exc:
             out.append(RunPrediction(run_id, names.get(run_id, run_id), error=str(exc)))
     return out

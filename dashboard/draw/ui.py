@@ -15,6 +15,7 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from core.predict.preprocess import EmptyDrawing, InferenceError, Preprocessed, load_image_file, preprocess
+from dashboard.draw import once as per_drawing
 
 CANVAS_KEY = "draw_canvas"        # the canvas's widget key (a suffix is added after each clear)
 CANVAS_SIDE = 280                 # canvas pixels: ten times MNIST's 28
@@ -126,7 +127,7 @@ def preprocess_or_explain(image: np.ndarray | None, source: str, problem: str | 
                 icon=":material/draw:")
         return None
     try:
-        return preprocess(image)
+        return once("preprocess", image, lambda: preprocess(image))
     except EmptyDrawing as exc:
         st.info(f"Draw a digit… ({exc})" if source == "canvas" else f"No digit found in the image: {exc}.",
                 icon=":material/draw:")
@@ -137,10 +138,17 @@ def preprocess_or_explain(image: np.ndarray | None, source: str, problem: str | 
 
 # ------------------------------------------------------------------------------ rendering
 
+def once(what: str, image: np.ndarray, compute):
+    """`compute()` once per drawing (named by `image`'s pixels), kept for later reruns."""
+    return per_drawing.once((what, per_drawing.digest(image)), compute)
+
+
 def show_steps(pre: Preprocessed) -> None:
     """The steps from drawing to model input as small images, then the hints."""
     st.markdown("**What the model sees**")
-    for col, (caption, image) in zip(st.columns(4), step_images(pre)):
+    steps = once("steps", pre.steps["input"],
+                 lambda: [(caption, per_drawing.png(image)) for caption, image in step_images(pre)])
+    for col, (caption, image) in zip(st.columns(4), steps):
         col.image(image, caption=caption, width=STEP_SIDE)
     for hint in pre.hints:
         st.warning(hint, icon=":material/lightbulb:")

@@ -15,6 +15,7 @@ from core.search.space import describe_spec
 from core.search.study import MAX_BUDGET, extend_study, stop_study
 from core.store.facade import RunStore
 from core.store.schema import StoreError
+from dashboard import poll
 from dashboard.auth import require_editor
 from dashboard.charts import key_label, parallel_coordinates
 from dashboard.format import percent
@@ -23,14 +24,22 @@ from dashboard.state import LIVE_EVERY
 from dashboard.study import charts as study_charts
 
 
+EVERY = LIVE_EVERY * 2  # seconds between refreshes of a study in flight
+
+
+def shared_summary(store: RunStore, name: str) -> dict:
+    """The study's summary, read once per refresh tick for every visitor (dashboard/poll.py)."""
+    return poll.shared((store.url, "study_summary", name), EVERY, lambda: summary(store, name))
+
+
 def study_page(store: RunStore, name: str) -> None:
     """Progress, best run, charts and actions of one study; refreshes while its runs are in flight."""
-    first = summary(store, name)
+    first = shared_summary(store, name)
     live = first["counts"]["queued"] + first["counts"]["running"] > 0
 
-    @st.fragment(run_every=LIVE_EVERY * 2 if live else None)
+    @st.fragment(run_every=EVERY if live else None)
     def body() -> None:
-        data = summary(store, name)
+        data = shared_summary(store, name)
         if live and data["counts"]["queued"] + data["counts"]["running"] == 0:
             st.rerun()  # it just ended: redraw without the timer
         progress(data)
@@ -82,7 +91,7 @@ def best(data: dict) -> None:
 
 
 def charts(store: RunStore, name: str, data: dict) -> None:
-    study, table, values = trials_table(store, name)
+    study, table, values = poll.shared((store.url, "study_trials", name), EVERY, lambda: trials_table(store, name))
     left, right = st.columns([3, 2])
     left.plotly_chart(study_charts.history_chart(table, study.objective, study.direction), key="study_history")
     right.plotly_chart(study_charts.importance_chart(data["importance"], data["importance_note"]),
@@ -126,6 +135,7 @@ def actions(store: RunStore, name: str, data: dict) -> None:
         if require_editor("stop a study"):
             try:
                 cancelled = stop_study(store, name)
+                poll.forget(store.url, "study_summary", name)
             except (ConfigError, StoreError) as exc:
                 st.error(str(exc), icon=":material/error:")
             else:
@@ -138,6 +148,7 @@ def actions(store: RunStore, name: str, data: dict) -> None:
         if require_editor("extend a study"):
             try:
                 queued = extend_study(store, name, int(n))
+                poll.forget(store.url, "study_summary", name)
             except (ConfigError, StoreError) as exc:
                 st.error(str(exc), icon=":material/error:")
             else:

@@ -1,8 +1,9 @@
 """The live panel of one run on the Train page: a picker of the runs to watch, queue place,
 progress, ETA, curves that update while it trains, Cancel, and its result once it ends.
 
-A panel polls the store with `st.fragment(run_every=LIVE_EVERY)`, never a cache; widgets
-always get explicit keys.
+A panel polls the store with `st.fragment(run_every=LIVE_EVERY)`; the reads of a tick are
+shared by every visitor watching the same run (dashboard/poll.py), so a room watching one run
+costs the store one read a tick. Widgets always get explicit keys.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import streamlit as st
 
 from core.store.schema import TERMINAL, Run
 from core.store.facade import RunStore
-from dashboard import state
+from dashboard import poll, state
 from dashboard.auth import require_editor
 from dashboard.background import start_worker
 from dashboard.charts import complete_epochs
@@ -206,18 +207,23 @@ def queue_position(store: RunStore, run: Run) -> tuple[int, int]:
     return max(ahead, 1), len(store.list_runs(status="running"))
 
 
+def shared_read(store: RunStore, what: str, run_id: str, read):
+    """`read()` once per LIVE_EVERY tick for every session watching `run_id` (see dashboard/poll.py)."""
+    return poll.shared((store.url, what, run_id), LIVE_EVERY, read)
+
+
 def live_run(store: RunStore, run_id: str) -> None:
     """The panel of one run: queue place, progress, ETA, live curves and Cancel; the result when done.
 
     It refreshes itself every LIVE_EVERY seconds while the run is queued or running (only this
     panel reruns) and reruns the page once when the run ends, which stops the polling.
     """
-    first = store.get_run(run_id)
+    first = shared_read(store, "run", run_id, lambda: store.get_run(run_id))
     active = first.status not in TERMINAL
 
     @st.fragment(run_every=LIVE_EVERY if active else None)
     def panel() -> None:
-        run = store.get_run(run_id)
+        run = shared_read(store, "run", run_id, lambda: store.get_run(run_id))
         if active and run.status in TERMINAL:
             st.rerun()  # the whole page: show the result and stop polling
         title, action = st.columns([4, 1], vertical_alignment="center")
@@ -240,8 +246,8 @@ def live_run(store: RunStore, run_id: str) -> None:
 
 
 def _queued_panel(store: RunStore, run: Run) -> None:
-    place, running = queue_position(store, run)
-    workers = store.live_workers()
+    place, running = shared_read(store, "queue", run.id, lambda: queue_position(store, run))
+    workers = shared_read(store, "workers", "", store.live_workers)
     ahead = f"{place - 1} queued run{'s' if place != 2 else ''} ahead" if place > 1 else "next in line"
     st.info(f"Queued: place {place} in the queue ({ahead}; {running} training now). "
             f"{'A worker is alive and will pick it up.' if not workers.empty else ''}", icon=":material/schedule:")
@@ -257,8 +263,9 @@ def _queued_panel(store: RunStore, run: Run) -> None:
 
 
 def _running_panel(store: RunStore, run: Run) -> None:
-    batches = store.metric_history(run.id, scope="batch", keys=["loss", "accuracy"])
-    epochs = store.metric_history(run.id, scope="epoch")
+    batches = shared_read(store, "batches", run.id,
+                          lambda: store.metric_history(run.id, scope="batch", keys=["loss", "accuracy"]))
+    epochs = shared_read(store, "epochs", run.id, lambda: store.metric_history(run.id, scope="epoch"))
     p = progress_numbers(run)
     st.progress(p["fraction"], text=f"Epoch {p['epoch']} of {run.epochs} · {p['fraction']:.0%} of the training done")
     if evaluating(run):  # not "100 % · Time left 0 s" while the test set is scored
@@ -326,6 +333,7 @@ def _cancel_button(store: RunStore, run: Run) -> None:
                  help="Stop training at the next logging window; the metrics so far are kept."):
         if require_editor("cancel a run"):
             store.request_cancel(run.id)
+            poll.forget(store.url, "run", run.id)  # this session sees "Cancelling…" at once
             st.rerun()  # the page again, showing the run cancelled or stopping
 
 

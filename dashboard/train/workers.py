@@ -1,7 +1,8 @@
 """The Workers panel (Train page): every live worker on any machine, what it trains, when it last beat.
 
 Reads `RunStore.workers_overview()` (heartbeat ages on the database server's clock, so a worker
-host with a skewed clock shows the right age) and refreshes itself every few seconds.
+host with a skewed clock shows the right age) and refreshes itself every few seconds; the read of
+a tick is shared by every visitor (dashboard/poll.py).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.store.facade import RunStore
-from dashboard import state
+from dashboard import poll, state
 from dashboard.format import duration_text
 
 REFRESH = 5.0  # seconds between refreshes (workers beat every 5 s)
@@ -22,7 +23,7 @@ def workers_panel(store: RunStore) -> None:
 
     @st.fragment(run_every=REFRESH)
     def body() -> None:
-        workers = store.workers_overview()
+        workers = poll.shared((store.url, "workers_overview"), REFRESH, store.workers_overview)  # one read a tick
         if workers.empty:
             st.caption("No worker is up yet. " + (  # the Train page warms one up in the background
                 "This dashboard is starting one on this machine (about 10 s: it imports Keras first); it "

@@ -1,0 +1,70 @@
+"""Once per drawing: the Draw page's work for one drawing and one run is done once, not on every rerun.
+
+A drawing is named by a hash of its pixels (`digest`). What is computed from it (the
+preprocessed image, each run's probabilities, the explanation, the nearest digits, the PNG
+bytes of every image shown) is kept in one small process-wide LRU keyed by (what, store,
+drawing, run, model version), so a rerun that changes nothing else (a widget, another tab, a
+fragment) and other visitors drawing the same thing reuse it. Errors are never kept.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Hashable, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from core.store.facade import RunStore
+from dashboard import poll
+
+T = TypeVar("T")
+MAX_ENTRIES = 512          # about 64 drawings × a few runs; each entry is a few hundred kB at most
+VERSION_EVERY = 10.0       # seconds a run's model version is trusted before it is read again
+
+_lock = threading.Lock()
+_entries: OrderedDict[Hashable, Any] = OrderedDict()
+counts = {"hits": 0, "misses": 0}   # read by tests and the benchmark
+
+
+def digest(image: np.ndarray) -> str:
+    """A short name for an image's pixels (shape and dtype included)."""
+    a = np.ascontiguousarray(image)
+    h = hashlib.blake2b(a.tobytes(), digest_size=12)
+    h.update(f"{a.shape}{a.dtype}".encode())
+    return h.hexdigest()
+
+
+def once(key: Hashable, compute: Callable[[], T]) -> T:
+    """`compute()` the first time `key` is asked for; the kept value after that (LRU)."""
+    with _lock:
+        if key in _entries:
+            _entries.move_to_end(key)
+            counts["hits"] += 1
+            return _entries[key]
+    value = compute()  # outside the lock: two first askers may both compute; both get a right answer
+    with _lock:
+        counts["misses"] += 1
+        _entries[key] = value
+        while len(_entries) > MAX_ENTRIES:
+            _entries.popitem(last=False)
+    return value
+
+
+def clear() -> None:
+    with _lock:
+        _entries.clear()
+
+
+def model_version(store: RunStore, run_id: str) -> str:
+    """The run's model version, read at most every VERSION_EVERY seconds for the whole process."""
+    return poll.shared((store.url, "model_version", run_id), VERSION_EVERY, lambda: store.model_version(run_id))
+
+
+def png(image: np.ndarray) -> bytes:
+    """An RGB or grey uint8 array as PNG bytes (st.image shows bytes without encoding them again)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
