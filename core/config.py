@@ -248,13 +248,11 @@ def runs_columns() -> dict[str, str]:
     return {name: p.column for name, p in PARAMS.items() if p.column}
 
 
-_NAME_MOST = 3  # differences named at most in an automatic name; the rest are counted
-
-
 def auto_name(config: TrainConfig) -> str:
     """A run name that says what differs from the architecture's defaults ("mlp-128-64 · lr 0.01 · augment").
 
-    The base name only: the store numbers a name that is taken ("mlp-128-64 #2").
+    Every difference is named (a "+1 more" hid the seed that told two runs apart, and read as "one
+    more queued" in page text). The base name only: the store numbers a name that is taken ("mlp-128-64 #2").
     """
     defaults = replace(type(config)(architecture=config.architecture), **preset_defaults(config.architecture))
     parts = []
@@ -267,8 +265,6 @@ def auto_name(config: TrainConfig) -> str:
         else:
             text = "default" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
             parts.append(" ".join(filter(None, [p.name_word, text])))
-    if len(parts) > _NAME_MOST:
-        parts = [*parts[:_NAME_MOST], f"+{len(parts) - _NAME_MOST} more"]
     if config.architecture == CUSTOM and config.layers:
         parts.insert(0, f"{len(config.layers)} layers")
     return " · ".join([config.architecture, *parts])[:190]

@@ -70,6 +70,8 @@ def test_runs_show_export_delete(world, tmp_path):
     assert sum(map(sum, shown["evaluation"]["confusion"])) == 100
     text = cli("show", result["run_id"], env=env).stdout
     assert "confusion matrix" in text and "learning_rate" in text
+    # issue 27: an empty field reads as what it trains, not "dropout None"
+    assert "— (the preset's rates)" in text and "— (all training digits)" in text and " None" not in text
     out = tmp_path / "runs.csv"
     assert cli("export", "--format", "csv", "--out", str(out), env=env).returncode == 0
     assert result["run_id"] in out.read_text()

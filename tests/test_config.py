@@ -136,7 +136,7 @@ def test_auto_name_says_what_differs_from_the_presets_defaults():
         "mlp-128-64 · lr 0.01 · batch 64 · augment"
     assert auto_name(make_config("cnn-draw", augment=False)) == "cnn-draw · no augment"
     many = make_config("mlp-128-64", learning_rate=0.01, batch_size=64, epochs=2, seed=1, name="ignored")
-    assert auto_name(many) == "mlp-128-64 · lr 0.01 · batch 64 · epochs 2 · +1 more"
+    assert auto_name(many) == "mlp-128-64 · lr 0.01 · batch 64 · epochs 2 · seed 1"  # issue 27: no "+1 more"
 
 
 # A field as a contributor would add it: one declaration with its Param, nothing else.

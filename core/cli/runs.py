@@ -71,6 +71,9 @@ def _print_dataset(dataset: dict | None) -> None:
             print(f"  {key:<18} {dataset[key]}")
 
 
+NONE_MEANS = {"dropout": "the preset's rates", "train_limit": "all training digits"}  # what an empty field trains
+
+
 def cmd_show(args) -> int:
     from dataclasses import asdict
     store = open_store(args)
@@ -87,7 +90,10 @@ def cmd_show(args) -> int:
     for key, value in run.config.items():
         if key == "layers" and not value:  # a preset: its layers come with its name
             continue
-        print(f"  {key:<18} {json.dumps(value) if isinstance(value, (list, dict)) else value}")
+        text = json.dumps(value) if isinstance(value, (list, dict)) else value
+        if value is None:
+            text = "— (" + NONE_MEANS.get(key, "not set") + ")"
+        print(f"  {key:<18} {text}")
     _print_dataset(run.dataset)
     print("summary:")
     for key in ("epoch", "best_val_accuracy", "best_val_epoch", "last_val_accuracy", "last_val_epoch",
