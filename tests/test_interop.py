@@ -413,3 +413,17 @@ def test_run_detail_opens_tracked_and_imported_runs_whatever_their_config_lacks(
         at.run()
         assert not at.exception, (run_id, at.exception)
         assert any("built outside Digit Lab" in c.value for c in at.caption)
+
+
+def test_forking_a_tracked_or_imported_run_keeps_what_is_known_and_defaults_the_rest(app_env, tmp_path, tiny_data):
+    from streamlit.testing.v1 import AppTest
+    from core.interop.tensorboard import LoggedRun, import_runs
+    (run_id,) = import_runs(app_env.store, [LoggedRun("logs", tmp_path, epoch=[("loss", 1, 1, 0.5)],
+                                                      config={"optimizer": "sgd", "learning_rate": 0.05})])
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "train.py"), default_timeout=60)
+    at.query_params["fork"] = run_id
+    at.run()
+    assert not at.exception, at.exception
+    state = at.session_state
+    assert state["train_optimizer"] == "sgd" and state["train_learning_rate"] == 0.05
+    assert state["train_batch_size"] is not None and state["train_architecture"] != "external"

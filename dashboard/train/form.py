@@ -64,7 +64,14 @@ def _widget_value(field: str, value: Any) -> Any:
 
 
 def load_form(config: dict[str, Any], hyperparameters_only: bool = False) -> None:
-    """Put a config's values into the form's widget state (a preset change, a fork)."""
+    """Put a config's values into the form's widget state (a preset change, a fork).
+
+    A tracked or imported run leaves what it could not read as None and may name no architecture of
+    ours: those take the form's defaults, so forking it keeps what is known and asks for the rest.
+    """
+    if config.get("architecture") not in ARCHITECTURES:
+        config = {**config, "architecture": DEFAULT_ARCHITECTURE}
+    config = {**form_defaults(config["architecture"]), **{k: v for k, v in config.items() if v is not None}}
     for field in HYPERPARAMETERS:
         st.session_state[_key(field)] = _widget_value(field, config.get(field))
     if hyperparameters_only:
