@@ -102,6 +102,9 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
     the main thread, installed for the duration of the call. A stop that arrived before the worker
     registered ends it at once with one line and `stop.early` set: no run is claimed.
     """
+    from core.model.execution import thread_environment
+    if "tensorflow" not in sys.modules:  # TensorFlow reads these once, when it starts: this worker's share of the cores
+        os.environ.update(thread_environment())
     from core.data.dataset import DataError, check_dataset
     from core.search.pruning import prune_check
     from core.search.study import after_run, top_up_all

@@ -298,7 +298,8 @@ def build_model(layers: list[dict], augment: bool = False, name: str = "digitlab
             seq.append(L.Activation(layer["activation"]))
     if shape_is_image:
         seq.append(L.Flatten())
-    seq.append(L.Dense(N_CLASSES, activation="softmax"))
+    # float32 whatever the precision policy: a softmax in bfloat16 rounds probabilities and the loss
+    seq.append(L.Dense(N_CLASSES, activation="softmax", dtype="float32"))
     return keras.Sequential(seq, name=name)
 
 

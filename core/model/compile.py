@@ -32,19 +32,24 @@ def make_optimizer(name: str, lr: float):
     return getattr(keras.optimizers, class_name)(learning_rate=lr, **extra)
 
 
-def compile_for_training(model, optimizer: str, lr: float) -> None:
+def compile_for_training(model, optimizer: str, lr: float, plan=None) -> None:
     """Compile a built model for `fit`, with its optimizer's slots and its accuracy counters made now.
 
     Keras 3 on TensorFlow otherwise makes those variables inside the first traced training step, and
     a `tf.function` that creates variables is traced twice (once to make them, once without). Made
     here, the step is traced once: every run's first epoch is about 0.3 CPU-s shorter on `mlp-128-64`
     (more on the CNNs), and the numbers it trains to are the same.
+
+    `plan` (a core.model.execution.ExecutionPlan) sets steps per execution and XLA; None: Keras' defaults.
+    (Its precision policy is set before the model is built, by the caller.)
     """
     import keras
 
     opt = make_optimizer(optimizer, lr)
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy",
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  **({} if plan is None else {"steps_per_execution": plan.steps_per_execution,
+                                              "jit_compile": plan.jit_compile}))
     opt.build(model.trainable_variables)
 
 

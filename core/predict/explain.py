@@ -120,6 +120,9 @@ class Explainer:
         import keras
         import tensorflow as tf
 
+        from core.model.execution import float32_copy
+
+        model = float32_copy(model)  # a mixed_bfloat16 run is explained in float32 (IG's sums must hold)
         self.model, self.steps = model, int(steps)
         try:
             self.input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])

@@ -58,9 +58,11 @@ def load_model(path: str | Path, run_id: str | None = None) -> Any:
         import keras
 
         from core.model.architectures import elastic_layer_class
+        from core.model.execution import float32_copy
         elastic_layer_class()  # registers Digit Lab's own (training-only) augmentation layer for loading
         try:
-            model = keras.models.load_model(path, safe_mode=True, compile=False)
+            # a run trained in mixed_bfloat16 predicts (and is explained) in float32, with the same weights
+            model = float32_copy(keras.models.load_model(path, safe_mode=True, compile=False))
         except Exception as exc:
             text = " ".join(str(exc).split())
             if "safe_mode" in text or "unsafe" in text.lower():

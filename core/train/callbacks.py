@@ -53,7 +53,7 @@ class StoreLogger(keras.callbacks.Callback):
         self.should_stop, self.prune_check = should_stop, prune_check
         self.pruned = False  # the study's pruner stopped training after an epoch
         self.rows: list[tuple] = []
-        self.step, self.epoch = 0, 0
+        self.step, self.epoch, self._epoch_base = 0, 0, 0
         self.cancelled = False
         self.summary: dict[str, float | int | None] = {}
         self._last_flush = self._epoch_start = time.monotonic()
@@ -61,10 +61,15 @@ class StoreLogger(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch + 1  # stored epochs are 1-based, as people count them
         self._epoch_start = time.monotonic()
+        self._epoch_base = self.step
 
     def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
-        if self.step % self.every == 0:
+        # With steps_per_execution=k Keras calls this every k batches, `batch` being the last one
+        # done (0-based in the epoch): the step comes from it, and a point is logged whenever the
+        # step passes a multiple of `every` (core.model.execution keeps k <= every).
+        before = self.step
+        self.step = max(before + 1, self._epoch_base + int(batch) + 1)
+        if self.step // self.every > before // self.every:
             self._add("batch", logs)
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()

@@ -137,7 +137,7 @@ def execute(store: RunStore, run: Run, data_path, should_stop: Callable[[], bool
         keras.utils.set_random_seed(config.seed)
         splits = load_splits(config, data_path)
         steps = int(np.ceil(len(splits.y_train) / config.batch_size))
-        plan = choose_plan(config.hidden_layers(), config.batch_size, steps,
+        plan = choose_plan(config.hidden_layers(), config.batch_size, steps, epochs=config.epochs,
                            augment=config.augment or config.elastic)
         record_dataset(store, run.id, data_path, splits, plan)
         previous = keras.mixed_precision.global_policy().name

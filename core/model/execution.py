@@ -1,0 +1,200 @@
+"""How a run executes on this machine: steps per execution, XLA, the precision policy and threads.
+
+`choose_plan()` picks, per run, the fastest way to train its model that keeps its results and
+its live view, from rules measured on these machines (issue 25; bench/train_speed.py reruns them):
+
+- Dense-only models are tiny: Keras spends most of a step in Python and the callback, not in the
+  matmuls. Several steps per `tf.function` call (`steps_per_execution`) cost nothing to set up and
+  train `mlp-128-64` with 1.6x less CPU an epoch (1.2-1.5 vs 2.1-2.3 CPU-s on 20,000 digits, the
+  same accuracy to the last digit). XLA (`jit_compile`) on top saves another ~0.3 CPU-s an epoch
+  there but costs 3.5-4 CPU-s of compiling in the first epoch (and delays the first batch), so it
+  is used only for runs of `XLA_MIN_STEPS` steps or more, where it pays back.
+- Conv nets: XLA makes them 5-7x slower on this CPU and `steps_per_execution` changes nothing, so
+  both stay off. Where the CPU does bfloat16 natively (AVX512-BF16, AMX), the `mixed_bfloat16`
+  policy needs about 1.75x less CPU for the same accuracy; elsewhere bfloat16 is emulated and slower.
+- With `steps_per_execution=k`, Keras calls batch hooks every k batches. k stays small enough that
+  an epoch still logs `MIN_POINTS` batch points (k <= the callback's batch interval) and that k
+  batches take well under a second (Cancel is read in batch hooks); epoch ends are unchanged, so
+  the pruner is still asked at every one.
+- Threads: each local worker gets its share of the cores for TensorFlow's intra-op pool, so several
+  workers on one machine do not fight over the same cores.
+
+`--exec default` or `DIGITLAB_EXEC=default` gives Keras' defaults instead. The plan is recorded
+with the run (its dataset record, key "execution") and shown by `core show` and Run detail.
+TensorFlow is imported only inside the functions that need it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger("core.model")
+
+MODES = ("auto", "default")
+MIN_POINTS = 25        # batch points an epoch logs (core.train.callbacks.batch_interval's default)
+MAX_SPE = 32           # most steps per execution: beyond it the measured gain is flat
+XLA_MIN_STEPS = 20_000  # XLA pays back its ~4 CPU-s compile after ~8,000 steps of mlp-128-64: 2.5x margin
+HOOK_SECONDS = 0.2     # k batches between two batch hooks take at most about this long
+DENSE_FLOPS = 20e9     # float32 FLOP/s a small dense step reaches here (measured peak 376 GFLOP/s): a safe floor
+NATIVE_BF16 = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs that compute bfloat16 natively
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """How one run trains. Zero threads means TensorFlow's own choice (all cores)."""
+    steps_per_execution: int = 1
+    jit_compile: bool = False            # Keras' "auto" is False on a CPU
+    precision: str = "float32"           # or "mixed_bfloat16"
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    reason: str = "Keras' defaults"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> ExecutionPlan | None:
+        if not data:
+            return None
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def cpu_flags(path: str | Path = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo cannot be read, e.g. on macOS)."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:  # no /proc here: treat the CPU as having no special features (the safe plan)
+        pass
+    return frozenset()
+
+
+def has_native_bf16(flags: frozenset[str] | set[str] | None = None) -> bool:
+    """True where the CPU computes bfloat16 in hardware (AVX512-BF16 or AMX)."""
+    return bool(set(cpu_flags() if flags is None else flags) & set(NATIVE_BF16))
+
+
+def exec_mode(mode: str | None = None) -> str:
+    """The execution mode: `mode` if given, else DIGITLAB_EXEC ("default" gives Keras' defaults), else "auto"."""
+    value = (mode or os.environ.get("DIGITLAB_EXEC") or "auto").strip().lower()
+    return value if value in MODES else "auto"
+
+
+def local_workers() -> int:
+    """How many workers train on this machine at once: DIGITLAB_LOCAL_WORKERS, else 1."""
+    try:
+        return max(1, int(os.environ.get("DIGITLAB_LOCAL_WORKERS", "1")))
+    except ValueError:  # documented: anything else means one
+        return 1
+
+
+def thread_counts(cores: int | None = None, workers: int | None = None) -> tuple[int, int]:
+    """(intra, inter) op threads for one of `workers` local workers sharing `cores` cores."""
+    cores = max(1, cores or os.cpu_count() or 1)
+    workers = max(1, workers or local_workers())
+    intra = max(1, cores // workers)
+    return intra, (1 if workers > 1 else min(2, cores))
+
+
+def dense_flops(layers: list[dict], batch_size: int) -> float:
+    """Rough FLOPs of one training step of a dense stack (forward + backward = 6 per weight per digit)."""
+    width, weights = 28 * 28, 0
+    for layer in layers:
+        if layer.get("type") == "Dense":
+            weights += width * int(layer["units"])
+            width = int(layer["units"])
+    weights += width * 10
+    return 6.0 * weights * batch_size
+
+
+def choose_plan(layers: list[dict], batch_size: int, steps_per_epoch: int, cpu_flags: frozenset[str] | set[str] | None = None,
+                workers: int | None = None, mode: str | None = None, augment: bool = False,
+                cores: int | None = None, epochs: int = 1) -> ExecutionPlan:
+    """The plan for a model (its layer stack, as core.model.architectures builds it) at a batch size.
+
+    `cpu_flags`: the CPU's flags (default: read from /proc/cpuinfo; tests fake them).
+    `workers`: local workers sharing the cores (default: DIGITLAB_LOCAL_WORKERS, else 1).
+    `mode`: "auto" or "default" (default: DIGITLAB_EXEC, else "auto").
+    `augment`: the model has augmentation layers (image transforms XLA does not compile on a CPU).
+    `epochs`: how long the run is (XLA only pays back on long runs).
+    """
+    intra, inter = thread_counts(cores, workers)
+    if exec_mode(mode) == "default":
+        return ExecutionPlan(intra_op_threads=intra, inter_op_threads=inter,
+                             reason="Keras' defaults, as asked (--exec default or DIGITLAB_EXEC=default)")
+    conv = any(layer.get("type") == "Conv2D" for layer in layers)
+    if conv:
+        if has_native_bf16(cpu_flags):
+            return ExecutionPlan(precision="mixed_bfloat16", intra_op_threads=intra, inter_op_threads=inter,
+                                 reason="conv net on a CPU with native bfloat16: mixed_bfloat16, no XLA "
+                                        "(slower on conv nets here), one step per execution (no gain)")
+        return ExecutionPlan(intra_op_threads=intra, inter_op_threads=inter,
+                             reason="conv net, CPU without native bfloat16: float32, no XLA, one step per execution")
+    interval = max(1, steps_per_epoch // MIN_POINTS)  # the callback's batch interval: a point every so many steps
+    per_batch = dense_flops(layers, batch_size) / DENSE_FLOPS
+    k = max(1, min(MAX_SPE, interval, int(HOOK_SECONDS / max(per_batch, 1e-9))))
+    jit = not augment and steps_per_epoch * max(1, epochs) >= XLA_MIN_STEPS
+    why = (f"dense-only model: {'XLA and ' if jit else ''}{k} step{'s' if k > 1 else ''} per execution "
+           f"(keeps >= {MIN_POINTS} batch points an epoch and a batch hook every < {HOOK_SECONDS:g} s)")
+    if augment:
+        why += "; no XLA with augmentation layers"
+    elif not jit:
+        why += f"; no XLA: its compile pays back only after {XLA_MIN_STEPS:,} steps"
+    return ExecutionPlan(steps_per_execution=k, jit_compile=jit, intra_op_threads=intra,
+                         inter_op_threads=inter, reason=why)
+
+
+def describe(plan: ExecutionPlan | dict | None) -> str:
+    """One line for people: "XLA · 25 steps per execution · float32 · 2 threads" (or why none is known)."""
+    plan = ExecutionPlan.from_dict(plan) if isinstance(plan, dict) else plan
+    if plan is None:
+        return "not recorded (trained before runs recorded how they executed)"
+    parts = ["XLA" if plan.jit_compile else "no XLA",
+             f"{plan.steps_per_execution} step{'s' if plan.steps_per_execution > 1 else ''} per execution",
+             plan.precision]
+    if plan.intra_op_threads:
+        parts.append(f"{plan.intra_op_threads} intra-op / {plan.inter_op_threads} inter-op threads")
+    return " · ".join(parts)
+
+
+def thread_environment(workers: int | None = None, cores: int | None = None) -> dict[str, str]:
+    """Environment variables that size TensorFlow's thread pools before it starts (a worker process
+    sets them first thing); values already set by the user are kept."""
+    intra, inter = thread_counts(cores, workers)
+    wanted = {"TF_NUM_INTRAOP_THREADS": str(intra), "TF_NUM_INTEROP_THREADS": str(inter)}
+    return {k: os.environ.get(k, v) for k, v in wanted.items()}
+
+
+def float32_copy(model):
+    """The same model computing in float32 (weights shared by value); `model` itself when it already does.
+
+    A mixed_bfloat16 model keeps float32 weights and computes in bfloat16. Predictions and
+    integrated gradients want float32 throughout, so its layers are rebuilt with the float32
+    policy and given the same weights.
+    """
+    import keras
+
+    if all(_policy_name(layer) in ("float32", None) for layer in model.layers):
+        return model
+
+    def clone(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone)
+        copy.set_weights(model.get_weights())
+    except Exception:  # a model Keras cannot clone (subclassed, imported): it predicts in its own policy
+        log.warning("model %s could not be rebuilt in float32; it predicts in its own precision",
+                    getattr(model, "name", "?"), exc_info=True)
+        return model
+    return copy
+
+
+def _policy_name(layer) -> str | None:
+    policy = getattr(layer, "dtype_policy", None)
+    return getattr(policy, "name", None)
