@@ -13,7 +13,7 @@ from typing import Callable
 import pandas as pd
 import streamlit as st
 
-from core.config import HELP, ConfigError, TrainConfig
+from core.config import HELP, PARAMS, ConfigError, TrainConfig
 from core.data.dataset import DataError
 from core.search.space import describe_spec, grid_size, parse_spec
 from core.search.study import MAX_BUDGET, OBJECTIVES, PRUNERS, SEARCHES, create_study
@@ -21,6 +21,7 @@ from core.search.sweep import CHOICES, SWEEPABLE
 from core.store.facade import RunStore
 from core.store.schema import StoreError
 from dashboard.auth import require_editor
+from dashboard.charts import key_label
 from dashboard.nav import page_link
 
 MAX_SPACE_FIELDS = 4
@@ -46,7 +47,7 @@ def study_options() -> dict:
     budget = c2.number_input("Budget (runs)", min_value=1, max_value=MAX_BUDGET, value=12, step=1, key="study_budget",
                              disabled=search == "grid", help="runs in all; a grid runs every combination")
     objective = c3.selectbox("Objective", list(OBJECTIVES), key="study_objective",
-                             format_func=lambda o: f"{o} ({'maximise' if OBJECTIVES[o] == 'maximize' else 'minimise'})")
+                             format_func=lambda o: f"{key_label(o)} ({'maximise' if OBJECTIVES[o] == 'maximize' else 'minimise'})")
     c4, c5 = st.columns(2)
     pruner = c4.selectbox("Pruner", PRUNERS, index=PRUNERS.index("median"), key="study_pruner", help=PRUNER_HELP)
     warmup = c5.number_input("Warm-up epochs", min_value=0, max_value=100, value=1, step=1, key="study_warmup",
@@ -56,20 +57,27 @@ def study_options() -> dict:
                 warmup_epochs=int(warmup))
 
 
+def field_label(field: str) -> str:
+    """A parameter as the Train form labels it ("Learning rate", not learning_rate)."""
+    return PARAMS[field].label if field in PARAMS else field
+
+
 def space_editor(search: str) -> tuple[dict[str, dict], list[str]]:
     """Up to four rows of (field, range with a scale, or a list of values); returns the space and input errors."""
     space: dict[str, dict] = {}
     errors: list[str] = []
     for i in range(MAX_SPACE_FIELDS):
         cols = st.columns([1.2, 1, 1, 0.8], vertical_alignment="bottom")
-        field = cols[0].selectbox(f"Parameter {i + 1}", (NO_FIELD, *SWEEPABLE), key=f"study_field_{i}",
+        taken = {st.session_state.get(f"study_field_{j}") for j in range(MAX_SPACE_FIELDS) if j != i}
+        field = cols[0].selectbox(f"Parameter {i + 1}", (NO_FIELD, *(f for f in SWEEPABLE if f not in taken)),
+                                  key=f"study_field_{i}", format_func=field_label,
                                   help=HELP.get(st.session_state.get(f"study_field_{i}"), "Pick a field to search over."))
         if field == NO_FIELD:
             continue
-        kind = SWEEPABLE[field]
+        kind, name = SWEEPABLE[field], field_label(field)
         try:
             if kind in ("choice", "bool"):
-                values = cols[1].multiselect(f"Values of {field}", CHOICES.get(field, (False, True)), format_func=str,
+                values = cols[1].multiselect(f"Values of {name}", CHOICES.get(field, (False, True)), format_func=str,
                                              key=f"study_values_{i}_{field}")
                 spec = ",".join(map(str, values))
             else:
@@ -79,11 +87,11 @@ def space_editor(search: str) -> tuple[dict[str, dict], list[str]]:
                     help="log: values spread evenly over orders of magnitude; linear: evenly over the range; "
                          "list: only the values you type")
                 if scale == "list":
-                    spec = cols[1].text_input(f"Values of {field}", key=f"study_list_{i}_{field}",
+                    spec = cols[1].text_input(f"Values of {name}", key=f"study_list_{i}_{field}",
                                               placeholder="comma-separated, e.g. 1e-3, 1e-2")
                 else:
-                    low = cols[1].text_input(f"{field} from", key=f"study_low_{i}_{field}", placeholder=low_hint)
-                    high = cols[2].text_input(f"{field} to", key=f"study_high_{i}_{field}", placeholder=high_hint)
+                    low = cols[1].text_input(f"{name} from", key=f"study_low_{i}_{field}", placeholder=low_hint)
+                    high = cols[2].text_input(f"{name} to", key=f"study_high_{i}_{field}", placeholder=high_hint)
                     spec = (f"{low.strip()}:{high.strip()}" + (":log" if scale == "log" else "")
                             if low.strip() and high.strip() else "")
             if not spec.strip():
@@ -101,12 +109,12 @@ def space_preview(space: dict[str, dict], options: dict) -> int:
     if not space:
         st.caption("Pick at least one parameter and give its range or values.")
         return 0
-    st.dataframe(pd.DataFrame([{"parameter": f, "kind": s["type"], "searched over": describe_spec(s)}
+    st.dataframe(pd.DataFrame([{"parameter": field_label(f), "kind": s["type"], "searched over": describe_spec(s)}
                                for f, s in space.items()]), hide_index=True, width="stretch")
     n = grid_size(space) if options["search"] == "grid" else options["budget"]
     pruning = (f", a {options['pruner']} pruner stops trailing runs after {max(1, options['warmup_epochs'])} "
                "warm-up epoch(s)" if options["pruner"] != "none" else ", no pruning")
-    st.caption(f"{n} run{'s' if n != 1 else ''}: {SEARCH_HELP[options['search']]}; {options['objective']} is "
+    st.caption(f"{n} run{'s' if n != 1 else ''}: {SEARCH_HELP[options['search']]}; {key_label(options['objective'])} is "
                f"{'maximised' if OBJECTIVES[options['objective']] == 'maximize' else 'minimised'}{pruning}. "
                "Runs are queued as the workers free up, one per live worker.")
     return n

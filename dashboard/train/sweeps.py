@@ -67,28 +67,39 @@ def sweep_preview(grid: dict[str, list]) -> int:
 
 def sweep_panel(store: RunStore, group: str) -> None:
     """A group's progress (queued / running / ended) and, once all ended, a link to Compare."""
-    first = group_progress(store.list_runs(group=group))
-    is_study = get_study(store, group) is not None  # every sweep queued since studies exist is one
+    study = get_study(store, group)  # every sweep queued since studies exist is one
+    is_study = study is not None
+    budget = study.budget if study is not None and study.search != "grid" else None  # a grid queues all at once
 
-    @st.fragment(run_every=LIVE_EVERY if not first.finished else None)
+    def finished(prog) -> bool:  # a study still to queue runs within its budget has not finished
+        return prog.finished and (budget is None or study.stopped or prog.completed + prog.pruned >= budget)
+
+    first = finished(group_progress(store.list_runs(group=group)))
+
+    @st.fragment(run_every=LIVE_EVERY if not first else None)
     def panel() -> None:
         runs = store.list_runs(group=group)
         prog = group_progress(runs)
-        if prog.finished and not first.finished:
+        if finished(prog) and not first:
             st.rerun()
-        st.progress(prog.fraction, text=f"**{group}**: {prog.ended} of {prog.total} ended · {prog.running} running · "
-                                         f"{prog.queued} queued · {prog.completed} completed"
-                                         + (f" · {prog.pruned} pruned" if prog.pruned else ""))
+        counts = (f"{prog.running} running · {prog.queued} queued · {prog.completed} completed"
+                  + (f" · {prog.pruned} pruned" if prog.pruned else ""))
+        if budget:  # measured against the study's budget, not the runs queued so far ("1 of 2 ended" of 4)
+            done = prog.completed + prog.pruned
+            st.progress(min(1.0, done / budget), text=f"**{group}**: {done} of {budget} done (its budget) · {counts}")
+        else:
+            st.progress(prog.fraction, text=f"**{group}**: {prog.ended} of {prog.total} ended · {counts}")
         table = runs.sort_values("created_at")[["name", "status", "test_accuracy", "best_val_accuracy", "run_id"]]
         table = table.assign(test_accuracy=table["test_accuracy"] * 100, best_val_accuracy=table["best_val_accuracy"] * 100)
         percent = {"format": "%.2f%%"}
         st.dataframe(table, hide_index=True, width="stretch", placeholder="—",
-                     column_config={"test_accuracy": st.column_config.NumberColumn("test accuracy", **percent),
+                     column_config={"name": st.column_config.TextColumn("name", width="large"),
+                                    "test_accuracy": st.column_config.NumberColumn("test accuracy", **percent),
                                     "best_val_accuracy": st.column_config.NumberColumn("best val accuracy", **percent),
                                     "run_id": "run id"})
         if is_study:
             page_link("study", f"Open the study view of {group}", {"study": group}, icon=":material/science:")
-        if prog.finished:
+        if finished(prog):
             page_link("compare", f"Compare the {prog.total} runs of {group}",
                       {"runs": ",".join(prog.run_ids), "group": group}, icon=":material/compare_arrows:")
 
