@@ -4,8 +4,8 @@ The CLI calls the same core functions the dashboard pages call. A user error (ba
 bad value, missing file, unknown run) is a `DigitLabError`: it prints one line on stderr and
 exits with 2; nothing is written. `--db` and `--data` are accepted by every command.
 
-The commands live by job: train.py (ingest, train, worker), runs.py (runs, show, cancel, delete,
-export, predict, copy-store), search.py (sweep, study), interop.py (import-model, import-tensorboard,
+The commands live by job: train.py (ingest, train, worker), runs.py (runs, show, compare, cancel,
+delete, export, predict, copy-store), search.py (sweep, study), interop.py (import-model, import-tensorboard,
 export to TensorBoard and MLflow); common.py holds what they share.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ COMMAND_HELP = {
     "worker": "Claim queued runs from the store and train them, one at a time.",
     "runs": "List runs with their status and summary metrics.",
     "show": "Show one run: config, summary and test confusion matrix.",
+    "compare": "Is B's test accuracy really different from A's? The difference, its confidence interval and a verdict.",
     "cancel": "Cancel a queued run, or ask a running one to stop at its next logging window.",
     "delete": "Delete a run with its metrics, evaluations and model file.",
     "export": "Export the runs table as CSV or JSON, or the runs with their curves to TensorBoard (--out DIR) or MLflow (--to URI).",

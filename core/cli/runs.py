@@ -1,5 +1,5 @@
-"""`runs`, `show`, `cancel`, `delete`, `export`, `predict` and `copy-store`: read, manage, use and
-move the runs in a store."""
+"""`runs`, `show`, `compare`, `cancel`, `delete`, `export`, `predict` and `copy-store`: read, compare,
+manage, use and move the runs in a store."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +21,15 @@ def add_arguments(cmd: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--source", choices=SOURCES, help="only runs trained here, tracked from a script, or imported")
     p.add_argument("--limit", type=int, default=50, help="show at most N runs (default 50)")
     p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument("--group", action="store_true",
+                   help="one row per config (its repeats: runs that differ only in seed and name): N, mean and "
+                        "sample std of the accuracies, run ids; completed runs only unless --status says otherwise")
+    p = cmd["compare"]
+    for name, what in (("a", "A, the reference"), ("b", "B, compared with A")):
+        p.add_argument(name, metavar=name.upper(), help=f"{what}: a run id, a config id (all its repeats; "
+                                                        "`runs --group` lists them) or run ids joined by commas")
+    p.add_argument("--json", action="store_true", help="print one JSON object: a, b, n_a, n_b, metric, difference "
+                                                       "(B - A, points), ci_low, ci_high, p_value, test, verdict")
     for name in ("show", "cancel", "delete"):
         cmd[name].add_argument("run_id", metavar="RUN_ID")
     cmd["show"].add_argument("--json", action="store_true", help="print one JSON object")
@@ -45,6 +54,8 @@ def add_arguments(cmd: dict[str, argparse.ArgumentParser]) -> None:
 
 
 def cmd_runs(args) -> int:
+    if args.group:
+        return _runs_grouped(args)
     df = open_store(args).list_runs(status=args.status, source=args.source).head(args.limit)
     if args.json:
         print(df[SUMMARY_COLUMNS + ["source", "group_name", "created_at"]].to_json(orient="records"))
@@ -57,6 +68,57 @@ def cmd_runs(args) -> int:
         view[col] = view[col].map(lambda v: "" if v is None or v != v else f"{v:.4f}")
     view["duration"] = view["duration"].map(lambda v: "" if v is None or v != v else f"{v:.0f}s")
     print(view.fillna("").to_string(index=False))
+    return 0
+
+
+GROUP_COLUMNS = ["config_id", "name", "architecture", "dataset", "n", "mean_test_accuracy", "std_test_accuracy",
+                 "ci_low_test_accuracy", "ci_high_test_accuracy", "mean_best_val_accuracy", "std_best_val_accuracy",
+                 "mean_last_val_accuracy", "std_last_val_accuracy", "mean_duration", "seeds", "run_ids"]
+
+
+def _runs_grouped(args) -> int:
+    """`runs --group`: one row per config id (core.search.repeats.group_frame), best mean test accuracy first."""
+    from core.search.repeats import group_frame
+    table = group_frame(open_store(args), statuses=(args.status,) if args.status else ("completed",))
+    table = table.head(args.limit)
+    if args.json:
+        print(table[GROUP_COLUMNS].to_json(orient="records"))
+        return 0
+    if table.empty:
+        print("no completed runs yet: `python -m core train --arch mlp-128-64 --epochs 1 --repeat 3` makes 3 repeats")
+        return 0
+
+    def mean_std(means, stds):
+        return ["" if m != m else f"{m:.4f}" + (f" ± {s:.4f}" if s == s else "") for m, s in zip(means, stds)]
+    view = table.assign(
+        test_accuracy=mean_std(table["mean_test_accuracy"], table["std_test_accuracy"]),
+        best_val_accuracy=mean_std(table["mean_best_val_accuracy"], table["std_best_val_accuracy"]),
+        duration=table["mean_duration"].map(lambda v: "" if v != v else f"{v:.0f}s"),
+        runs=table["run_ids"].map(lambda ids: " ".join(ids[:3]) + (" …" if len(ids) > 3 else "")))
+    print(view[["config_id", "name", "n", "test_accuracy", "best_val_accuracy", "duration", "runs"]]
+          .to_string(index=False))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    """`compare A B`: B's test accuracy against A's, with a 95 % interval and a verdict (core.search.repeats)."""
+    from core.search.repeats import compare_selections
+
+    def selection(text: str):
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not parts:
+            raise UserError(f"an empty selection {text!r}: give a run id, a config id or run ids joined by commas")
+        return parts if "," in text else parts[0]
+    result = compare_selections(open_store(args), selection(args.a), selection(args.b))
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"A {result.a}: {result.n_a} finished run(s); B {result.b}: {result.n_b} finished run(s)")
+    if result.test is not None:
+        print(f"difference B - A: {result.difference:+.2f} points of test accuracy, 95 % CI {result.ci_low:+.2f} to "
+              f"{result.ci_high:+.2f} ({'Welch' if result.test == 'welch' else 'exact McNemar'}, "
+              f"p = {result.p_value:.3g})")
+    print(result.verdict)
     return 0
 
 
@@ -176,5 +238,5 @@ def cmd_copy_store(args) -> int:
     return 0
 
 
-COMMANDS = {"runs": cmd_runs, "show": cmd_show, "cancel": cmd_cancel, "delete": cmd_delete, "export": cmd_export,
+COMMANDS = {"runs": cmd_runs, "show": cmd_show, "compare": cmd_compare, "cancel": cmd_cancel, "delete": cmd_delete, "export": cmd_export,
             "predict": cmd_predict, "copy-store": cmd_copy_store}

@@ -6,7 +6,7 @@ import json
 import time
 
 from core import settings
-from core.cli.common import emit, open_store
+from core.cli.common import UserError, emit, open_store
 from core.cli.train import add_config_arguments, config_from_args
 
 
@@ -32,6 +32,11 @@ def add_arguments(cmd: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("group", metavar="GROUP", help="the study's name")
     p.add_argument("--stop", action="store_true", help="queue no more runs and cancel the queued ones")
     p.add_argument("--extend", type=int, metavar="N", help="add N runs to the budget and queue them")
+    p.add_argument("--confirm", type=int, metavar="K",
+                   help="queue repeats of the study's K best configs (1-5, by the objective), with --seeds: "
+                        "the summary then ranks them by mean test accuracy with 95 %% intervals")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="with --confirm: new seeds per config, 1-10 (K x N runs are queued)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -55,9 +60,15 @@ def cmd_sweep(args) -> int:
 
 def cmd_study(args) -> int:
     from core.search.report import mixed_datasets_note, summary
-    from core.search.study import extend_study, stop_study
+    from core.search.study import confirm_top, extend_study, stop_study
+    if (args.confirm is None) != (args.seeds is None):
+        raise UserError("--confirm K and --seeds N go together: `study GROUP --confirm 3 --seeds 5`")
     store = open_store(args)
     notes = []
+    if args.confirm is not None:
+        queued = confirm_top(store, args.group, args.confirm, args.seeds, settings.data_path(args.data))
+        notes.append(f"confirming: {len(queued)} run(s) queued ({len(queued) // args.seeds} config(s) x "
+                     f"{args.seeds} seeds); `python -m core worker` trains them")
     if args.stop:
         notes.append(f"stopped: {stop_study(store, args.group)} queued run(s) cancelled")
     if args.extend is not None:
@@ -77,11 +88,29 @@ def cmd_study(args) -> int:
     if data["best_run_id"]:
         params = ", ".join(f"{k}={v}" for k, v in data["best_params"].items())
         print(f"best: run {data['best_run_id']} {data['objective']} {data['best_value']:.4f} ({params})")
+    _print_seed_check(data)
     if data["importance"]:
         print("importance: " + ", ".join(f"{k} {v:.0%}" for k, v in data["importance"].items()))
     else:
         print(f"importance: {data['importance_note']}")
     return 0
+
+
+def _print_seed_check(data: dict) -> None:
+    """The confirmed configs, ranked by mean test accuracy, and whether the best is told apart from the next."""
+    if data["confirmed"]:
+        print("confirmed over seeds (mean test accuracy ± sample std, 95 % CI of the mean):")
+    for c in data["confirmed"]:
+        mean = "no completed run yet" if c["mean_test_accuracy"] is None else f"{c['mean_test_accuracy']:.4f}"
+        if c["std_test_accuracy"] is not None:
+            mean += f" ± {c['std_test_accuracy']:.4f} (CI {c['ci_low_test_accuracy']:.4f} to {c['ci_high_test_accuracy']:.4f})"
+        pending = f", {c['pending']} still to train" if c["pending"] else ""
+        params = ", ".join(f"{k}={v}" for k, v in c["params"].items())
+        print(f"  {c['rank']}. config {c['config_id']} ({params}): {mean}, {c['n']} run(s){pending}")
+    versus = data["best_vs_runner_up"]
+    if versus is not None:
+        warn = "warning: " if data["best_distinguishable"] is False or versus["test"] is None else ""
+        print(f"{warn}best vs runner-up: {versus['verdict']}")
 
 
 COMMANDS = {"sweep": cmd_sweep, "study": cmd_study}

@@ -71,7 +71,11 @@ def add_arguments(cmd: dict[str, argparse.ArgumentParser]) -> None:
     p.set_defaults(config_options=add_config_arguments(p))
     p.add_argument("--group", help="put the run in a named group (as sweeps do)")
     p.add_argument("--queue", action="store_true", help="only queue the run; a worker trains it")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object (last line of stdout)")
+    p.add_argument("--repeat", type=int, metavar="N",
+                   help="train (or with --queue, queue) N runs of this config, 1-10, with seeds s, s+1, ...: "
+                        "repeats that share one config id, so `compare` can measure the seed noise")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object (last line of stdout); "
+                                                       "with --repeat it holds run_ids and config_id")
 
     p = cmd["worker"]
     p.add_argument("--once", action="store_true", help="exit when the queue is empty")
@@ -100,6 +104,8 @@ def cmd_train(args) -> int:
     from core.train.run import train
     config = config_from_args(args, args.config_options)
     data = settings.data_path(args.data)
+    if args.repeat is not None:
+        return _train_repeats(args, config, data)
     store = open_store(args)
     if args.queue:
         run_id = queue_run(store, config, data, group=args.group)
@@ -112,6 +118,13 @@ def cmd_train(args) -> int:
     except KeyboardInterrupt:
         print("\ncancelled (Ctrl-C): the run is marked cancelled, its metrics are kept", file=sys.stderr)
         return 130
+    summary, text = _summary(store, run)
+    emit(args.json, summary, text)
+    return 0 if run.status == "completed" else 1
+
+
+def _summary(store, run) -> tuple[dict, str]:
+    """One trained run as `train --json` prints it, and as one line of text."""
     summary = {"run_id": run.id, "name": run.name, "status": run.status, "architecture": run.architecture,
                "test_accuracy": run.test_accuracy, "test_loss": run.test_loss, "params": run.n_params,
                "epochs_run": run.epoch, "best_val_accuracy": run.best_val_accuracy,
@@ -120,8 +133,43 @@ def cmd_train(args) -> int:
     text = (f"run {run.id} {run.status}: test accuracy {run.test_accuracy:.4f}, {run.epoch} epochs, "
             f"{summary['seconds']:.1f} s" if run.status == "completed" else
             f"run {run.id} {run.status}: {summary['error']}")
-    emit(args.json, summary, text)
-    return 0 if run.status == "completed" else 1
+    return summary, text
+
+
+def _train_repeats(args, config, data) -> int:
+    """`train --repeat N`: every seed checked first, then queued (--queue) or trained here one after another."""
+    from core.search.repeats import queue_repeats, repeat_plan, run_config_id
+    from core.search.significance import summarize
+    from core.train.run import train
+    plan = repeat_plan(config, args.repeat, data)  # N and every config checked before anything is written
+    store, cid = open_store(args), run_config_id(config, data)
+    if args.queue:
+        run_ids = queue_repeats(store, config, args.repeat, data, group=args.group)
+        emit(args.json, {"run_ids": run_ids, "config_id": cid, "status": "queued", "seeds": [c.seed for c in plan]},
+             f"queued {len(run_ids)} repeats of config {cid} (seeds {plan[0].seed}-{plan[-1].seed}): "
+             f"{' '.join(run_ids)}; `python -m core worker` trains them")
+        return 0
+    runs = []
+    for i, one in enumerate(plan, 1):
+        print(f"repeat {i}/{len(plan)} (seed {one.seed})", file=sys.stderr, flush=True)
+        try:
+            runs.append(train(store, one, data, group=args.group,
+                              progress=None if args.json and not sys.stderr.isatty() else _progress_bar))
+        except KeyboardInterrupt:
+            print(f"\ncancelled (Ctrl-C) at repeat {i}: that run is marked cancelled, the {i - 1} before it are kept"
+                  f"{'' if i == len(plan) else ', the rest were not started'}", file=sys.stderr)
+            return 130
+        if not args.json:
+            print(_summary(store, runs[-1])[1])
+    stats = summarize(r.test_accuracy for r in runs if r.status == "completed")
+    ok = all(r.status == "completed" for r in runs)
+    result = {"run_ids": [r.id for r in runs], "config_id": cid, "status": "completed" if ok else "incomplete",
+              "seeds": [c.seed for c in plan], "n_completed": stats.n, "mean_test_accuracy": stats.to_dict()["mean"],
+              "std_test_accuracy": stats.to_dict()["std"], "runs": [_summary(store, r)[0] for r in runs]}
+    spread = f" ± {stats.std:.4f} (sample std)" if stats.n > 1 else ""
+    emit(args.json, result, f"config {cid}: {stats.n} of {len(runs)} repeats completed, test accuracy "
+                            f"{stats.mean:.4f}{spread}; `python -m core compare {cid} OTHER` tests a difference")
+    return 0 if ok else 1
 
 
 def _progress_bar(event: dict) -> None:

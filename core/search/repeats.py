@@ -189,24 +189,32 @@ def group_frame(store, statuses: tuple[str, ...] | None = REPEATABLE) -> pd.Data
     return group_runs(store.list_runs(), statuses)
 
 
+def repeat_plan(config: TrainConfig, n: int, data_path=None) -> list[TrainConfig]:
+    """The N configs a "repeat with N seeds" trains or queues (seeds s, s+1, ...), every one checked.
+
+    N is 1 to MAX_REPEATS; with `data_path` each config is validated against that dataset too. A
+    named config's repeats are named "NAME · seed S"; unnamed ones get the store's auto names.
+    """
+    configs = repeat_configs(config, n)
+    if config.name and n > 1:
+        configs = [replace(c, name=f"{config.name} · seed {c.seed}") for c in configs]
+    if data_path is not None:
+        from core.data.dataset import check_dataset
+        n_train = check_dataset(data_path).n_train
+        configs = [c.validate(n_train) for c in configs]
+    return [c.validate() for c in configs]
+
+
 def queue_repeats(store, config: TrainConfig, n: int, data_path=None, group: str | None = None,
                   parent_id: str | None = None) -> list[str]:
-    """Queue N repeats of `config` (seeds s, s+1, ...) in one transaction; returns their run ids.
+    """Queue N repeats of `config` (repeat_plan) in one transaction; returns their run ids.
 
     Everything is checked before anything is written: N (1 to MAX_REPEATS), every seed, and with
-    `data_path` the config against that dataset. A named config's repeats are named "NAME · seed S";
-    unnamed ones get the store's numbered auto names.
+    `data_path` the config against that dataset.
     """
-    from core.data.dataset import check_dataset
     from core.store.queue import queue_run
 
-    configs = repeat_configs(config, n)
-    if data_path is not None:
-        n_train = check_dataset(data_path).n_train
-        for c in configs:
-            c.validate(n_train)
-    if config.name and n > 1:
-        configs = [replace(c, name=f"{config.name} · seed {c.seed}").validate() for c in configs]
+    configs = repeat_plan(config, n, data_path)
     with store.write():  # all N or none
         return [queue_run(store, c, group=group, parent_id=parent_id) for c in configs]
 

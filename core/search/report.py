@@ -85,6 +85,10 @@ def confirmed(store: RunStore, name: str) -> list[dict]:
     mine = runs[runs["group_name"] == confirm_group(name)]
     if mine.empty:
         return []
+    # a run records its dataset when it starts: one still queued is counted under the study's dataset
+    known = next((d for d in runs.loc[runs["group_name"].isin((name, confirm_group(name))), "dataset"]
+                  if isinstance(d, dict) and d.get("sha256")), None)
+    mine = mine.assign(dataset=[d if isinstance(d, dict) and d.get("sha256") else known for d in mine["dataset"]])
     mine = mine.assign(config_id=config_ids(mine).to_numpy())
     wanted = list(dict.fromkeys(mine["config_id"]))
     groups = group_runs(runs[config_ids(runs).isin(wanted)]).set_index("config_id")
