@@ -29,8 +29,7 @@ with set_tab:
         drawn_set.evaluation_panel(store, runs, picked)  # the buttons' callbacks ran first: `runs` is up to date
         drawn_set.ensemble_scorer(store, runs, captions, key="draw_ens")
         st.dataframe(drawn_set.leaderboard(runs), hide_index=True, placeholder="—",
-                     column_config={c: st.column_config.NumberColumn(format="percent")
-                                    for c in ("test accuracy", "drawn-set accuracy")})
+                     column_config={**drawn_set.ACCURACY_COLUMNS, "run": drawn_set.NAME_COLUMN})
 
 with draw_tab:
     if runs.empty:

@@ -373,3 +373,14 @@ def test_pruned_runs_are_offered_and_a_deleted_choice_is_said(populated_env):
     at.run()
     assert not at.exception
     assert any("A run you had chosen was deleted" in e.value for e in at.error)
+
+
+def test_drawn_set_accuracy_reads_with_two_decimals_everywhere():
+    """Issue 27, item 13: the drawn-set accuracy read 100.00 %, 100.0 % and 100 % on different pages."""
+    import pandas as pd
+    row = pd.Series({"name": "a", "run_id": "r1", "test_accuracy": 0.98765, "drawn_accuracy": 1.0})
+    assert draw_predictions.run_caption(row) == "a · r1 · test 98.77% · drawn 100.00%"
+    table = drawn_set.leaderboard(pd.DataFrame([{**row, "architecture": "mlp-128-64", "augment": False}]))
+    assert table["drawn-set accuracy"].tolist() == [100.0] and table["test accuracy"].round(3).tolist() == [98.765]
+    assert all(c.get("type_config", {}).get("format") == "%.2f%%" or "%.2f%%" in str(c)
+               for c in drawn_set.ACCURACY_COLUMNS.values())

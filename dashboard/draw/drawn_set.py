@@ -19,6 +19,7 @@ from core.store.schema import StoreError
 from core.store.facade import RunStore
 from dashboard.auth import can_edit, denied_message, require_editor
 from dashboard.charts import confusion_heatmap
+from dashboard.format import percent
 from dashboard.draw.ui import clear_canvas, fit_box, to_uint8
 
 GRID_COLUMNS = 8
@@ -131,7 +132,7 @@ def _evaluate(store: RunStore, run_id: str | None, name: str, key: str) -> None:
         if run_id is not None:
             with st.spinner(f"Evaluating {name} on the drawn set…"):
                 ev = evaluate_on_drawn(store, run_id)
-            messages.append(("success", f"{name}: **{ev.accuracy:.1%}** of {ev.n} drawings read correctly."))
+            messages.append(("success", f"{name}: **{ev.accuracy:.2%}** of {ev.n} drawings read correctly."))
         else:
             with st.spinner("Evaluating every completed run on the drawn set…"):
                 scores = evaluate_all(store)
@@ -191,15 +192,21 @@ def ensemble_scorer(store: RunStore, runs: pd.DataFrame, captions: dict, key: st
         st.error(str(exc))
         return
     names = dict(zip(runs["run_id"], runs["name"]))
-    st.success(f"The ensemble of {len(chosen)} runs reads **{result['accuracy']:.1%}** of {result['n']} drawings.")
-    st.dataframe(pd.DataFrame([{"run": names.get(r, r), "id": r, "drawn-set accuracy": acc}
+    st.success(f"The ensemble of {len(chosen)} runs reads **{result['accuracy']:.2%}** of {result['n']} drawings.")
+    st.dataframe(pd.DataFrame([{"run": names.get(r, r), "id": r, "drawn-set accuracy": acc * 100}
                                for r, acc in result["per_run"].items()] +
-                              [{"run": "★ ensemble", "id": "", "drawn-set accuracy": result["accuracy"]}]),
-                 hide_index=True, column_config={"drawn-set accuracy": st.column_config.NumberColumn(format="percent")})
+                              [{"run": "★ ensemble", "id": "", "drawn-set accuracy": result["accuracy"] * 100}]),
+                 hide_index=True, column_config={**ACCURACY_COLUMNS, "run": NAME_COLUMN})
 
 
 def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
-    """Completed runs with their test and drawn-set accuracy, for a table."""
+    """Completed runs with their test and drawn-set accuracy (in percent), for a table."""
     cols = {"name": "run", "run_id": "id", "architecture": "architecture", "augment": "augment",
             "test_accuracy": "test accuracy", "drawn_accuracy": "drawn-set accuracy"}
-    return runs[list(cols)].rename(columns=cols)
+    table = runs[list(cols)].rename(columns=cols)
+    return table.assign(**{c: percent(table[c]) for c in ("test accuracy", "drawn-set accuracy")})
+
+
+# How the Draw page's tables show accuracies (two decimals, as every page does) and names (in full).
+ACCURACY_COLUMNS = {c: st.column_config.NumberColumn(format="%.2f%%") for c in ("test accuracy", "drawn-set accuracy")}
+NAME_COLUMN = st.column_config.TextColumn("run", width="large")

@@ -30,12 +30,12 @@ from dashboard.model_cache import cached_model
 # ------------------------------------------------------------------------------ runs
 
 def run_caption(row: pd.Series) -> str:
-    """'name · 98.9% test' (· drawn 90.0%)."""
+    """'name · id · test 98.90%' (· drawn 90.00%): accuracies with two decimals, as on every page."""
     text = f"{row['name']} · {row['run_id']}"
     if pd.notna(row.get("test_accuracy")):
-        text += f" · test {row['test_accuracy']:.1%}"
+        text += f" · test {row['test_accuracy']:.2%}"
     if pd.notna(row.get("drawn_accuracy")):
-        text += f" · drawn {row['drawn_accuracy']:.1%}"
+        text += f" · drawn {row['drawn_accuracy']:.2%}"
     return text
 
 
