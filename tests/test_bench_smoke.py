@@ -103,3 +103,14 @@ def test_writers_smoke(tmp_path, populated_env):
         assert 0.0 <= fig["proxy_mean"] <= 1.0 and 0.0 <= fig["mnist_test"] <= 1.0
         assert len(fig["per_writer"]) == len(doc["figures"]["writers"])
     assert "drawn-like" in out and "MNIST test" in out
+
+
+def test_train_speed_smoke(tmp_path, populated_data):
+    out, doc = run_bench("train_speed.py", tmp_path, "--data", str(populated_data), "--presets", "mlp-128-64",
+                         "--accuracy", "mlp-128-64", timeout=300)
+    fig = doc["figures"]
+    variants = fig["presets"]["mlp-128-64"]["variants"]
+    assert set(variants) == {"digitlab", "bare", "best"} and fig["matmul_peak_gflops"] > 0
+    assert variants["bare"]["vs_bare_cpu"]["median"] == pytest.approx(1.0)
+    assert fig["presets"]["mlp-128-64"]["plan"]["steps_per_execution"] >= 1
+    assert fig["accuracy"]["mlp-128-64"]["default"] and "test accuracy" in out
