@@ -18,50 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import cli
-from core.config import TrainConfig
 from core.interop import models as interop_models
 from core.predict.inference import load_model, predict_probabilities
 from core.store.facade import RunStore
 from core.store.schema import MODEL_FILE
+from tests.interop_helpers import run_cli, saved, synthetic_run, tiny_model
 
 keras = pytest.importorskip("keras")
 ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 KEEP_ALL = ea.STORE_EVERYTHING_SIZE_GUIDANCE  # 0 for every kind: no sampling (the defaults keep 10 tensors per tag)
-
-
-def tiny_model(shape=(28, 28, 1), outputs=10):
-    layers = [keras.Input(shape)] + ([keras.layers.Flatten()] if len(shape) > 1 else [])
-    model = keras.Sequential(layers + [keras.layers.Dense(16, activation="relu"),
-                                       keras.layers.Dense(outputs, activation="softmax")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
-def saved(model, path: Path, n: int = 32) -> Path:
-    x = np.random.default_rng(0).random((n, *model.inputs[0].shape[1:])).astype("float32")
-    model.fit(x, np.arange(n) % model.outputs[0].shape[-1], epochs=1, batch_size=16, verbose=0)
-    model.save(path)
-    return path
-
-
-def run_cli(args: list[str], capsys, db: str, data: Path) -> tuple[int, str, str]:
-    code = cli.main([*args, "--db", db, "--data", str(data)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def synthetic_run(store: RunStore, name: str = "synthetic", n_batch: int = 1500, epochs: int = 3) -> str:
-    """A completed run with `n_batch` batch points per key (more than any default sampling keeps)."""
-    run_id = store.create_run(TrainConfig(epochs=epochs, name=name).to_dict(), name=name)
-    store.claim_run("test", run_id)
-    rows = [(run_id, "batch", k, s, 1 + s * epochs // n_batch, 1.0 / (1 + s)) for s in range(n_batch)
-            for k in ("loss", "accuracy")]
-    rows += [(run_id, "epoch", k, (e + 1) * n_batch // epochs, e + 1, 0.5 + e / 10)
-             for e in range(epochs) for k in ("loss", "accuracy", "val_loss", "val_accuracy")]
-    store.log_metrics(rows)
-    store.finish_run(run_id, "completed", epoch=epochs, best_val_accuracy=0.7, test_accuracy=0.75, test_loss=0.8)
-    return run_id
 
 
 @pytest.fixture
@@ -364,66 +329,3 @@ def test_an_older_store_opens_with_every_run_trained_here_and_keeps_everything(t
     assert load_model(store.model_file(imported), run_id=imported) is not None
     store.close()
 
-
-# -- the dashboard: the Runs page's source column and filter, the Data page's model import ------------
-def test_the_runs_page_shows_each_runs_source_and_filters_on_it(app_env, tmp_path, tiny_data):
-    from streamlit.testing.v1 import AppTest
-    store = app_env.store
-    trained = synthetic_run(store, "ours", n_batch=2)
-    path = saved(tiny_model(), tmp_path / "m.keras")
-    imported = interop_models.import_model(store, interop_models.check_model(path, tiny_data), name="theirs")
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "runs.py"), default_timeout=60).run()
-    assert not at.exception
-    table = next(df.value for df in at.dataframe if "test %" in df.value.columns)
-    assert dict(zip(table["name"], table["source"])) == {"ours": "trained here", "theirs": "imported"}
-    at.multiselect(key="runs_source").set_value(["imported"]).run()
-    table = next(df.value for df in at.dataframe if "test %" in df.value.columns)
-    assert list(table["id"]) == [imported] and trained not in list(table["id"])
-
-
-def test_the_data_page_imports_an_uploaded_model(app_env, tmp_path, tiny_data):
-    from streamlit.testing.v1 import AppTest
-    from dashboard.data.model_import import import_upload
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "data.py"), default_timeout=60).run()
-    assert not at.exception and any(e.label == "Import a model trained elsewhere" for e in at.expander)
-    data = saved(tiny_model((784,)), tmp_path / "m.keras").read_bytes()
-    run_id = import_upload("../../evil/from the browser.keras", data)  # the browser's name never becomes a path
-    run = app_env.store.get_run(run_id)
-    assert (run.name, run.source, run.status) == ("from the browser", "imported", "completed")
-    assert app_env.store.get_artifact(run_id, MODEL_FILE) == data
-    with pytest.raises(interop_models.InteropError, match="legacy HDF5"):
-        import_upload("old.h5", b"\x89HDF\r\n\x1a\n")
-    assert len(app_env.store.list_runs()) == 1
-
-
-def test_run_detail_opens_tracked_and_imported_runs_whatever_their_config_lacks(app_env, tmp_path, tiny_data):
-    """A model saved uncompiled and logs without a model description: no optimizer, no readable layers."""
-    from streamlit.testing.v1 import AppTest
-    store = app_env.store
-    bare = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
-    bare.save(tmp_path / "bare.keras")  # never compiled: its file names no optimizer
-    imported = interop_models.import_model(store, interop_models.check_model(tmp_path / "bare.keras", tiny_data))
-    assert store.get_run(imported).config["optimizer"] is None
-    from core.interop.tensorboard import LoggedRun, import_runs
-    (logged,) = import_runs(store, [LoggedRun("bare logs", tmp_path, epoch=[("loss", 1, 1, 0.5)])])
-    assert store.get_run(logged).config["architecture"] == "external"
-    for run_id in (imported, logged):
-        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "run_detail.py"), default_timeout=60)
-        at.query_params["run"] = run_id
-        at.run()
-        assert not at.exception, (run_id, at.exception)
-        assert any("built outside Digit Lab" in c.value for c in at.caption)
-
-
-def test_forking_a_tracked_or_imported_run_keeps_what_is_known_and_defaults_the_rest(app_env, tmp_path, tiny_data):
-    from streamlit.testing.v1 import AppTest
-    from core.interop.tensorboard import LoggedRun, import_runs
-    (run_id,) = import_runs(app_env.store, [LoggedRun("logs", tmp_path, epoch=[("loss", 1, 1, 0.5)],
-                                                      config={"optimizer": "sgd", "learning_rate": 0.05})])
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "train.py"), default_timeout=60)
-    at.query_params["fork"] = run_id
-    at.run()
-    assert not at.exception, at.exception
-    state = at.session_state
-    assert state["train_optimizer"] == "sgd" and state["train_learning_rate"] == 0.05
-    assert state["train_batch_size"] is not None and state["train_architecture"] != "external"
