@@ -201,3 +201,17 @@ def test_explaining_a_bf16_model_directly_is_float32_and_complete():
     for a in Explainer(model).explain(image).attributions:
         delta = a.f_input - a.f_baseline
         assert abs(a.pixels.sum() - delta) <= 0.05 * abs(delta) + 1e-3
+
+
+def test_core_show_and_run_detail_display_the_plan(store, data, capsys):
+    from core.cli import main
+    from core.store.queue import queue_run
+    from dashboard.run_detail.views import execution_caption
+
+    plan = choose_plan(resolve_layers("mlp-128-64"), 32, 625, cpu_flags=AMX)
+    run_id = queue_run(store, make_config("mlp-128-64"), data)
+    store.set_dataset(run_id, {"source": "test", "execution": plan.to_dict()})
+    assert main(["show", run_id, "--db", store.url]) == 0
+    out = capsys.readouterr().out
+    assert f"execution:\n  {describe(plan)}\n  {plan.reason}" in out and "25 steps per execution" in out
+    assert execution_caption(store.get_run(run_id)) == f"Execution: {describe(plan)} ({plan.reason})"

@@ -131,6 +131,9 @@ def _print_dataset(dataset: dict | None) -> None:
     for key in ("source", "source_kind", "offline_sample", "n_train", "n_test", "n_fit", "n_val", "sha256"):
         if dataset.get(key) is not None:
             print(f"  {key:<18} {dataset[key]}")
+    if dataset.get("execution"):  # how it trained: core.model.execution's plan
+        from core.model.execution import describe as describe_plan
+        print(f"execution:\n  {describe_plan(dataset['execution'])}\n  {dataset['execution'].get('reason', '')}")
 
 
 NONE_MEANS = {"dropout": "the preset's rates", "train_limit": "all training digits"}  # what an empty field trains

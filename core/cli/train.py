@@ -7,6 +7,7 @@ it is declared. `sweep` takes the same options as its base config.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import fields
 from typing import Any
@@ -82,6 +83,11 @@ def add_arguments(cmd: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--max-runs", type=int, metavar="N", help="exit after N runs")
     p.add_argument("--idle-exit", type=float, metavar="SECONDS", help="exit after this long without work")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between queue checks (default 1)")
+    for name in ("train", "worker"):
+        cmd[name].add_argument("--exec", dest="exec_mode", choices=("auto", "default"),
+                               help="how runs execute: auto (steps per execution, XLA, bfloat16 where they "
+                                    "are faster for the model; the default) or default (Keras' defaults); "
+                                    "same as DIGITLAB_EXEC")
 
 
 def cmd_ingest(args) -> int:
@@ -99,7 +105,14 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+def _exec_mode(args) -> None:
+    """--exec reaches core.model.execution.choose_plan through DIGITLAB_EXEC (this process and its runs)."""
+    if getattr(args, "exec_mode", None):
+        os.environ["DIGITLAB_EXEC"] = args.exec_mode
+
+
 def cmd_train(args) -> int:
+    _exec_mode(args)
     from core.store.queue import queue_run
     from core.train.run import train
     config = config_from_args(args, args.config_options)
@@ -188,6 +201,7 @@ def _progress_bar(event: dict) -> None:
 
 
 def cmd_worker(args) -> int:
+    _exec_mode(args)
     from core.worker import StopRequest, configure_logging, run_worker
     configure_logging()  # the worker's warnings and the store's reconnects, on stderr with timestamps
     stop = StopRequest() if args.stop is None else args.stop

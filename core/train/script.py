@@ -103,8 +103,10 @@ def main():
     (x_all, y_all), (x_test, y_test) = load_mnist()
     check_data((x_all, y_all), (x_test, y_test))
     train, val = split(x_all, y_all)
+    keras.mixed_precision.set_global_policy(PRECISION)  # the run's precision policy, set before the layers are made
     model = build_model()
-    model.compile(optimizer={optimizer}, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer={optimizer}, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  steps_per_execution=STEPS_PER_EXECUTION, jit_compile=JIT_COMPILE)
     model.summary()
     model.fit(*train, batch_size=BATCH_SIZE, epochs=EPOCHS, validation_data=val,
               callbacks=make_callbacks(has_val=val is not None), shuffle=True, verbose=2)
@@ -164,7 +166,8 @@ def _model_lines(config: TrainConfig) -> list[str]:
         lines.append(_layer_code(layer) + ",")
     if image_shaped:
         lines.append("layers.Flatten(),  # the output layer needs a flat input")
-    lines.append('layers.Dense(10, activation="softmax"),  # one probability per digit')
+    lines.append('layers.Dense(10, activation="softmax", dtype="float32"),  # one probability per digit, '
+                 'in float32 whatever the policy')
     return lines
 
 
@@ -206,6 +209,17 @@ def _data_text(dataset: dict | None) -> str:
     return (f"{run}\n{where}\nOn start the script says whether the digits it loaded are the run's (by fingerprint).")
 
 
+def _execution_constants(dataset: dict | None) -> list[str]:
+    """How the run executed (core.model.execution's plan, recorded with its dataset); Keras' defaults if not recorded."""
+    plan = (dataset or {}).get("execution") or {}
+    precision = plan.get("precision", "float32")
+    note = ("bfloat16 compute, float32 weights: the run trained so on a CPU with native bfloat16"
+            if precision != "float32" else "Keras' default")
+    return [f"PRECISION = {_q(precision)}  # the precision policy the run trained with ({note})",
+            f"STEPS_PER_EXECUTION = {int(plan.get('steps_per_execution', 1))}  # batches per compiled call",
+            f"JIT_COMPILE = {bool(plan.get('jit_compile', False))}  # XLA"]
+
+
 def _dataset_constants(dataset: dict | None) -> list[str]:
     d = dataset or {}
     kind = ("the offline 5,000-digit sample" if d.get("offline_sample") else
@@ -245,7 +259,8 @@ def keras_script(config: TrainConfig, dataset: dict | None = None) -> str:
                        data=_data_text(dataset).replace("FILE", script_file_name(config))
                        + ("\nThe run also bent its training digits with elastic distortions, which this script "
                           "leaves out." if getattr(config, "elastic", False) else "")),
-        "# The run's settings.\n" + "\n".join(_constants(config) + _dataset_constants(dataset)) + "\n",
+        "# The run's settings.\n"
+        + "\n".join(_constants(config) + _dataset_constants(dataset) + _execution_constants(dataset)) + "\n",
         _DATA,
         f'\n\ndef build_model():\n    """{config.architecture}: the layers Digit Lab built for this run."""\n'
         f'    return keras.Sequential([\n{model}\n    ], name="digitlab")\n',

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.config import TrainConfig
+from core.model.execution import describe as describe_plan
 from core.train.script import keras_script, script_file_name
 from core.store.schema import MODEL_FILE, Run, RunNotFound
 from core.store.facade import RunStore
@@ -28,6 +29,8 @@ def header(run: Run) -> None:
     facts += [f"tags: {', '.join(run.tags)}"] if run.tags else []
     st.markdown(" · ".join(facts))
     st.caption(dataset_caption(run))
+    if (run.dataset or {}).get("execution"):
+        st.caption(execution_caption(run))
     if run.note:
         st.markdown(f"> {run.note}")
     links = st.columns(3)
@@ -54,6 +57,12 @@ def dataset_caption(run: Run) -> str:
     used = (f" · fit on {d['n_fit']:,}, validated on {d.get('n_val', 0):,}" if d.get("n_fit") else "")
     source = f" · from {d['source']}" if d.get("source") else ""
     return f"Dataset: {dataset_label(d)}{used}{source}"
+
+
+def execution_caption(run: Run) -> str:
+    """How the run trained on its machine (core.model.execution's plan) and why that plan."""
+    plan = run.dataset["execution"]
+    return f"Execution: {describe_plan(plan)}" + (f" ({plan['reason']})" if plan.get("reason") else "")
 
 
 def _pct(value):

@@ -1,0 +1,245 @@
+"""How fast does Digit Lab train each preset, against bare Keras on the same machine?
+
+Every preset at its defaults (batch size, optimizer, validation split), one epoch on `--limit`
+digits (20,000), three variants interleaved, their order rotated every round:
+
+  digitlab   Digit Lab's own run: core.train.run.train with the store (a temporary SQLite file),
+             the streaming callback, the execution plan core.model.execution chooses, evaluation
+             and save (only the fit is timed: `keras.Model.fit` is wrapped to time itself)
+  bare       model.fit with Keras' defaults (same model, data, batch size and optimizer; no callback)
+  best       model.fit with the plan Digit Lab chooses (steps per execution, XLA, precision), no callback
+
+Each fit is timed for wall seconds and this process's CPU seconds (all threads); CPU-s barely
+move when other processes load the cores, wall seconds do. Reported: median samples/s (wall),
+median CPU-s per epoch, each variant's speed-up over bare in the same round, and the fraction
+of the machine's measured float32 matmul peak (2048×2048, TensorFlow) the model's training
+FLOPs reach. `--accuracy PRESET` also trains PRESET with Keras' defaults and with Digit Lab's
+plan at `--seeds` seeds for `--epochs` epochs and reports test accuracy (the plan must keep it).
+
+Run: python bench/train_speed.py [--presets mlp-128-64,cnn-small] [--limit 20000] [--rounds 3]
+     python bench/train_speed.py --presets cnn-small --accuracy cnn-small --seeds 3 --epochs 2
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common  # noqa: E402
+
+VARIANTS = ("digitlab", "bare", "best")
+FIT_TIMES: list[dict] = []  # filled by the wrapped keras.Model.fit
+
+
+def wrap_fit() -> None:
+    """Make every `keras.Model.fit` record its wall and CPU seconds in FIT_TIMES."""
+    import keras
+
+    original = keras.Model.fit
+
+    def fit(self, *args, **kwargs):
+        with common.timer() as t:
+            out = original(self, *args, **kwargs)
+        FIT_TIMES.append(dict(t))
+        return out
+    keras.Model.fit = fit
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> tuple[float, float]:
+    """The best float32 n×n matmul in TensorFlow here: (GFLOP per wall second, GFLOP per CPU second).
+
+    The second barely moves when other work shares the cores; a training run's FLOPs per CPU
+    second against it is the load-robust share of the peak."""
+    import tensorflow as tf
+
+    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+    tf.linalg.matmul(a, b).numpy()
+    wall = cpu = float("inf")
+    for _ in range(repeats):
+        with common.timer() as t:
+            tf.linalg.matmul(a, b).numpy()
+        wall, cpu = min(wall, t["wall"]), min(cpu, t["cpu"])
+    return 2 * n ** 3 / wall / 1e9, 2 * n ** 3 / cpu / 1e9
+
+
+def train_flops_per_sample(model) -> float:
+    """Forward FLOPs of one digit through Dense and Conv2D layers, times 3 for training (fwd + bwd)."""
+    total = 0.0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Dense":
+            total += 2 * float(layer.kernel.shape[0]) * float(layer.kernel.shape[1])
+        elif kind == "Conv2D":
+            kh, kw, cin, cout = (float(d) for d in layer.kernel.shape)
+            oh, ow = (float(d) for d in layer.output.shape[1:3])
+            total += 2 * kh * kw * cin * cout * oh * ow
+    return 3 * total
+
+
+def bare_fit(config, splits, plan) -> tuple[dict, float]:
+    """One epoch of bare model.fit under `plan` (None: Keras' defaults); (times, FLOPs per digit)."""
+    import keras
+
+    from core.model.architectures import build_model
+    from core.model.compile import compile_for_training
+
+    keras.utils.set_random_seed(config.seed)
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(plan.precision if plan else "float32")
+    try:
+        model = build_model(config.hidden_layers(), augment=config.augment, elastic=config.elastic)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    compile_for_training(model, config.optimizer, config.learning_rate, plan)
+    val = (splits.x_val, splits.y_val) if splits.x_val is not None else None
+    model.fit(splits.x_train, splits.y_train, batch_size=config.batch_size, epochs=1, validation_data=val,
+              shuffle=True, verbose=0)
+    return FIT_TIMES[-1], train_flops_per_sample(model)
+
+
+def digitlab_fit(store, config, data) -> dict:
+    from core.train.run import train
+
+    run = train(store, config, data)
+    if run.status != "completed":
+        raise RuntimeError(f"{config.architecture}: the run ended {run.status}: {run.error}")
+    return {**FIT_TIMES[-1], "plan": (run.dataset or {}).get("execution")}
+
+
+def bench_preset(store, arch: str, data: Path, limit: int, rounds: int, peak: tuple[float, float]) -> dict:
+    import numpy as np
+
+    from core.config import make_config
+    from core.model.execution import choose_plan
+    from core.train.run import load_splits
+
+    config = make_config(arch, train_limit=limit, epochs=1, seed=1)
+    splits = load_splits(config, data)
+    n = len(splits.y_train)
+    steps = int(np.ceil(n / config.batch_size))
+    plan = choose_plan(config.hidden_layers(), config.batch_size, steps, augment=config.augment or config.elastic,
+                       epochs=config.epochs)
+    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    flops = 0.0
+    bare_fit(config, splits, None)  # untimed warm-up: imports, first traces of TensorFlow itself
+    for r in range(rounds):
+        order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
+        for variant in order:
+            if variant == "digitlab":
+                runs[variant].append(digitlab_fit(store, config, data))
+            else:
+                t, flops = bare_fit(config, splits, plan if variant == "best" else None)
+                runs[variant].append(t)
+        print(f"  round {r + 1}: " + ", ".join(f"{v} {n / runs[v][-1]['wall']:,.0f}/s {runs[v][-1]['cpu']:.2f} CPU-s"
+                                             for v in order), flush=True)
+    out: dict[str, Any] = {"batch_size": config.batch_size, "fit_digits": n, "plan": plan.to_dict(),
+                           "train_gflop_per_digit": flops / 1e9, "variants": {}}
+    for v in VARIANTS:
+        walls, cpus = [t["wall"] for t in runs[v]], [t["cpu"] for t in runs[v]]
+        rate = statistics.median(n / w for w in walls)
+        out["variants"][v] = {
+            "samples_per_s": common.stats(n / w for w in walls), "cpu_s_per_epoch": common.stats(cpus),
+            "wall_s": walls, "cpu_s": cpus,
+            "vs_bare_wall": common.stats(b["wall"] / t["wall"] for b, t in zip(runs["bare"], runs[v])),
+            "vs_bare_cpu": common.stats(b["cpu"] / t["cpu"] for b, t in zip(runs["bare"], runs[v])),
+            "peak_fraction": rate * flops / 1e9 / peak[0],
+            "peak_fraction_cpu": n * flops / 1e9 / statistics.median(cpus) / peak[1]}
+    return out
+
+
+def accuracy(store, arch: str, data: Path, limit: int, seeds: int, epochs: int) -> dict:
+    """Test accuracy with Keras' defaults and with Digit Lab's plan, at seeds 1..N (interleaved)."""
+    from core.config import make_config
+    from core.train.run import train
+
+    out: dict[str, Any] = {"limit": limit, "epochs": epochs, "default": [], "auto": [], "plan": None}
+    for seed in range(1, seeds + 1):
+        for mode in ("default", "auto"):
+            os.environ["DIGITLAB_EXEC"] = mode
+            try:
+                run = train(store, make_config(arch, train_limit=limit, epochs=epochs, seed=seed), data)
+            finally:
+                os.environ.pop("DIGITLAB_EXEC", None)
+            out[mode].append(run.test_accuracy)
+            if mode == "auto":
+                out["plan"] = (run.dataset or {}).get("execution")
+            print(f"  seed {seed} {mode}: test accuracy {run.test_accuracy:.4f}", flush=True)
+    out["mean_default"], out["mean_auto"] = statistics.mean(out["default"]), statistics.mean(out["auto"])
+    out["difference_points"] = 100 * (out["mean_auto"] - out["mean_default"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from core.model.architectures import PRESETS
+
+    parser = common.base_parser(__doc__.split("\n")[0])
+    common.add_data_argument(parser)
+    parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets (default: all)")
+    parser.add_argument("--limit", type=int, default=20_000, help="digits per epoch before the validation split")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--accuracy", default="", help="comma-separated presets to check test accuracy for")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds for --accuracy (default 3)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs for --accuracy (default 2)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.limit, args.rounds, args.seeds, args.epochs = min(args.limit, 300), 1, 1, 1
+    names = [p.strip() for p in args.presets.split(",") if p.strip()]
+    checks = [p.strip() for p in args.accuracy.split(",") if p.strip()]
+    unknown = [p for p in names + checks if p not in PRESETS]
+    if unknown:
+        parser.error(f"unknown preset {unknown[0]!r}; choose from {', '.join(PRESETS)}")
+
+    common.quiet_tensorflow()
+    from core.store.facade import RunStore
+
+    started, load_before = time.time(), common.loadavg()
+    data = common.mnist_h5(args.data)
+    wrap_fit()
+    peak = matmul_peak(512 if args.smoke else 2048)
+    print(f"float32 matmul peak: {peak[0]:.0f} GFLOP/s, {peak[1]:.0f} GFLOP per CPU-s (load {common.loadavg()})",
+          flush=True)
+    folder = Path(tempfile.mkdtemp(prefix="digitlab-train-speed-"))
+    store = RunStore(f"sqlite:///{folder / 'runs.db'}")
+    figures: dict[str, Any] = {"data": str(data), "limit": args.limit, "rounds": args.rounds,
+                               "matmul_peak_gflops": peak[0], "matmul_gflop_per_cpu_s": peak[1],
+                               "presets": {}, "accuracy": {}}
+    try:
+        for arch in names:
+            print(f"{arch} …", flush=True)
+            figures["presets"][arch] = {**bench_preset(store, arch, data, args.limit, args.rounds, peak),
+                                        "loadavg": common.loadavg()}
+        for arch in checks:
+            print(f"{arch} accuracy …", flush=True)
+            figures["accuracy"][arch] = accuracy(store, arch, data, args.limit, args.seeds, args.epochs)
+    finally:
+        store.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    rows = []
+    for arch, f in figures["presets"].items():
+        for v, s in f["variants"].items():
+            rows.append([arch if v == VARIANTS[0] else "", v, f"{s['samples_per_s']['median']:,.0f}",
+                         f"{s['cpu_s_per_epoch']['median']:.2f}", f"{s['vs_bare_wall']['median']:.2f}×",
+                         f"{s['vs_bare_cpu']['median']:.2f}×", f"{100 * s['peak_fraction']:.1f}%",
+                         f"{100 * s['peak_fraction_cpu']:.1f}%"])
+    print()
+    print(common.table(["preset", "variant", "samples/s", "CPU-s/epoch", "vs bare (wall)", "vs bare (CPU)",
+                        "of matmul peak", "per CPU-s"], rows))
+    for arch, a in figures["accuracy"].items():
+        print(f"{arch}: test accuracy, Keras' defaults {100 * a['mean_default']:.2f} %, Digit Lab's plan "
+              f"{100 * a['mean_auto']:.2f} % ({a['difference_points']:+.2f} points; seeds {a['default']} vs {a['auto']})")
+    path = common.write_results("train_speed", figures, args.results, started, load_before,
+                                notes=["one process; variants interleaved; fit only (keras.Model.fit wrapped)",
+                                       "cores shared with other work: compare CPU-s; rerun on a quiet machine"])
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
