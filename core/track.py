@@ -26,6 +26,7 @@ from core import settings
 from core.interop.models import (InteropError, check_shape, complete_with_model, evaluate, model_config, save_model_file,
                                  test_split)
 from core.store.facade import HEARTBEAT_TIMEOUT, RunStore
+from core.store.schema import StoreError
 from core.train.callbacks import StoreLogger
 
 __all__ = ["DigitLabCallback"]
@@ -121,6 +122,8 @@ class DigitLabCallback(keras.callbacks.Callback):
         store, run_id, logger = self.store, self.run_id, self.logger
         try:
             logger.flush()
+        except StoreError as exc:  # the store itself failed: one line says so, no traceback
+            log.warning("run %s: its last metric rows could not be written: %s", run_id, exc)
         except Exception:  # the rows stay unwritten; ending the run matters more
             log.warning("run %s: its last metric rows could not be written", run_id, exc_info=True)
         if store.get_run(run_id).status != "running":  # cancelled, or marked interrupted meanwhile

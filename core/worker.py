@@ -175,6 +175,8 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
         if worker_id is not None:
             try:
                 store.remove_worker(worker_id)
+            except StoreError:  # the store failed: the worker's one error line says so; the row goes stale
+                pass
             except Exception as exc:  # its row goes stale and is no longer counted as live
                 logger.warning("worker %s: could not unregister (%s: %s)", worker_id, type(exc).__name__, exc)
         if own_signals:

@@ -209,6 +209,8 @@ def _finish_after_error(store: RunStore, run_id: str, logger, status: str, error
     try:
         if logger is not None:
             logger.flush()
+    except StoreError:  # the store itself failed: the caller reports that in its one line, no traceback
+        pass
     except Exception:  # the rows stay unwritten; marking the run matters more
         log.warning("run %s: its last metric rows could not be written", run_id, exc_info=True)
     try:
