@@ -291,6 +291,37 @@ def test_a_bad_field_blocks_launch_in_the_browser(app, page):
     assert len(runs) == before  # nothing queued
 
 
+def test_emptied_dropout_and_train_limit_mean_their_defaults_in_the_browser(app, page):
+    """Issue 27, item 1: select all, Backspace, Tab in "Dropout rate" gave 0.00 (the preset's 20 %
+    dropout silently gone), in "Train on at most" 0 with an error. Empty now means the default, and
+    that is what Launch queues."""
+    url, env, _ = app
+    page.goto(url)
+    settle(page)
+    page.get_by_test_id("stSelectbox").filter(has_text="Architecture").click()
+    page.get_by_role("option", name="mlp-512-dropout").click()
+    settle(page)
+    fill(page, "Epochs", "1")
+    for label, value in (("Dropout rate", "0.3"), ("Train on at most (digits)", "500")):
+        fill(page, label, value)
+        box = page.get_by_label(label, exact=True)
+        box.select_text()
+        box.press("Backspace")
+        box.press("Tab")
+        settle(page)
+        assert box.input_value() == "", (label, box.input_value())
+    assert page.get_by_test_id("stAlert").filter(has_text="must be").count() == 0
+    page.get_by_label("Run name", exact=True).fill("emptied fields")
+    page.get_by_role("button", name="Launch").click()
+    settle(page)
+    ours = next(r for r in _cli(env, "runs", "--json") if r["name"] == "emptied fields")
+    _cli(env, "cancel", ours["run_id"])  # only its config matters here
+    config = json.loads(subprocess.run([sys.executable, "-m", "core", "show", ours["run_id"], "--json"], cwd=ROOT,
+                                       env=env, capture_output=True, text=True).stdout)["config"]
+    assert config["dropout"] is None and config["train_limit"] is None  # the preset's 20 %, all digits
+    no_exception(page)
+
+
 def test_run_detail_and_compare_from_the_sidebar_show_the_last_selection(app, page):
     """Issue 14, item 3: opened from the sidebar (no link), both pages show what was looked at last."""
     url, _, run_ids = app
@@ -339,9 +370,9 @@ def test_launch_a_small_study_and_open_its_view(app, page):
     page.get_by_test_id("stRadio").get_by_text("Study", exact=True).click()
     settle(page)
     fill(page, "Budget (runs)", "3")
-    for i, (field, low, high) in enumerate((("learning_rate", "1e-3", "1e-1"), ("dropout", "0.0", "0.5"))):
+    for i, (field, low, high) in enumerate((("Learning rate", "1e-3", "1e-1"), ("Dropout rate", "0.0", "0.5"))):
         page.get_by_test_id("stSelectbox").filter(has_text=f"Parameter {i + 1}").click()
-        page.get_by_role("option", name=field, exact=True).click()
+        page.get_by_role("option", name=field, exact=True).click()  # labels, not snake_case (issue 27)
         settle(page)
         fill(page, f"{field} from", low)
         fill(page, f"{field} to", high)
@@ -371,4 +402,43 @@ def test_launch_a_small_study_and_open_its_view(app, page):
     best = page.get_by_role("link", name="Open the best run")
     assert data["best_run_id"] in best.get_attribute("href")
     banner = page.get_by_test_id("stAlert").filter(has_text="Best run so far").first.inner_text()
-    assert f"{data['best_value']:.4f}" in banner, banner
+    assert f"{data['best_value']:.2%}" in banner, banner  # accuracies in percent, as on every page
+
+
+def test_deleting_a_study_run_in_the_browser_trains_no_replacement(app, page):
+    """Issue 27, item 2: deleting a trial of a finished study queued, trained and pruned a replacement
+    within a second, and the confirmation said nothing. Now it says the study's budget goes down
+    instead, and nothing new is queued."""
+    url, env, _ = app
+    before = _cli(env, "study", "browser study", "--json")
+    victim = before["best_run_id"]
+    page.goto(f"{url}/runs")
+    settle(page)
+    search = page.get_by_role("textbox", name="Search", exact=True)
+    search.fill(victim)
+    search.press("Enter")
+    settle(page)
+    expect(page.get_by_text("1 of ").first).to_be_visible(timeout=20_000)  # "1 of N runs shown"
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    expect(grid).to_be_visible(timeout=20_000)
+    time.sleep(1)
+    box = grid.bounding_box()
+    delete = page.get_by_role("button", name="Delete 1 run(s)…")
+    for x in (16, 10, 24):  # the row's tick box, left of its name: the grid is a canvas
+        page.mouse.click(box["x"] + x, box["y"] + 35 + 17)
+        settle(page)
+        if delete.count():
+            break
+    delete.click()
+    settle(page)
+    confirm = page.get_by_test_id("stAlert").filter(has_text="for good").first
+    expect(confirm).to_contain_text("a study does not replace a deleted run")
+    no_exception(page)
+    page.get_by_role("button", name="Yes, delete").click()
+    settle(page)
+    expect(page.get_by_text("Deleted 1 run(s).").first).to_be_visible(timeout=20_000)
+    time.sleep(6)  # the dashboard's worker polls the queue every second or so: a refill would be queued by now
+    after = _cli(env, "study", "browser study", "--json")
+    assert after["budget"] == before["budget"] - 1
+    assert sum(after["counts"].values()) == sum(before["counts"].values()) - 1
+    assert after["counts"]["queued"] == after["counts"]["running"] == 0
