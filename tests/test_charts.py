@@ -290,7 +290,8 @@ def test_history_best_so_far_runs_to_the_last_trial_and_ticks_are_whole_trials()
                           "value": [0.97, 0.5, 0.8, 0.9, None]})
     fig = study_charts.history_chart(table, "val_accuracy", "maximize")
     best = next(t for t in fig.data if t.name == "best so far")
-    assert list(best.x) == [1, 2, 3] and list(best.y) == [0.8, 0.9, 0.9]  # a pruned value is never the best
+    assert list(best.x) == [1, 2, 3] and list(best.y) == pytest.approx([80, 90, 90])  # a pruned value is never the best
+    assert fig.layout.yaxis.title.text == "validation accuracy (%)"  # in percent, as on every page (issue 27)
     assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis.tickmode == "linear"
     low = study_charts.history_chart(table.assign(value=[0.1, 0.9, 0.5, 0.7, None]), "val_loss", "minimize")
     assert list(next(t for t in low.data if t.name == "best so far").y) == [0.5, 0.5, 0.5]

@@ -115,6 +115,6 @@ def test_a_queued_run_beside_a_starting_worker_says_so(app_env, monkeypatch):
     assert "One starts on this machine when you launch a run" not in shown
     assert ":blue-badge[running]" not in shown  # no status badge beside "Queued: place …"
     worker = store.register_worker()
-    at.run()
+    at = open_page()  # a new visit: the Workers panel reads the store afresh
     assert "1 worker on this machine takes queued runs" in "\n".join(c.value for c in at.caption)
     store.remove_worker(worker)
