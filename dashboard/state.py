@@ -6,6 +6,7 @@ It only reads: starting a worker or the warm-up thread is dashboard/background.p
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -22,11 +23,17 @@ LIVE_EVERY = 1.5  # seconds between refreshes of a live panel (Train, Study)
 
 def _args() -> argparse.Namespace:
     """`--db` / `--data` given after `--` on the streamlit command line (else env, else defaults)."""
+    return _parse(tuple(sys.argv[1:]))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse(argv: tuple[str, ...]) -> argparse.Namespace:
+    """Parsed once per command line: every page asks for the store on every rerun."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--db")
     parser.add_argument("--data")
     parser.add_argument("--no-worker", action="store_true")  # workers run elsewhere: never start one here
-    args, _ = parser.parse_known_args(sys.argv[1:])
+    args, _ = parser.parse_known_args(list(argv))
     return args
 
 

@@ -105,6 +105,19 @@ def test_writers_smoke(tmp_path, populated_env):
     assert "drawn-like" in out and "MNIST test" in out
 
 
+@pytest.mark.skipif(importlib.util.find_spec("websockets") is None, reason="websockets is not installed")
+def test_visitors_smoke(tmp_path, populated_data):
+    out, doc = run_bench("visitors.py", tmp_path, "--data", str(populated_data), timeout=400)
+    figures = doc["figures"]
+    for scenario in ("idle", "live", "draw"):
+        assert figures[scenario]["2"]["errors"] == [], (scenario, figures[scenario]["2"]["errors"])
+    assert figures["live"]["2"]["every_viewer_updated"]  # both viewers saw the batch count move
+    draw = figures["draw"]["2"]
+    assert draw["latency_s"]["n"] == 2 and draw["server_cpu_per_drawing_s"]["median"] > 0
+    assert figures["driver"].startswith("Streamlit websocket protocol")
+    assert "draw p95 s" in out
+
+
 def test_train_speed_smoke(tmp_path, populated_data):
     out, doc = run_bench("train_speed.py", tmp_path, "--data", str(populated_data), "--presets", "mlp-128-64",
                          "--accuracy", "mlp-128-64", timeout=300)

@@ -20,6 +20,7 @@ from core.store.facade import RunStore
 from dashboard.auth import can_edit, denied_message, require_editor
 from dashboard.charts import confusion_heatmap
 from dashboard.format import percent
+from dashboard.draw import once
 from dashboard.draw.ui import clear_canvas, fit_box, to_uint8
 
 GRID_COLUMNS = 8
@@ -100,7 +101,9 @@ def drawn_grid(store: RunStore, label: int | None) -> None:
     for chunk in rows:
         for col, (_, d) in zip(st.columns(GRID_COLUMNS), chunk.iterrows()):
             with col:
-                st.image(fit_box(d["image"], 84), width=84)
+                tile = once.once(("tile", store.url, int(d["id"]), d["created_at"]),  # encoded once, not per rerun
+                                 lambda: once.png(fit_box(d["image"], 84)))
+                st.image(tile, width=84, output_format="PNG")
                 st.caption(f"**{d['label']}** · {d['author'] or 'anonymous'} · {ago(d['created_at'], now)}")
                 if st.button("Delete", key=f"draw_del_{d['id']}", icon=":material/delete:",
                              help=f"Delete drawing #{d['id']} from the drawn set"):

@@ -49,14 +49,17 @@ def tile_grid(tiles: np.ndarray, columns: int, scale: int, colour, gap: int = GA
     n, h, w = tiles.shape
     rows = max(1, -(-n // columns))
     th, tw = h * scale, w * scale
-    grid = np.zeros((rows * (th + gap) + gap, columns * (tw + gap) + gap, 3), np.uint8)
-    grid[:] = BACKGROUND
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, columns)
-        big = np.kron(colour(tile), np.ones((scale, scale, 1), np.uint8)) if scale > 1 else colour(tile)
-        y, x = gap + r * (th + gap), gap + c * (tw + gap)
-        grid[y:y + th, x:x + tw] = big
-    return grid
+    # All tiles coloured and scaled at once, framed by `gap` background pixels, then laid out row by row.
+    big = colour(tiles).repeat(scale, axis=1).repeat(scale, axis=2)                     # (n, th, tw, 3)
+    cells = np.empty((rows * columns, th + gap, tw + gap, 3), np.uint8)
+    cells[:] = BACKGROUND
+    cells[:n, gap:, gap:] = big
+    grid = cells.reshape(rows, columns, th + gap, tw + gap, 3).transpose(0, 2, 1, 3, 4)
+    grid = grid.reshape(rows * (th + gap), columns * (tw + gap), 3)
+    out = np.empty((grid.shape[0] + gap, grid.shape[1] + gap, 3), np.uint8)
+    out[:] = BACKGROUND
+    out[:-gap or None, :-gap or None] = grid
+    return out
 
 
 def diverging(values: np.ndarray) -> np.ndarray:
@@ -197,7 +200,7 @@ def attribution_section(ex: Explanation, panels: list[tuple[str, bytes]]) -> Non
     st.markdown(f"**Why {first.label} and not {second.label}?** Integrated gradients: each pixel's share of the "
                 f"{ex.target} (red pushed toward the digit, blue away; 32 steps from a blank canvas)")
     for col, (caption, image) in zip(st.columns(3), panels):
-        col.image(image, caption=caption, width=168)
+        col.image(image, caption=caption, width=168, output_format="PNG")
 
 
 def activations_section(shown: dict) -> None:
@@ -205,14 +208,14 @@ def activations_section(shown: dict) -> None:
     grids = shown["grids"]
     if shown["kernels"] is not None:  # the first layer's kernels beside its maps
         left, right = st.columns([1, 3])
-        left.image(shown["kernels"][0], caption=shown["kernels"][1], width="content")
-        right.image(grids[0][0], caption=grids[0][1], width="content")
+        left.image(shown["kernels"][0], caption=shown["kernels"][1], width="content", output_format="PNG")
+        right.image(grids[0][0], caption=grids[0][1], width="content", output_format="PNG")
         grids = grids[1:]
     for start in range(0, len(grids), 2):  # later blocks two to a row
         for col, (grid, caption) in zip(st.columns(2), grids[start:start + 2]):
-            col.image(grid, caption=caption, width="content")
+            col.image(grid, caption=caption, width="content", output_format="PNG")
     for strip, caption in shown["strips"]:
-        st.image(strip, caption=caption, width="content")
+        st.image(strip, caption=caption, width="content", output_format="PNG")
 
 
 def neighbours_section(store: RunStore, run_id: str, ex: Explanation, key: tuple[str, str]) -> None:
@@ -228,4 +231,4 @@ def neighbours_section(store: RunStore, run_id: str, ex: Explanation, key: tuple
         st.info(f"No nearest digits: {exc}", icon=":material/info:")
         return
     for col, (image, caption) in zip(st.columns(len(tiles)), tiles):
-        col.image(image, caption=caption, width=56)
+        col.image(image, caption=caption, width=56, output_format="PNG")

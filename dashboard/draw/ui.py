@@ -149,6 +149,6 @@ def show_steps(pre: Preprocessed) -> None:
     steps = once("steps", pre.steps["input"],
                  lambda: [(caption, per_drawing.png(image)) for caption, image in step_images(pre)])
     for col, (caption, image) in zip(st.columns(4), steps):
-        col.image(image, caption=caption, width=STEP_SIDE)
+        col.image(image, caption=caption, width=STEP_SIDE, output_format="PNG")
     for hint in pre.hints:
         st.warning(hint, icon=":material/lightbulb:")

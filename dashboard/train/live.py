@@ -278,7 +278,7 @@ def _running_panel(store: RunStore, run: Run) -> None:
     m[0].metric("Loss (running mean)", _fmt(run.last_loss if not len(batches) else _last(batches, "loss")))
     m[1].metric("Accuracy (running mean)", _pct(run.last_accuracy if not len(batches) else _last(batches, "accuracy")))
     m[2].metric("Validation accuracy", _pct(run.last_val_accuracy))
-    left = None if evaluating(run) else eta_seconds(run, batches, epochs)
+    left = None if evaluating(run) else shared_read(store, "eta", run.id, lambda: eta_seconds(run, batches, epochs))
     m[3].metric("Time left (about)", "evaluating…" if evaluating(run) else
                 "estimating…" if left is None else format_seconds(left),
                 help="From the last whole epoch's duration (its start and validation included); during the "
@@ -286,7 +286,9 @@ def _running_panel(store: RunStore, run: Run) -> None:
     if run.heartbeat_at and time.time() - run.heartbeat_at > 30:
         st.warning(f"No sign of life from the worker for {format_seconds(time.time() - run.heartbeat_at)}; "
                    "it may have stopped. It is marked interrupted after 60 s.", icon=":material/warning:")
-    _curves(batches, epochs, run.steps_per_epoch, key=run.id)
+    # The figures of a tick are built once for every viewer (building them is most of a tick's work).
+    _curves(shared_read(store, "figures", run.id, lambda: curve_figures(batches, epochs, run.steps_per_epoch)),
+            key=run.id)
 
 
 def _starting_text(run: Run) -> str:
@@ -319,7 +321,7 @@ def _finished_panel(store: RunStore, run: Run) -> None:
     if run.started_at is not None:
         batches = store.metric_history(run.id, scope="batch", keys=["loss", "accuracy"])
         epochs = store.metric_history(run.id, scope="epoch")
-        _curves(batches, epochs, run.steps_per_epoch, key=run.id)
+        _curves(curve_figures(batches, epochs, run.steps_per_epoch), key=run.id)
     page_link("run", "Open the run's details: confusion matrix, mistakes, draw test", {"run": run.id},
               icon=":material/query_stats:")
 
@@ -337,14 +339,23 @@ def _cancel_button(store: RunStore, run: Run) -> None:
             st.rerun()  # the page again, showing the run cancelled or stopping
 
 
-def _curves(batches: pd.DataFrame, epochs: pd.DataFrame, steps_per_epoch: int | None, key: str) -> None:
+def curve_figures(batches: pd.DataFrame, epochs: pd.DataFrame,
+                  steps_per_epoch: int | None) -> tuple[go.Figure, go.Figure] | None:
+    """The loss and accuracy figures of a run's rows (None before its first logging window)."""
     epochs = complete_epochs(epochs, steps_per_epoch)
     if not len(batches) and not len(epochs):
+        return None
+    return (curves_figure(batches, epochs, "loss", steps_per_epoch, "Loss"),
+            curves_figure(batches, epochs, "accuracy", steps_per_epoch, "Accuracy"))
+
+
+def _curves(figures: tuple[go.Figure, go.Figure] | None, key: str) -> None:
+    if figures is None:
         st.caption("Curves appear after the first logging window (about a second of training).")
         return
     left, right = st.columns(2)
-    left.plotly_chart(curves_figure(batches, epochs, "loss", steps_per_epoch, "Loss"), key=f"loss_{key}")
-    right.plotly_chart(curves_figure(batches, epochs, "accuracy", steps_per_epoch, "Accuracy"), key=f"acc_{key}")
+    left.plotly_chart(figures[0], key=f"loss_{key}")
+    right.plotly_chart(figures[1], key=f"acc_{key}")
 
 
 def _last(history: pd.DataFrame, key: str) -> float | None:
