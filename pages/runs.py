@@ -6,7 +6,7 @@ from core.search.study import get_study
 from dashboard import auth, state
 from dashboard.nav import page_link
 from dashboard.run_list import all_groups, unique_labels
-from dashboard.runs import actions, table
+from dashboard.runs import actions, groups as grouped, table
 
 st.title("Runs")
 store, runs = state.runs_or_stop()
@@ -25,10 +25,12 @@ sources = f5.multiselect("Source", list(table.SOURCE_LABELS), key="runs_source",
 architectures = f2.multiselect("Architecture", sorted(runs["architecture"].unique()), key="runs_arch")
 groups = f3.multiselect("Group", all_groups(runs), key="runs_group")
 tags = f4.multiselect("Tag", table.all_tags(runs), key="runs_tags")
-s1, s2, s3, s4, s5 = st.columns([1.8, 1, 0.55, 0.55, 0.65], vertical_alignment="bottom")
+s1, s2, s3, s6, s4, s5 = st.columns([1.6, 1, 0.55, 0.8, 0.55, 0.65], vertical_alignment="bottom")
 search = s1.text_input("Search", key="runs_search", placeholder="name or id")
 sort = s2.selectbox("Sort by", list(table.SORTS), key="runs_sort")
 reverse = s3.toggle("Reverse", key="runs_reverse")
+by_config = s6.toggle("Group repeats", key="runs_group_repeats",
+                      help="one row per config (runs that differ only in their seed), with mean ± std over the seeds")
 s4.button("Refresh", key="runs_refresh", icon=":material/refresh:", help="read the runs again")
 headers = {c: cfg["label"] for c, cfg in table.runs_column_config().items()}
 with s5.popover("Columns", icon=":material/view_column:", help="choose the table's columns"):
@@ -37,6 +39,9 @@ with s5.popover("Columns", icon=":material/view_column:", help="choose the table
                              format_func=lambda c: headers.get(c, c))
 
 view = table.sort_runs(table.filter_runs(runs, statuses, architectures, groups, tags, search, sources), sort, reverse)
+if by_config:
+    grouped.grouped_runs(runs, view)
+    st.stop()
 running = int((runs["status"] == "running").sum())
 st.caption(f"{len(view):,} of {len(runs):,} runs shown" + (f" · {running} running (Refresh to update)" if running else "")
            + " · tick rows to act on them")

@@ -10,8 +10,9 @@ import streamlit as st
 from core.config import PARAMS, ConfigError
 from core.data.dataset import DataError
 from core.store.schema import RunNotFound, StoreError
+from core.errors import DigitLabError
+from core.search.repeats import MAX_REPEATS, queue_repeats
 from core.search.sweep import queue_sweep
-from core.store.queue import queue_run
 from dashboard import background, state
 from dashboard.auth import require_editor
 from dashboard.nav import page_link
@@ -64,23 +65,34 @@ values, form_errors = train_form.config_form(info.n_train)  # errors are shown b
 st.subheader("Launch")
 one_tab, sweep_tab = st.tabs(["One run", "Sweep"])
 with one_tab:
-    name = st.text_input(PARAMS["name"].label, key="train_name", help=PARAMS["name"].help,
+    n1, n2 = st.columns([4, 1])
+    name = n1.text_input(PARAMS["name"].label, key="train_name", help=PARAMS["name"].help,
                          placeholder="empty: named after what differs from the defaults, e.g. mlp-128-64 · lr 0.01")
+    repeats = int(n2.number_input("Repeat with N seeds", min_value=1, max_value=MAX_REPEATS, value=1, step=1,
+                                  key="train_repeats", help="train the same settings N times with seeds s, s+1, …: "
+                                  "Compare then shows their mean with a band and whether a difference is real"))
     if bad_name := train_form.name_error(name):  # beside its field, and it blocks launching like the others
         st.error(bad_name, icon=":material/error:")
     if form_errors:
         st.caption(f"Fix the field{'s' if len(form_errors) > 1 else ''} marked in red above to launch: "
                    + "; ".join(form_errors.values()))
-    if st.button("Launch", key="train_launch", type="primary", icon=":material/rocket_launch:",
+    seed = values.get("seed") if isinstance(values.get("seed"), int) else None
+    launch = "Launch" if repeats == 1 else f"Launch {repeats} runs" + (
+        f" (seeds {seed}–{seed + repeats - 1})" if seed is not None else "")
+    if st.button(launch, key="train_launch", type="primary", icon=":material/rocket_launch:",
                  disabled=bool(form_errors or bad_name)) and not (form_errors or bad_name):
         if require_editor("train a model"):
             try:
-                run_id = queue_run(store, train_form.build_config(values, name), state.data_path(), parent_id=parent_id)
-            except (ConfigError, DataError, StoreError) as exc:
+                run_ids = queue_repeats(store, train_form.build_config(values, name), repeats, state.data_path(),
+                                        parent_id=parent_id)
+            except DigitLabError as exc:  # a bad field, the dataset, the store: nothing was queued
                 st.error(str(exc), icon=":material/error:")
             else:
-                watch([run_id])
+                watch(run_ids)
                 start_worker()
+                if repeats > 1:
+                    st.success(f"Queued {repeats} runs of these settings; when they finish, Compare shows them as "
+                               "one group with its mean and band.")
 with sweep_tab:
     kind = st.radio("Kind", ("Grid sweep", "Study"), horizontal=True, key="sweep_kind",
                     captions=("every combination of a few values, queued as one group",

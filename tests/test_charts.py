@@ -298,3 +298,44 @@ def test_history_best_so_far_runs_to_the_last_trial_and_ticks_are_whole_trials()
     many = pd.DataFrame({"trial": range(120), "run_id": range(120), "name": range(120),
                          "status": "completed", "value": np.linspace(0.1, 0.9, 120)})
     assert study_charts.history_chart(many, "val_accuracy", "maximize").layout.xaxis.dtick == 12
+
+
+def test_band_lines_mean_band_members_and_hover_n():
+    """Compare's group histories (issue 24): a mean with its band (std, sem or min–max edges), N on
+    hover, members as thin lines; one epoch carries its band as an error bar."""
+    from core.search.repeats import history_band
+    from dashboard.compare.charts import band_edges, band_lines
+
+    rows = pd.DataFrame({"run_id": ["a", "a", "b", "b", "c"], "key": "val_accuracy", "epoch": [1, 2, 1, 2, 1],
+                         "step": 0, "value": [0.80, 0.90, 0.84, 0.94, 0.82]})
+    band = history_band(rows)
+    assert band["n"].tolist() == [3, 2]
+    low, high = band_edges(band[band["epoch"] == 1], "range")
+    assert (low[0], high[0]) == (0.80, 0.84)
+    low, high = band_edges(band[band["epoch"] == 1], "std")
+    assert high[0] - 0.82 == pytest.approx(0.02)
+    fig = band_lines({"A": band}, ["val_accuracy"], "sem", members={"A": rows})
+    fills = [t for t in fig.data if t.fill == "tonexty"]
+    members = [t for t in fig.data if t.opacity == 0.45]
+    mean = next(t for t in fig.data if t.customdata is not None)
+    assert len(fills) == 1 and len(members) == 3 and list(mean.customdata) == [3, 2]
+    assert "N = %{customdata}" in mean.hovertemplate and mean.line.dash == "dash"
+    one = band_lines({"A": band[band["epoch"] == 1]}, ["val_accuracy"], "range")
+    bar = next(t for t in one.data if t.customdata is not None).error_y
+    assert bar.array[0] == pytest.approx(0.02) and bar.arrayminus[0] == pytest.approx(0.02)
+    with pytest.raises(ValueError):
+        band_edges(band, "iqr")
+    assert band_lines({"A": band.head(0)}, ["accuracy"]).layout.annotations  # "No values logged yet"
+
+
+def test_confusion_changes_as_rates_when_test_sets_differ():
+    """Issue 27, item 4: mistakes as shares of each true digit, not raw counts, across test sizes."""
+    a = np.diag([90] * 10)
+    a[3, 5] = 10  # 10 of 100 threes read as 5
+    b = np.diag([9] * 10)
+    b[3, 5] = 1   # 1 of 10 threes read as 5: the same rate
+    b[7, 1] = 1   # 1 of 10 sevens read as 1: a new mistake
+    table = compare_tables.confusion_changes(a, b, rates=True)
+    assert list(table.columns) == ["mistake", "A %", "B %", "A − B (points)", "in A"]
+    assert table["mistake"].tolist() == ["7 → 1"]  # 3 → 5 is 10 % in both: no change
+    assert table.iloc[0]["B %"] == 10.0 and table.iloc[0]["in A"] == "less often (fixed)"

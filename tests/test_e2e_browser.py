@@ -442,3 +442,74 @@ def test_deleting_a_study_run_in_the_browser_trains_no_replacement(app, page):
     assert after["budget"] == before["budget"] - 1
     assert sum(after["counts"].values()) == sum(before["counts"].values()) - 1
     assert after["counts"]["queued"] == after["counts"]["running"] == 0
+
+
+def _no_horizontal_scroll(page, grid) -> None:
+    """The dataframe `grid` shows every column without horizontal scrolling."""
+    scroll, client = grid.locator(".dvn-scroller").evaluate("s => [s.scrollWidth, s.clientWidth]")
+    assert scroll <= client + 1, (scroll, client)
+
+
+def test_two_configs_repeated_three_times_compare_as_two_bands_with_a_verdict(app, page):
+    """Issue 24: from the Train page's "Repeat with N seeds", a tiny config ×3 and another ×3; Compare
+    shows each as a mean with a band and says whether the difference is real, as `core compare` does.
+    Issue 27, item 3: three runs with long auto-names all show in Compare's tables at 1440 px."""
+    url, env, run_ids = app
+    size = page.viewport_size
+    page.set_viewport_size({"width": 1440, "height": 900})
+    open_train_form(page, url, epochs=1)
+    fill(page, "Train on at most (digits)", "400")  # apart from every other run's config
+    fill(page, "Repeat with N seeds", "3")
+    page.get_by_role("button", name="Launch 3 runs (seeds 42–44)").click()
+    expect(page.get_by_text("Queued 3 runs").first).to_be_visible(timeout=30_000)
+    fill(page, "Learning rate", "0.02")
+    page.get_by_role("button", name="Launch 3 runs (seeds 42–44)").click()
+    expect(page.get_by_text("Queued 3 runs").first).to_be_visible(timeout=30_000)
+    no_exception(page)
+
+    def groups() -> list[dict]:
+        found = [g for g in _cli(env, "runs", "--group", "--json") if g["n"] == 3]
+        return found if len(found) == 2 else []
+    deadline = time.time() + 300
+    while not (found := groups()) and time.time() < deadline:  # the dashboard's worker trains all six
+        time.sleep(3)
+    assert found, _cli(env, "runs", "--json")
+    a, b = sorted(found, key=lambda g: g["mean_test_accuracy"])  # A: the weaker config, B the other
+    members = a["run_ids"] + b["run_ids"]
+
+    page.goto(f"{url}/compare?runs={','.join(members)}")
+    settle(page)
+    expect(page.get_by_text("Is the difference real?").first).to_be_visible(timeout=30_000)
+    no_exception(page)
+    chart = page.locator(".js-plotly-plot").first
+    expect(chart).to_be_visible(timeout=30_000)
+    bands = chart.evaluate("p => p.data.filter(t => t.fill === 'tonexty').map(t => t.legendgroup)")
+    assert {g.split(" · ")[0] for g in bands} == {"A", "B"}, bands  # a band per group (train and validation)
+    verdict = _cli(env, "compare", a["config_id"], b["config_id"], "--json")
+    shown = page.get_by_test_id("stAlert").filter(has_text="seeds each").first
+    if verdict["ci_low"] > 0 or verdict["ci_high"] < 0:
+        expect(shown).to_contain_text(f"by {abs(verdict['difference']):.2f} points")
+    else:
+        expect(page.get_by_text("are not distinguishable").first).to_be_visible()
+    page.set_viewport_size({"width": 1440, "height": 1900})  # tall enough for the tables, bands and verdict
+    settle(page)
+    shot(page, "compare_groups_1440")
+    page.set_viewport_size({"width": 1440, "height": 900})
+
+    # three single runs, two of them with long auto-names: every column in view (issue 27, item 3)
+    three = [a["run_ids"][-1], b["run_ids"][-1], run_ids[0]]
+    page.goto(f"{url}/compare?runs={','.join(three)}")
+    settle(page)
+    summary = page.locator('[data-testid="stDataFrame"]').nth(0)
+    settings = page.locator('[data-testid="stDataFrame"]').nth(1)
+    expect(settings).to_be_visible(timeout=20_000)
+    time.sleep(1)
+    _no_horizontal_scroll(page, summary)
+    _no_horizontal_scroll(page, settings)
+    names = _cli(env, "runs", "--json")
+    for rid in three:  # each full name is on the page, beside its letter
+        name = next(r["name"] for r in names if r["run_id"] == rid)
+        expect(page.get_by_text(name, exact=False).first).to_be_visible()
+    no_exception(page)
+    shot(page, "compare_3_runs_1440")
+    page.set_viewport_size(size)

@@ -207,3 +207,39 @@ def test_every_run_records_and_shows_its_dataset_and_headers_read_on_their_own(p
     assert len(headers) == len(set(headers)) and not any("@" in h for h in headers)
     shown = next(df for df in at.dataframe if "test %" in df.value.columns).proto.column_order
     assert list(shown) == list(DEFAULT_COLUMNS)
+
+
+def test_group_repeats_shows_one_row_per_config_and_its_runs(app_env):
+    """Issue 24: "Group repeats" folds runs that differ only in their seed into one row with N and
+    mean ± std; each group opens to list its runs; ticked groups link to Compare by config id."""
+    from core.store.queue import queue_run
+
+    store = app_env.store
+    ids = []
+    for seed, acc in ((42, 0.90), (43, 0.92), (44, 0.94), (42, 0.80)):
+        config = make_config("mlp-128-64", epochs=1, seed=seed, learning_rate=1e-3 if acc > 0.85 else 1e-2)
+        run_id = queue_run(store, config, app_env.data_path)
+        store.claim_run("tester", run_id)
+        store.checkpoint(run_id, [], epoch=1, best_val_accuracy=acc - 0.01, last_val_accuracy=acc - 0.02)
+        store.complete_run(run_id, {"accuracy": acc, "loss": 0.3, "n": 50, "confusion": [[0] * 10] * 10,
+                                    "report": {}, "misclassified": []}, test_accuracy=acc, test_loss=0.3)
+        ids.append(run_id)
+    queue_run(store, make_config("mlp-128-64", epochs=1, seed=45), app_env.data_path)  # still queued: left out
+    at = _open()
+    at.toggle("runs_group_repeats").set_value(True).run()
+    assert not at.exception
+    grouped = next(df.value for df in at.dataframe if "N" in df.value.columns)
+    assert list(grouped["N"]) == [3, 1]
+    first = grouped.iloc[0]
+    assert first["test acc."] == "92.00% ± 2.00" and first["best val. acc."] == "91.00% ± 2.00"
+    assert first["last val. acc."] == "90.00% ± 2.00" and first["seeds"] == "42, 43, 44"
+    assert grouped.iloc[1]["test acc."] == "80.00%"  # one run: no spread to show
+    assert "2 configs from 4 completed runs (1 runs not completed are left out)" in _text(at)
+    assert len(at.expander) == 2 and "N = 3" in at.expander[0].label
+    members = next(df.value for df in at.expander[0].dataframe)
+    assert sorted(members["id"]) == sorted(ids[:3])
+    at.session_state["runs_groups_5"] = {"selection": {"rows": [0, 1], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception
+    link = next(m.value for m in at.markdown if "Compare 2 selected" in m.value)
+    assert grouped.iloc[0]["config id"] in link and ids[3] in link  # a single run is linked by its run id

@@ -10,7 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import TrainConfig
 from core.search.study import create_study, get_study, top_up
-from tests.helpers import SPACE, finish_trial
+from dashboard import poll
+from tests.helpers import EVALUATION, SPACE, finish_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "study.py")
@@ -196,6 +197,36 @@ def test_a_study_on_two_datasets_says_so_and_json_keeps_value_types(app_env, cap
     data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert data["mixed_datasets"] is True and [d["runs"] for d in data["datasets"]] == [1, 1]
     assert isinstance(data["best_params"]["batch_size"], int)
+
+
+def test_confirming_the_top_configs_ranks_them_with_intervals_and_warns_on_a_tie(a_study):
+    """Issue 24: "Confirm the top K configurations with N seeds" queues N runs of each of the K best
+    configs; once they finish, the view ranks those configs by their mean with 95 % intervals, and the
+    best run warns when it cannot be told apart from the runner-up."""
+    env, ids = a_study
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["study"] = "explore"
+    at.run()
+    at.number_input(key="study_confirm_k").set_value(2)
+    at.number_input(key="study_confirm_n").set_value(2)
+    at.button(key="study_confirm").click().run()
+    assert not at.exception, at.exception
+    assert "Queued 4 runs to confirm the top 2 configurations" in texts(at)
+    runs = env.store.list_runs()
+    queued = runs[runs["group_name"] == "explore · confirm"]
+    assert len(queued) == 4 and set(queued["status"]) == {"queued"}
+    for run_id, acc in zip(queued["run_id"], (0.90, 0.92, 0.91, 0.93)):  # two configs, overlapping spreads
+        env.store.claim_run("test-worker", run_id=run_id)
+        env.store.complete_run(run_id, {**EVALUATION, "accuracy": acc}, test_accuracy=acc)
+    poll.forget()  # the page shares one summary per refresh tick: read the runs finished behind its back
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["study"] = "explore"
+    at.run()
+    assert not at.exception, at.exception
+    ranking = next(df.value for df in at.dataframe if "Rank" in df.value.columns)
+    assert list(ranking["Rank"]) == [1, 2] and list(ranking["N"]) == [3, 3]  # the study's run and its 2 repeats
+    assert all(" to " in text for text in ranking["95 % interval of the mean"])
+    assert any("not distinguishable from the runner-up" in w.value for w in at.warning)
 
 
 def test_the_study_form_names_parameters_by_label_and_offers_each_once(app_env):

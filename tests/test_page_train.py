@@ -87,6 +87,22 @@ def test_launch_queues_a_run_with_the_forms_config(app_env):
     assert "No worker is running" in texts(at)  # DIGITLAB_NO_WORKER: none was started
 
 
+def test_repeat_with_n_seeds_queues_n_runs_of_one_config(app_env):
+    """Issue 24: "Repeat with N seeds" queues N runs with seeds s, s+1, … that share one config id."""
+    from core.search.repeats import config_ids
+
+    at = open_page()
+    at.number_input(key="train_seed").set_value(7)
+    at.number_input(key="train_repeats").set_value(3).run()
+    assert at.button(key="train_launch").label == "Launch 3 runs (seeds 7–9)"
+    at.button(key="train_launch").click().run()
+    assert not at.exception and not at.error
+    runs = app_env.store.list_runs()
+    assert sorted(c["seed"] for c in runs["config"]) == [7, 8, 9] and set(runs["status"]) == {"queued"}
+    assert config_ids(runs.assign(dataset=[{"sha256": "x"}] * 3)).nunique() == 1
+    assert "Queued 3 runs" in texts(at)
+
+
 BAD_FIELDS = [  # (widget kind, field, a bad value, the message shown beside the field)
     ("number_input", "learning_rate", 0.0, "Learning rate must be > 0 and ≤ 10"),
     ("number_input", "learning_rate", 20.0, "Learning rate must be > 0 and ≤ 10"),

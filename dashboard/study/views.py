@@ -21,7 +21,7 @@ from dashboard.charts import key_label, parallel_coordinates
 from dashboard.format import percent
 from dashboard.nav import page_link
 from dashboard.state import LIVE_EVERY
-from dashboard.study import charts as study_charts
+from dashboard.study import charts as study_charts, confirm
 
 
 EVERY = LIVE_EVERY * 2  # seconds between refreshes of a study in flight
@@ -44,6 +44,7 @@ def study_page(store: RunStore, name: str) -> None:
             st.rerun()  # it just ended: redraw without the timer
         progress(data)
         best(data)
+        confirm.ranking(data)
         charts(store, name, data)
     body()
     actions(store, name, first)
@@ -88,6 +89,7 @@ def best(data: dict) -> None:
                  icon=":material/trophy:")
     with right:
         page_link("run", "Open the best run", {"run": data["best_run_id"]}, icon=":material/query_stats:")
+    confirm.runner_up_warning(data)
 
 
 def charts(store: RunStore, name: str, data: dict) -> None:
@@ -129,6 +131,7 @@ def runs_table(table, objective: str, fields: list[str]) -> None:
 def actions(store: RunStore, name: str, data: dict) -> None:
     """Stop the study, or extend it by N runs: editor-only, refused inside the action for viewers."""
     st.subheader("Actions")
+    confirm.confirm_action(store, name, data)
     left, mid, right = st.columns([1, 1, 1], vertical_alignment="bottom")
     if left.button("Stop the study", key="study_stop", icon=":material/stop_circle:", disabled=data["stopped"],
                    help="queue no more runs and cancel the queued ones; running runs finish"):
