@@ -22,6 +22,7 @@ NO_BF16 = "this CPU computes bfloat16 only by emulation (no avx512_bf16 or amx_b
 def _auto_mode(monkeypatch):
     monkeypatch.delenv("DIGITLAB_EXEC", raising=False)
     monkeypatch.delenv("DIGITLAB_LOCAL_WORKERS", raising=False)
+    monkeypatch.delenv("DIGITLAB_BF16", raising=False)
 
 
 # -- the chooser ------------------------------------------------------------------------------------
@@ -34,10 +35,17 @@ def test_dense_nets_get_several_steps_per_execution_and_xla_on_long_runs():
 
 
 @pytest.mark.parametrize("flags", [AMX, PLAIN])
-def test_conv_nets_never_get_xla_nor_several_steps(flags):
-    plan = choose_plan(resolve_layers("cnn-small"), 128, 141, cpu_flags=flags)
+@pytest.mark.parametrize("bf16", [None, True])
+def test_conv_nets_never_get_xla_nor_several_steps_and_bf16_only_when_asked_on_native_cpus(flags, bf16):
+    plan = choose_plan(resolve_layers("cnn-small"), 128, 141, cpu_flags=flags, bf16=bf16)
     assert not plan.jit_compile and plan.steps_per_execution == 1
-    assert plan.precision == ("mixed_bfloat16" if flags == AMX else "float32")
+    assert plan.precision == ("mixed_bfloat16" if flags == AMX and bf16 else "float32")
+
+
+def test_bf16_is_asked_for_through_the_environment(monkeypatch):
+    monkeypatch.setenv("DIGITLAB_BF16", "1")
+    assert choose_plan(resolve_layers("cnn-draw"), 128, 400, cpu_flags=AMX).precision == "mixed_bfloat16"
+    assert choose_plan(resolve_layers("cnn-draw"), 128, 400, cpu_flags=PLAIN).precision == "float32"
 
 
 def test_default_mode_gives_keras_defaults_from_the_argument_or_the_environment(monkeypatch):

@@ -11,7 +11,11 @@ its live view, from rules measured on these machines (issue 25; bench/train_spee
   is used only for runs of `XLA_MIN_STEPS` steps or more, where it pays back.
 - Conv nets: XLA makes them 5-7x slower on this CPU and `steps_per_execution` changes nothing, so
   both stay off. Where the CPU does bfloat16 natively (AVX512-BF16, AMX), the `mixed_bfloat16`
-  policy needs about 1.75x less CPU for the same accuracy; elsewhere bfloat16 is emulated and slower.
+  policy needs 1.5-1.8x less CPU in a bare `fit` (elsewhere bfloat16 is emulated and slower), but
+  it stays opt-in (`DIGITLAB_BF16=1`): on `cnn-small` it scored 0.14 points lower on the mean of 3
+  seeds (96.92 % vs 97.06 %, lower at every seed: at the edge of the 0.15-point budget), and Digit
+  Lab's own run (store callback) was 8x slower in bfloat16 than in float32 in one measurement on a
+  loaded machine (2026-12-05), not yet explained.
 - With `steps_per_execution=k`, Keras calls batch hooks every k batches. k stays small enough that
   an epoch still logs `MIN_POINTS` batch points (k <= the callback's batch interval) and that k
   batches take well under a second (Cancel is read in batch hooks); epoch ends are unchanged, so
@@ -77,6 +81,13 @@ def has_native_bf16(flags: frozenset[str] | set[str] | None = None) -> bool:
     return bool(set(cpu_flags() if flags is None else flags) & set(NATIVE_BF16))
 
 
+def bf16_enabled(value: bool | None = None) -> bool:
+    """Whether conv nets may train in mixed_bfloat16: `value` if given, else DIGITLAB_BF16 ("1": yes; default no)."""
+    if value is not None:
+        return bool(value)
+    return os.environ.get("DIGITLAB_BF16", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def exec_mode(mode: str | None = None) -> str:
     """The execution mode: `mode` if given, else DIGITLAB_EXEC ("default" gives Keras' defaults), else "auto"."""
     value = (mode or os.environ.get("DIGITLAB_EXEC") or "auto").strip().lower()
@@ -112,7 +123,7 @@ def dense_flops(layers: list[dict], batch_size: int) -> float:
 
 def choose_plan(layers: list[dict], batch_size: int, steps_per_epoch: int, cpu_flags: frozenset[str] | set[str] | None = None,
                 workers: int | None = None, mode: str | None = None, augment: bool = False,
-                cores: int | None = None, epochs: int = 1) -> ExecutionPlan:
+                cores: int | None = None, epochs: int = 1, bf16: bool | None = None) -> ExecutionPlan:
     """The plan for a model (its layer stack, as core.model.architectures builds it) at a batch size.
 
     `cpu_flags`: the CPU's flags (default: read from /proc/cpuinfo; tests fake them).
@@ -120,6 +131,7 @@ def choose_plan(layers: list[dict], batch_size: int, steps_per_epoch: int, cpu_f
     `mode`: "auto" or "default" (default: DIGITLAB_EXEC, else "auto").
     `augment`: the model has augmentation layers (image transforms XLA does not compile on a CPU).
     `epochs`: how long the run is (XLA only pays back on long runs).
+    `bf16`: allow mixed_bfloat16 for conv nets on CPUs that do it natively (default: DIGITLAB_BF16, off).
     """
     intra, inter = thread_counts(cores, workers)
     if exec_mode(mode) == "default":
@@ -127,12 +139,15 @@ def choose_plan(layers: list[dict], batch_size: int, steps_per_epoch: int, cpu_f
                              reason="Keras' defaults, as asked (--exec default or DIGITLAB_EXEC=default)")
     conv = any(layer.get("type") == "Conv2D" for layer in layers)
     if conv:
-        if has_native_bf16(cpu_flags):
+        native = has_native_bf16(cpu_flags)
+        if native and bf16_enabled(bf16):
             return ExecutionPlan(precision="mixed_bfloat16", intra_op_threads=intra, inter_op_threads=inter,
-                                 reason="conv net on a CPU with native bfloat16: mixed_bfloat16, no XLA "
-                                        "(slower on conv nets here), one step per execution (no gain)")
+                                 reason="conv net on a CPU with native bfloat16 (DIGITLAB_BF16=1): mixed_bfloat16, "
+                                        "no XLA (slower on conv nets here), one step per execution (no gain)")
+        why = ("bfloat16 is opt-in (DIGITLAB_BF16=1)" if native else "the CPU has no native bfloat16")
         return ExecutionPlan(intra_op_threads=intra, inter_op_threads=inter,
-                             reason="conv net, CPU without native bfloat16: float32, no XLA, one step per execution")
+                             reason=f"conv net: float32 ({why}), no XLA (slower on conv nets here), "
+                                    f"one step per execution (no gain)")
     interval = max(1, steps_per_epoch // MIN_POINTS)  # the callback's batch interval: a point every so many steps
     per_batch = dense_flops(layers, batch_size) / DENSE_FLOPS
     k = max(1, min(MAX_SPE, interval, int(HOOK_SECONDS / max(per_batch, 1e-9))))
