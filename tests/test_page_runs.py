@@ -206,7 +206,16 @@ def test_every_run_records_and_shows_its_dataset_and_headers_read_on_their_own(p
     headers = [cfg["label"] for cfg in runs_column_config().values()]
     assert len(headers) == len(set(headers)) and not any("@" in h for h in headers)
     shown = next(df for df in at.dataframe if "test %" in df.value.columns).proto.column_order
-    assert list(shown) == list(DEFAULT_COLUMNS)
+    assert list(shown) == [c for c in DEFAULT_COLUMNS if c != "source"]  # every run was trained here
+
+
+def test_the_source_column_shows_once_a_run_came_from_elsewhere():
+    import pandas as pd
+    from dashboard.runs.table import DEFAULT_COLUMNS, default_columns
+
+    assert "source" not in default_columns(pd.DataFrame({"source": ["trained", None]}))
+    assert "source" not in default_columns(pd.DataFrame({"run_id": ["a"]}))  # an older store's frame
+    assert default_columns(pd.DataFrame({"source": ["trained", "imported"]})) == DEFAULT_COLUMNS
 
 
 def test_group_repeats_shows_one_row_per_config_and_its_runs(app_env):

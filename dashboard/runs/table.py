@@ -84,6 +84,14 @@ def runs_view(runs: pd.DataFrame) -> pd.DataFrame:
 # widths below it fits the page at 1440 px (about 980 px of table beside the sidebar).
 DEFAULT_COLUMNS = ("name", "status", "source", "architecture", "learning rate", "epochs", "best val %", "test %",
                    "duration", "dataset", "details")
+
+
+def default_columns(runs: pd.DataFrame) -> tuple[str, ...]:
+    """DEFAULT_COLUMNS, less "source" while every run was trained here (the column would say nothing new,
+    and the table keeps its width for the columns that differ)."""
+    if (_source(runs) != "trained").any():
+        return DEFAULT_COLUMNS
+    return tuple(c for c in DEFAULT_COLUMNS if c != "source")
 # How some hyperparameter columns look; the others get their kind's default (see `runs_column_config`).
 HYPERPARAMETER_LOOKS = {"architecture": {"width": 100}, "epochs": {"width": 62, "help": "epochs finished / planned"},
                         "learning_rate": {"format": "%.0e", "width": 95, "help": "initial learning rate"},
