@@ -54,7 +54,9 @@ def run_study(method: str, seed: int, data: Path, budget: int, epochs: int, trai
               space_name: str = "box") -> dict[str, Any]:
     from core.config import make_config
     from core.store.facade import RunStore
-    from core.search.study import create_study, parse_space, summary
+    from core.search.report import summary
+    from core.search.space import parse_space
+    from core.search.study import create_study
     from core.worker import run_worker
 
     search, pruner, factor = (*METHODS[method], 1) if method in METHODS else EXTRA[method]
