@@ -96,7 +96,7 @@ class Visitor:
         import websockets
         started = time.perf_counter()
         self.ws = await websockets.connect(f"ws://127.0.0.1:{self.port}/_stcore/stream", subprotocols=["streamlit"],
-                                           max_size=None, ping_interval=None)
+                                           max_size=None, ping_interval=None, open_timeout=60)
         self.reader = asyncio.create_task(self._read())
         await self.rerun()
         await self.wait_full()
