@@ -42,7 +42,10 @@ def configure_logging(level: int = logging.INFO) -> None:
     Calling it again changes nothing: one handler per process.
     """
     root = logging.getLogger("core")
-    if not any(getattr(h, "digitlab_worker", False) for h in root.handlers):
+    ours = [h for h in root.handlers if getattr(h, "digitlab_worker", False)]
+    if ours:  # write to today's stderr: the one it was made with may have been replaced and closed since
+        ours[0].setStream(sys.stderr)
+    else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.digitlab_worker = True

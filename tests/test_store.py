@@ -119,7 +119,7 @@ def test_every_verb_on_an_unknown_run_says_the_same_line(rs):
              lambda: rs.set_status("missing", "running"), lambda: rs.put_artifact("missing", "model.keras", b"x"),
              lambda: rs.params("missing")]
     for call in calls:
-        with pytest.raises(RunNotFound, match=r"^no run with id 'missing': `python -m core runs` lists the runs$"):
+        with pytest.raises(RunNotFound, match=r"^no run with id 'missing': `\.venv/bin/python -m core runs` lists the runs$"):
             call()
 
 
