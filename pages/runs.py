@@ -25,7 +25,7 @@ sources = f5.multiselect("Source", list(table.SOURCE_LABELS), key="runs_source",
 architectures = f2.multiselect("Architecture", sorted(runs["architecture"].unique()), key="runs_arch")
 groups = f3.multiselect("Group", all_groups(runs), key="runs_group")
 tags = f4.multiselect("Tag", table.all_tags(runs), key="runs_tags")
-s1, s2, s3, s6, s4, s5 = st.columns([1.6, 1, 0.55, 0.8, 0.55, 0.65], vertical_alignment="bottom")
+s1, s2, s3, s6, s4, s5 = st.columns([1.15, 1, 0.6, 0.95, 0.62, 0.72], vertical_alignment="bottom")
 search = s1.text_input("Search", key="runs_search", placeholder="name or id")
 sort = s2.selectbox("Sort by", list(table.SORTS), key="runs_sort")
 reverse = s3.toggle("Reverse", key="runs_reverse")
@@ -53,7 +53,8 @@ if st.session_state.get("runs_signature") != signature:
     st.session_state["runs_signature"] = signature
     st.session_state["runs_table_n"] = st.session_state.get("runs_table_n", 0) + 1
 event = st.dataframe(table.runs_view(view), key=f"runs_table_{st.session_state['runs_table_n']}", on_select="rerun",
-                     selection_mode="multi-row", hide_index=True, column_config=table.runs_column_config(),
+                     selection_mode="multi-row", hide_index=True,
+                     column_config=table.runs_column_config(table.name_width(columns or table.default_columns(runs))),
                      column_order=columns or table.default_columns(runs),
                      height=min(38 + 35 * len(view), 560), placeholder="—")
 selected = view.iloc[event.selection.rows]

@@ -206,16 +206,21 @@ def test_every_run_records_and_shows_its_dataset_and_headers_read_on_their_own(p
     headers = [cfg["label"] for cfg in runs_column_config().values()]
     assert len(headers) == len(set(headers)) and not any("@" in h for h in headers)
     shown = next(df for df in at.dataframe if "test %" in df.value.columns).proto.column_order
-    assert list(shown) == [c for c in DEFAULT_COLUMNS if c != "source"]  # every run was trained here
+    # every run was trained here, on the same data: those two columns would say nothing new
+    assert list(shown) == [c for c in DEFAULT_COLUMNS if c not in ("source", "dataset")]
 
 
-def test_the_source_column_shows_once_a_run_came_from_elsewhere():
+def test_source_and_dataset_columns_show_once_runs_differ_in_them_and_the_name_gets_their_width():
     import pandas as pd
-    from dashboard.runs.table import DEFAULT_COLUMNS, default_columns
+    from dashboard.runs.table import DATASET_WIDTH, DEFAULT_COLUMNS, NAME_WIDTH, default_columns, name_width
 
-    assert "source" not in default_columns(pd.DataFrame({"source": ["trained", None]}))
+    one, other = {"sha256": "a" * 64}, {"sha256": "b" * 64}
+    alike = default_columns(pd.DataFrame({"source": ["trained", None], "dataset": [one, None]}))
+    assert "source" not in alike and "dataset" not in alike
     assert "source" not in default_columns(pd.DataFrame({"run_id": ["a"]}))  # an older store's frame
-    assert default_columns(pd.DataFrame({"source": ["trained", "imported"]})) == DEFAULT_COLUMNS
+    differ = pd.DataFrame({"source": ["trained", "imported"], "dataset": [one, other]})
+    assert default_columns(differ) == DEFAULT_COLUMNS and name_width(DEFAULT_COLUMNS) == NAME_WIDTH
+    assert name_width(alike) == NAME_WIDTH + DATASET_WIDTH  # the width the hidden dataset column had
 
 
 def test_group_repeats_shows_one_row_per_config_and_its_runs(app_env):

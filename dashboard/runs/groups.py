@@ -11,7 +11,7 @@ import streamlit as st
 from core.search.repeats import REPEATABLE, group_runs
 from dashboard.format import duration_text
 from dashboard.nav import page_link
-from dashboard.runs.table import default_columns, runs_column_config, runs_view
+from dashboard.runs.table import default_columns, name_width, runs_column_config, runs_view
 
 MAX_OPEN = 30  # groups listed with their runs below the table (the table itself shows every group)
 
@@ -69,6 +69,7 @@ def grouped_runs(runs: pd.DataFrame, shown: pd.DataFrame) -> None:
         with st.expander(label, icon=":material/stacks:"):
             members = by_id.loc[list(row.run_ids)].reset_index()
             st.dataframe(runs_view(members), hide_index=True, column_order=default_columns(members), placeholder="—",
-                         column_config=runs_column_config(), key=f"runs_group_{row.config_id}")
+                         column_config=runs_column_config(name_width(default_columns(members))),
+                         key=f"runs_group_{row.config_id}")
     if len(groups) > MAX_OPEN:
         st.caption(f"The runs of the first {MAX_OPEN} configs are listed; filter above to see others.")

@@ -86,12 +86,30 @@ DEFAULT_COLUMNS = ("name", "status", "source", "architecture", "learning rate", 
                    "duration", "dataset", "details")
 
 
+# The name column's width, and the width it gains while the dataset column is hidden (the default
+# columns then still fit 1440 px; "source" is shown only when runs came from elsewhere).
+NAME_WIDTH = 160
+DATASET_WIDTH = 130
+
+
 def default_columns(runs: pd.DataFrame) -> tuple[str, ...]:
-    """DEFAULT_COLUMNS, less "source" while every run was trained here (the column would say nothing new,
-    and the table keeps its width for the columns that differ)."""
-    if (_source(runs) != "trained").any():
-        return DEFAULT_COLUMNS
-    return tuple(c for c in DEFAULT_COLUMNS if c != "source")
+    """DEFAULT_COLUMNS, less "source" while every run was trained here and "dataset" while every run
+    trained on the same data: such a column says nothing new, and its width shows more of each name."""
+    alike = set()
+    if not (_source(runs) != "trained").any():
+        alike.add("source")
+    if "dataset" in runs and runs["dataset"].map(_dataset_key).nunique() <= 1:
+        alike.add("dataset")
+    return tuple(c for c in DEFAULT_COLUMNS if c not in alike)
+
+
+def name_width(columns: Iterable[str]) -> int:
+    """The name column's width: wider by the dataset column's while that one is hidden."""
+    return NAME_WIDTH + (0 if "dataset" in set(columns) else DATASET_WIDTH)
+
+
+def _dataset_key(dataset: Any) -> Any:
+    return dataset.get("sha256") if isinstance(dataset, dict) else None
 # How some hyperparameter columns look; the others get their kind's default (see `runs_column_config`).
 HYPERPARAMETER_LOOKS = {"architecture": {"width": 100}, "epochs": {"width": 62, "help": "epochs finished / planned"},
                         "learning_rate": {"format": "%.0e", "width": 95, "help": "initial learning rate"},
@@ -111,12 +129,12 @@ def _hyperparameter_config(field: str, header: str) -> Any:
     return cc.TextColumn(header, **looks)
 
 
-def runs_column_config() -> dict[str, Any]:
+def runs_column_config(name_width: int = NAME_WIDTH) -> dict[str, Any]:
     """st.dataframe column formats and headers for runs_view(): every header reads on its own."""
     cc = st.column_config
     pct = "%.2f%%"
     return {
-        "name": cc.TextColumn("name", width=160, pinned=True),
+        "name": cc.TextColumn("name", width=name_width, pinned=True),
         "status": cc.TextColumn("status", width=82),
         "source": cc.TextColumn("source", width=84, help="trained here; tracked from a script or notebook "
                                 "(core.track.DigitLabCallback); or imported (a .keras model or TensorBoard logs)"),
@@ -130,7 +148,7 @@ def runs_column_config() -> dict[str, Any]:
         "drawn %": cc.NumberColumn("drawn-set acc.", format=pct, help="accuracy on the digits drawn on the Draw page"),
         "duration": cc.TextColumn("duration", width=70, help="training time (so far, while running)"),
         "params": cc.NumberColumn("parameters", format="localized"),
-        "dataset": cc.TextColumn("dataset", width=130,
+        "dataset": cc.TextColumn("dataset", width=DATASET_WIDTH,
                                  help="the data that trained the run and its fingerprint (the Run detail page says more)"),
         "group": cc.TextColumn("group"),
         "tags": cc.TextColumn("tags"),
