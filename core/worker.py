@@ -43,8 +43,9 @@ def configure_logging(level: int = logging.INFO) -> None:
     """
     root = logging.getLogger("core")
     ours = [h for h in root.handlers if getattr(h, "digitlab_worker", False)]
-    if ours:  # write to today's stderr: the one it was made with may have been replaced and closed since
-        ours[0].setStream(sys.stderr)
+    if ours:  # write to today's stderr: the one it was made with may be closed by now (and setStream
+        with ours[0].lock:  # would flush that closed stream and fail)
+            ours[0].stream = sys.stderr
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
