@@ -134,3 +134,16 @@ def finish_trial(store: RunStore, run_id: str, values: list[float], status: str 
         store.complete_run(run_id, EVALUATION, status=status, epoch=len(values))
     else:
         store.finish_run(run_id, status, error="test")
+
+
+def running_run(store: RunStore, data_path) -> str:
+    """A claimed mlp-128-64 run (2 epochs, 6 steps each) that has logged three batch points, as a live worker leaves it."""
+    from core.config import make_config
+    from core.store.queue import queue_run
+
+    run_id = queue_run(store, make_config("mlp-128-64", epochs=2, batch_size=32), data_path)
+    store.claim_run("test-worker", run_id=run_id)
+    rows = [(run_id, "batch", key, step, 1, value) for step in (1, 2, 3) for key, value in
+            (("loss", 2.0 / step), ("accuracy", 0.1 * step))]
+    store.checkpoint(run_id, rows, step=3, steps_per_epoch=6)
+    return run_id

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import HELP, make_config
 from core.train.run import queue_run
+from tests.helpers import running_run
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 
@@ -273,11 +274,7 @@ def test_populated_store_shows_a_finished_sweep_with_a_compare_link(populated_en
 
 def test_live_panel_of_a_running_run_shows_progress_and_cancels(app_env):
     store = app_env.store
-    run_id = queue_run(store, make_config("mlp-128-64", epochs=2, batch_size=32), app_env.data_path)
-    store.claim_run("test-worker", run_id=run_id)
-    rows = [(run_id, "batch", key, step, 1, value) for step in (1, 2, 3) for key, value in
-            (("loss", 2.0 / step), ("accuracy", 0.1 * step))]
-    store.checkpoint(run_id, rows, step=3, steps_per_epoch=6)
+    run_id = running_run(store, app_env.data_path)
     at = open_page()
     assert not at.exception
     assert at.selectbox(key="train_live_pick").value == run_id

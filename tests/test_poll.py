@@ -14,6 +14,7 @@ from core.store.facade import RunStore
 from core.store.queue import queue_run
 from dashboard import poll
 from dashboard.state import LIVE_EVERY
+from tests.helpers import running_run
 
 TRAIN = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 
@@ -58,11 +59,7 @@ def progress_texts(at: AppTest) -> list[str]:
 
 def test_two_sessions_watching_one_live_run_make_one_store_read_per_tick(app_env, monkeypatch, frozen):
     store = app_env.store
-    run_id = queue_run(store, make_config("mlp-128-64", epochs=2, batch_size=32), app_env.data_path)
-    store.claim_run("test-worker", run_id=run_id)
-    rows = [(run_id, "batch", key, step, 1, value) for step in (1, 2, 3) for key, value in
-            (("loss", 2.0 / step), ("accuracy", 0.1 * step))]
-    store.checkpoint(run_id, rows, step=3, steps_per_epoch=6)
+    run_id = running_run(store, app_env.data_path)
 
     calls = Counter()
     for name in ("get_run", "metric_history", "workers_overview", "live_workers"):
