@@ -154,6 +154,30 @@ def loadavg() -> list[float] | None:
         return None
 
 
+def cpu_times() -> list[int] | None:
+    """The machine's CPU time counters (/proc/stat's "cpu" line: user nice system idle iowait irq softirq steal …)."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+_CPU_AT_START = cpu_times()
+
+
+def steal_share(start: list[int] | None = None) -> float | None:
+    """The share of CPU time the hypervisor gave to other machines ("steal") since `start` (default:
+    since this module was imported). On a shared virtual machine it slows every wall-clock figure
+    without showing in the load average: a run with a high share is not comparable to a quiet one."""
+    start, now = start or _CPU_AT_START, cpu_times()
+    if not start or not now or len(now) < 8:
+        return None
+    delta = [b - a for a, b in zip(start, now)]
+    total = sum(delta[:8])
+    return round(delta[7] / total, 3) if total > 0 else None
+
+
 def command_line() -> str:
     """The command that produced this run, as typed from the repository root."""
     exe = Path(sys.executable)
@@ -180,7 +204,7 @@ def write_results(name: str, figures: dict[str, Any], results_dir: str | Path | 
            "command": command_line(),
            "seconds": None if started is None else round(time.time() - started, 1),
            "machine": machine_info(),
-           "load_before": load_before, "load_after": loadavg(), "nice": os.nice(0),
+           "load_before": load_before, "load_after": loadavg(), "steal_share": steal_share(), "nice": os.nice(0),
            "notes": notes or [],
            "figures": figures}
     path = folder / f"{name}.json"

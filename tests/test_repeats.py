@@ -16,7 +16,7 @@ from scipy import stats
 from core.config import PARAMS, ConfigError, TrainConfig, make_config
 from core.errors import DigitLabError
 from core.search.repeats import (config_id, config_ids, group_runs, history_band, repeat_config, repeat_configs,
-                                 select)
+                                 repeat_sets, select)
 
 DATA = "f" * 64  # a dataset fingerprint (SHA-256 hex)
 
@@ -149,6 +149,16 @@ def test_group_runs_prefers_a_stored_config_id_and_handles_no_runs(runs):
     assert sorted(group_runs(stored)["config_id"]) == ["x", "y"]
     empty = group_runs(runs.iloc[0:0])
     assert empty.empty and {"config_id", "n", "mean_test_accuracy", "std_test_accuracy", "run_ids"} <= set(empty)
+
+
+def test_repeat_sets_name_the_same_members_as_group_runs_without_the_statistics(runs):
+    sets = repeat_sets(runs)
+    full = group_runs(runs)
+    assert sets == {row.config_id: row.run_ids for row in full.itertuples() if row.n >= 2}
+    assert list(sets.values()) == [["a1", "a2", "a3"]]                     # finished repeats only, in frame order
+    assert repeat_sets(runs, least=1).keys() == set(full["config_id"])
+    assert repeat_sets(runs, statuses=None)[config_id(runs.loc[0, "config"], DATA)] == ["a1", "a2", "a3", "a4"]
+    assert repeat_sets(runs.iloc[0:0]) == {}
 
 
 def test_group_runs_on_a_real_store(store):

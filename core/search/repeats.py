@@ -108,6 +108,26 @@ def config_ids(runs: pd.DataFrame) -> pd.Series:
     return pd.Series(ids, index=runs.index, dtype=object)
 
 
+def repeat_sets(runs: pd.DataFrame, statuses: tuple[str, ...] | None = REPEATABLE, least: int = 2) -> dict[str, list[str]]:
+    """Config id -> the run ids of its repeats (in the frame's order), for configs with `least` or more.
+
+    What group_runs() tells about membership, without its statistics: a picker needs only this, and
+    summarising every config of a 1,000-run store on each page load cost seconds.
+    """
+    if statuses is not None and "status" in runs.columns:
+        runs = runs[runs["status"].isin(statuses)]
+    if runs.empty:
+        return {}
+    members = pd.Series(runs["run_id"].to_numpy(), index=config_ids(runs).to_numpy())
+    counts = members.index.value_counts()
+    wanted = set(counts.index[counts >= least])
+    out: dict[str, list[str]] = {}
+    for cid, rid in members.items():
+        if cid in wanted:
+            out.setdefault(cid, []).append(rid)
+    return out
+
+
 def group_runs(runs: pd.DataFrame, statuses: tuple[str, ...] | None = REPEATABLE) -> pd.DataFrame:
     """One row per config id: its repeats' N and mean ± sample std (ddof=1) of the accuracies.
 

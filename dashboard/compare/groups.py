@@ -18,7 +18,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from core.search.repeats import REPEATABLE, config_ids, group_runs
+from core.search.repeats import REPEATABLE, config_ids, repeat_sets
 from core.search.significance import summarize
 from dashboard.format import dataset_label, duration_text, value_text
 
@@ -56,9 +56,8 @@ def group_name(names: Iterable[str]) -> str:
 def options(runs: pd.DataFrame, labels: Mapping[str, str]) -> dict[str, str]:
     """What the picker offers: every config with two or more finished repeats ("name ×N seeds"),
     then every run. Returns key (config id or run id) -> its label."""
-    groups, names = group_runs(runs), runs.set_index("run_id")["name"]
-    out = {row.config_id: f"{group_name(names.loc[list(row.run_ids)])} ×{row.n} seeds (group)"
-           for row in groups.itertuples() if row.n >= 2}
+    names = dict(zip(runs["run_id"], runs["name"]))
+    out = {cid: f"{group_name(names[r] for r in ids)} ×{len(ids)} seeds (group)" for cid, ids in repeat_sets(runs).items()}
     return {**out, **{rid: labels[rid] for rid in runs["run_id"]}}
 
 
