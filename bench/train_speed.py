@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common  # noqa: E402
+from bench import common, real_writers  # noqa: E402
 
 VARIANTS = ("digitlab", "bare", "best")
 FIT_TIMES: list[dict] = []  # filled by the wrapped keras.Model.fit
@@ -154,12 +154,14 @@ def bench_preset(store, arch: str, data: Path, limit: int, rounds: int, peak: tu
     return out
 
 
-def accuracy(store, arch: str, data: Path, limit: int, seeds: int, epochs: int) -> dict:
-    """Test accuracy with Keras' defaults and with Digit Lab's plan, at seeds 1..N (interleaved)."""
+def accuracy(store, arch: str, data: Path, limit: int, seeds: int, epochs: int, writers=None) -> dict:
+    """Test accuracy with Keras' defaults and with Digit Lab's plan, at seeds 1..N (interleaved); with
+    `writers` (bench.real_writers.load()), each run's accuracy on real handwriting too (overall, worst writer)."""
     from core.config import make_config
     from core.train.run import train
 
-    out: dict[str, Any] = {"limit": limit, "epochs": epochs, "default": [], "auto": [], "plan": None}
+    out: dict[str, Any] = {"limit": limit, "epochs": epochs, "default": [], "auto": [], "plan": None,
+                           "writers": {"default": [], "auto": []} if writers is not None else None}
     for seed in range(1, seeds + 1):
         for mode in ("default", "auto"):
             os.environ["DIGITLAB_EXEC"] = mode
@@ -170,9 +172,18 @@ def accuracy(store, arch: str, data: Path, limit: int, seeds: int, epochs: int) 
             out[mode].append(run.test_accuracy)
             if mode == "auto":
                 out["plan"] = (run.dataset or {}).get("execution")
-            print(f"  seed {seed} {mode}: test accuracy {run.test_accuracy:.4f}", flush=True)
+            line = f"  seed {seed} {mode}: test accuracy {run.test_accuracy:.4f}"
+            if writers is not None:
+                real = real_writers.score_run(store, run.id, writers)
+                out["writers"][mode].append({k: v for k, v in real.items() if k != "per_writer"})
+                line += f", real writers {real['accuracy']:.4f} (worst writer {real['worst_accuracy']:.4f})"
+            print(line, flush=True)
     out["mean_default"], out["mean_auto"] = statistics.mean(out["default"]), statistics.mean(out["auto"])
     out["difference_points"] = 100 * (out["mean_auto"] - out["mean_default"])
+    if writers is not None:
+        for mode in ("default", "auto"):
+            out[f"writers_mean_{mode}"] = statistics.mean(w["accuracy"] for w in out["writers"][mode])
+            out[f"worst_writer_mean_{mode}"] = statistics.mean(w["worst_accuracy"] for w in out["writers"][mode])
     return out
 
 
@@ -187,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accuracy", default="", help="comma-separated presets to check test accuracy for")
     parser.add_argument("--seeds", type=int, default=3, help="seeds for --accuracy (default 3)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs for --accuracy (default 2)")
+    parser.add_argument("--writers", default=None, metavar="NPZ",
+                        help="real handwriting to score --accuracy runs on (default: the 30-writer set in "
+                             "../shared/datasets/pendigits-writers, when it is there; 'none' to skip)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.limit, args.rounds, args.seeds, args.epochs = min(args.limit, 300), 1, 1, 1
@@ -215,9 +229,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{arch} …", flush=True)
             figures["presets"][arch] = {**bench_preset(store, arch, data, args.limit, args.rounds, peak),
                                         "loadavg": common.loadavg()}
+        writers = None
+        if checks and args.writers != "none" and (args.writers or real_writers.WRITERS_NPZ.is_file()):
+            writers = real_writers.load(args.writers)
+            if args.smoke:
+                writers = tuple(a[:300] for a in writers)
         for arch in checks:
             print(f"{arch} accuracy …", flush=True)
-            figures["accuracy"][arch] = accuracy(store, arch, data, args.limit, args.seeds, args.epochs)
+            figures["accuracy"][arch] = accuracy(store, arch, data, args.limit, args.seeds, args.epochs, writers)
     finally:
         store.close()
         shutil.rmtree(folder, ignore_errors=True)
@@ -234,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     for arch, a in figures["accuracy"].items():
         print(f"{arch}: test accuracy, Keras' defaults {100 * a['mean_default']:.2f} %, Digit Lab's plan "
               f"{100 * a['mean_auto']:.2f} % ({a['difference_points']:+.2f} points; seeds {a['default']} vs {a['auto']})")
+        if a.get("writers"):
+            print(f"{arch}: real writers, Keras' defaults {100 * a['writers_mean_default']:.2f} % (worst writer "
+                  f"{100 * a['worst_writer_mean_default']:.2f} %), Digit Lab's plan {100 * a['writers_mean_auto']:.2f} % "
+                  f"(worst writer {100 * a['worst_writer_mean_auto']:.2f} %), means over the seeds")
     path = common.write_results("train_speed", figures, args.results, started, load_before,
                                 notes=["one process; variants interleaved; fit only (keras.Model.fit wrapped)",
                                        "cores shared with other work: compare CPU-s; rerun on a quiet machine"])

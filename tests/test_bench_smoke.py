@@ -118,12 +118,51 @@ def test_visitors_smoke(tmp_path, populated_data):
     assert "draw p95 s" in out
 
 
+def tiny_writers(path: Path, n: int = 24) -> Path:
+    """A stand-in for the real-writers set, in its format: white bars and rings on black, 280×280, 3 writers."""
+    import numpy as np
+
+    images = np.zeros((n, 280, 280), dtype=np.uint8)
+    labels, writer = np.arange(n) % 10, 1 + np.arange(n) % 3
+    yy, xx = np.mgrid[:280, :280]
+    for i, label in enumerate(labels):
+        if label == 1:
+            images[i, 60:220, 130:150] = 255
+        else:
+            ring = np.abs(np.hypot(yy - 140, (xx - 140) * (1 + label / 10)) - 70) < 10
+            images[i][ring] = 255
+    np.savez_compressed(path, images=images, labels=labels, writer=writer, line_width=np.full(n, 20))
+    return path
+
+
+def test_real_writers_smoke(tmp_path, populated_env):
+    runs = list(populated_env.runs["run_id"][:2])
+    args = ["--store", populated_env.db_url, "--writers", str(tiny_writers(tmp_path / "w.npz"))]
+    for run_id in runs:
+        args += ["--run", run_id]
+    out, doc = run_bench("real_writers.py", tmp_path, *args, timeout=300)
+    for run_id in runs:
+        fig = doc["figures"][run_id]
+        assert set(fig["per_writer"]) == {"1", "2", "3"} and 0.0 <= fig["worst_accuracy"] <= fig["accuracy"] <= 1.0
+    assert "worst writer" in out
+
+
+def test_workers_smoke(tmp_path, populated_data):
+    out, doc = run_bench("workers.py", tmp_path, "--data", str(populated_data), timeout=300)
+    by = doc["figures"]["by_workers"]
+    assert set(by) == {"1", "2"} and all(f["rounds"][0]["runs"] == 2 and f["rounds"][0]["failed"] == 0 for f in by.values())
+    assert by["1"]["throughput_vs_first"]["median"] == pytest.approx(1.0)
+    assert doc["figures"]["verdict"] in ("one", "two") and "the dashboard should start" in out
+
+
 def test_train_speed_smoke(tmp_path, populated_data):
     out, doc = run_bench("train_speed.py", tmp_path, "--data", str(populated_data), "--presets", "mlp-128-64",
-                         "--accuracy", "mlp-128-64", timeout=300)
+                         "--accuracy", "mlp-128-64", "--writers", str(tiny_writers(tmp_path / "w.npz")), timeout=300)
     fig = doc["figures"]
     variants = fig["presets"]["mlp-128-64"]["variants"]
     assert set(variants) == {"digitlab", "bare", "best"} and fig["matmul_peak_gflops"] > 0
     assert variants["bare"]["vs_bare_cpu"]["median"] == pytest.approx(1.0)
     assert fig["presets"]["mlp-128-64"]["plan"]["steps_per_execution"] >= 1
     assert fig["accuracy"]["mlp-128-64"]["default"] and "test accuracy" in out
+    real = fig["accuracy"]["mlp-128-64"]["writers"]
+    assert len(real["default"]) == len(real["auto"]) == 1 and "real writers" in out

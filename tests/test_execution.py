@@ -9,7 +9,7 @@ import pytest
 from core.config import make_config
 from core.model.architectures import PRESETS, resolve_layers
 from core.model.execution import (HOOK_SECONDS, MAX_SPE, DENSE_FLOPS, ExecutionPlan, choose_plan, cpu_flags,
-                                  dense_flops, describe, exec_mode, has_native_bf16, thread_counts)
+                                  dense_flops, describe, exec_mode, has_native_bf16, onednn_enabled, thread_counts)
 from core.train.callbacks import batch_interval
 
 AMX = frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
@@ -37,15 +37,48 @@ def test_dense_nets_get_several_steps_per_execution_and_xla_on_long_runs():
 @pytest.mark.parametrize("flags", [AMX, PLAIN])
 @pytest.mark.parametrize("bf16", [None, True])
 def test_conv_nets_never_get_xla_nor_several_steps_and_bf16_only_when_asked_on_native_cpus(flags, bf16):
-    plan = choose_plan(resolve_layers("cnn-small"), 128, 141, cpu_flags=flags, bf16=bf16)
+    plan = choose_plan(resolve_layers("cnn-small"), 128, 141, cpu_flags=flags, bf16=bf16, onednn=True)
     assert not plan.jit_compile and plan.steps_per_execution == 1
     assert plan.precision == ("mixed_bfloat16" if flags == AMX and bf16 else "float32")
 
 
 def test_bf16_is_asked_for_through_the_environment(monkeypatch):
     monkeypatch.setenv("DIGITLAB_BF16", "1")
-    assert choose_plan(resolve_layers("cnn-draw"), 128, 400, cpu_flags=AMX).precision == "mixed_bfloat16"
-    assert choose_plan(resolve_layers("cnn-draw"), 128, 400, cpu_flags=PLAIN).precision == "float32"
+    assert choose_plan(resolve_layers("cnn-draw"), 128, 400, cpu_flags=AMX, onednn=True).precision == "mixed_bfloat16"
+    assert choose_plan(resolve_layers("cnn-draw"), 128, 400, cpu_flags=PLAIN, onednn=True).precision == "float32"
+
+
+def test_bf16_needs_onednn_and_the_plan_records_it():
+    on = choose_plan(resolve_layers("cnn-small"), 128, 141, cpu_flags=AMX, bf16=True, onednn=True)
+    off = choose_plan(resolve_layers("cnn-small"), 128, 141, cpu_flags=AMX, bf16=True, onednn=False)
+    assert on.precision == "mixed_bfloat16" and on.onednn is True
+    assert off.precision == "float32" and off.onednn is False and "emulated" in off.reason
+    assert choose_plan(resolve_layers("mlp-128-64"), 32, 625, cpu_flags=AMX, onednn=False).onednn is False
+
+
+def test_onednn_follows_tensorflows_own_switch():
+    assert onednn_enabled({"TF_ENABLE_ONEDNN_OPTS": "0"}) is False
+    assert onednn_enabled({"TF_ENABLE_ONEDNN_OPTS": "1"}) is True
+    import platform
+    assert onednn_enabled({}) is (platform.machine().lower() in ("x86_64", "amd64"))  # TensorFlow's default
+
+
+def test_tensorflows_import_notice_is_kept_out_of_stderr_and_other_lines_are_kept():
+    """With oneDNN on, TensorFlow prints a notice on import that TF_CPP_MIN_LOG_LEVEL does not silence;
+    importing through `core` drops exactly that notice and passes on everything else written meanwhile."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, core, threading; threading.Thread(target=lambda: print('from a thread', file=sys.stderr)).start(); "
+            "import keras, tensorflow as tf; print('loaded', tf.__version__); print('after', file=sys.stderr)")
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1"}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("loaded ")
+    assert "oneDNN" not in done.stderr and "absl::InitializeLog" not in done.stderr
+    assert "from a thread" in done.stderr and "after" in done.stderr
 
 
 def test_default_mode_gives_keras_defaults_from_the_argument_or_the_environment(monkeypatch):
@@ -96,9 +129,12 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
 
 
 def test_a_plan_round_trips_and_reads_in_one_line():
-    plan = ExecutionPlan(25, True, "float32", 2, 2, "why")
+    plan = ExecutionPlan(25, True, "float32", 2, 2, "why", onednn=True)
     assert ExecutionPlan.from_dict(plan.to_dict()) == plan and ExecutionPlan.from_dict(None) is None
-    assert describe(plan.to_dict()) == "XLA · 25 steps per execution · float32 · 2 intra-op / 2 inter-op threads"
+    assert describe(plan.to_dict()) == ("XLA · 25 steps per execution · float32 · oneDNN · "
+                                        "2 intra-op / 2 inter-op threads")
+    older = {k: v for k, v in plan.to_dict().items() if k != "onednn"}  # recorded before oneDNN was
+    assert ExecutionPlan.from_dict(older).onednn is None and "oneDNN" not in describe(older)
     assert describe(None).startswith("not recorded")
 
 
