@@ -124,7 +124,8 @@ def test_logger_batches_writes():
     for b in range(100):
         logger.on_train_batch_end(b, {"loss": 1.0 / (b + 1), "accuracy": 0.5})
     logger.on_epoch_end(0, {"loss": 0.1, "accuracy": 0.9})
-    assert store.calls == [25 * 2 + 3]  # 25 samples × 2 keys + epoch loss, accuracy, seconds: one write
+    # the first batch at once (loss, accuracy), then 25 samples × 2 keys + epoch loss, accuracy, seconds in one write
+    assert store.calls == [2, 25 * 2 + 3]
 
 
 def test_a_failed_write_keeps_its_rows_for_the_next_one():

@@ -141,14 +141,21 @@ def test_a_plan_round_trips_and_reads_in_one_line():
 def test_the_logger_counts_steps_when_keras_calls_it_every_k_batches(store):
     from core.train.callbacks import StoreLogger
 
-    logger = StoreLogger(store, "r1", steps_per_epoch=100, flush_seconds=1e9)
-    logger.store = None  # no flush in between: only the buffered rows are looked at
+    class Rows:  # keeps what each write would store
+        written: list = []
+
+        def checkpoint(self, run_id, rows, **progress):
+            self.written += rows
+            return False
+
+    logger = StoreLogger(Rows(), "r1", steps_per_epoch=100, flush_seconds=1e9)  # writes: the first batch only
     for epoch in range(2):
         logger.on_epoch_begin(epoch)
         for end in range(3, 100, 4):  # Keras passes the last batch of each 4-batch execution
             logger.on_train_batch_end(end, {"loss": 1.0})
-    points = [row[3] for row in logger.rows if row[2] == "loss"]
+    points = [row[3] for row in logger.store.written + logger.rows if row[2] == "loss"]
     assert logger.step == 200 and len(points) == 50 == 200 // logger.every
+    assert [row[3] for row in logger.store.written] == [4]  # the first execution's point, written at once
 
 
 # -- a run under each plan, end to end (tiny data) ----------------------------------------------------

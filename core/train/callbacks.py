@@ -69,9 +69,11 @@ class StoreLogger(keras.callbacks.Callback):
         # step passes a multiple of `every` (core.model.execution keeps k <= every).
         before = self.step
         self.step = max(before + 1, self._epoch_base + int(batch) + 1)
-        if self.step // self.every > before // self.every:
+        if before == 0 or self.step // self.every > before // self.every:
             self._add("batch", logs)
-        if time.monotonic() - self._last_flush >= self.flush_seconds:
+        # The run's first batch is written at once (a point, the step, the heartbeat): the live view shows
+        # training under way as soon as it is, instead of a flush interval later.
+        if before == 0 or time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
     def on_epoch_end(self, epoch, logs=None):
