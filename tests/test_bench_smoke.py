@@ -166,3 +166,11 @@ def test_train_speed_smoke(tmp_path, populated_data):
     assert fig["accuracy"]["mlp-128-64"]["default"] and "test accuracy" in out
     real = fig["accuracy"]["mlp-128-64"]["writers"]
     assert len(real["default"]) == len(real["auto"]) == 1 and "real writers" in out
+
+
+def test_first_batch_smoke(tmp_path, populated_data):
+    out, doc = run_bench("first_batch.py", tmp_path, "--data", str(populated_data), "--presets", "mlp-128-64",
+                         timeout=300)
+    marks = doc["figures"]["presets"]["mlp-128-64"]
+    assert 0 < marks["claimed"]["median"] <= marks["dataset"]["median"] <= marks["first_batch"]["median"]
+    assert doc["figures"]["worker_warm_s"] > 0 and "first batch s" in out
