@@ -195,8 +195,9 @@ def test_digit_tiles_are_square_pixels():
 def test_param_diff_keeps_only_differing_parameters():
     diff = compare_tables.param_diff({"A": {"lr": 0.1, "seed": 1, "layers": [{"type": "Flatten"}], "dropout": None},
                               "B": {"lr": 0.01, "seed": 1, "layers": [{"type": "Flatten"}], "dropout": 0.2}})
-    assert list(diff.index) == ["lr", "dropout"] and list(diff.columns) == ["A", "B"]
-    assert list(diff.loc["dropout"]) == ["—", "0.2"]
+    # a Train-form field reads by its label; a key no field has (here "lr") keeps its stored name
+    assert list(diff.index) == ["lr", "Dropout rate"] and list(diff.columns) == ["A", "B"]
+    assert list(diff.loc["Dropout rate"]) == ["—", "0.2"]
     assert compare_tables.param_diff({"A": {"x": 1}, "B": {"x": 1}}).empty
 
 

@@ -49,8 +49,8 @@ def test_group_runs_differ_only_in_learning_rate(populated_env):
     at = _open(runs=f"{a},{b}")
     assert not at.exception and not at.warning
     diff = _frame(at, "parameter")
-    assert sorted(diff.index) == ["learning_rate"]  # names head the columns already
-    assert list(diff.loc["learning_rate"]) == ["0.01", "0.001"]
+    assert sorted(diff.index) == ["Learning rate"]  # names head the columns already; the form's labels
+    assert list(diff.loc["Learning rate"]) == ["0.01", "0.001"]
     summary = _frame(at, "result")
     # letters head the columns (issue 27, item 3: long names hid the other runs); the legend names them
     assert "test accuracy" in summary.index and list(summary.columns) == ["A", "B"]
@@ -90,8 +90,8 @@ def test_diff_across_architectures_lists_every_differing_setting(populated_env):
     assert not at.exception
     diff = _frame(at, "parameter")
     # mlp-512's preset trains with RMSprop, mlp-128-64's with Adam; seed, epochs, layers... are equal
-    assert sorted(diff.index) == ["architecture", "batch_size", "learning_rate", "optimizer"]
-    assert list(diff.loc["optimizer"]) == ["adam", "rmsprop"]
+    assert sorted(diff.index) == ["Architecture", "Batch size", "Learning rate", "Optimizer"]
+    assert list(diff.loc["Optimizer"]) == ["adam", "rmsprop"]
 
 
 def test_unknown_ids_are_named_and_the_rest_is_shown(populated_env):
@@ -192,7 +192,7 @@ def test_repeats_are_grouped_with_bands_means_and_a_verdict(app_env):
     assert summary.loc["test accuracy", "A"] == "91.00% ± 1.00 (N = 3)"
     assert summary.loc["runs", "B"] == "3 (seeds 42–44)"
     diff = _frame(at, "parameter")
-    assert list(diff.loc["learning_rate"]) == ["0.001", "0.01"] and "seed" not in diff.index
+    assert list(diff.loc["Learning rate"]) == ["0.001", "0.01"] and "Random seed" not in diff.index
     # two bands (upper edge, lower edge filled to it) and two mean lines per metric key
     spec = [json.loads(chart.proto.spec)["data"] for chart in at.get("plotly_chart")][0]
     fills = [t for t in spec if t.get("fill") == "tonexty"]

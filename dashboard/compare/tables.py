@@ -9,19 +9,22 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from core.config import PARAMS
 from core.store.facade import RunStore
 from core.store.schema import Evaluation
 from dashboard.format import param_text
 
 
 def param_diff(configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Rows: the parameters whose values differ between the configs; columns: one per config label."""
+    """Rows: the parameters whose values differ between the configs, by the label the Train form gives
+    them ("Learning rate", not learning_rate; a field no longer known keeps its stored name);
+    columns: one per config label."""
     keys = [k for k in dict.fromkeys(k for cfg in configs.values() for k in cfg) if k != "name"]  # names head the columns
     rows = {}
     for key in keys:
         values = [param_text(cfg.get(key)) for cfg in configs.values()]
         if len(set(values)) > 1:
-            rows[key] = values
+            rows[PARAMS[key].label if key in PARAMS else key] = values
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(configs)).rename_axis("parameter")
 
 
