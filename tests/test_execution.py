@@ -93,8 +93,16 @@ def test_default_mode_gives_keras_defaults_from_the_argument_or_the_environment(
 
 
 def test_augmentation_layers_keep_a_dense_net_off_xla():
-    plan = choose_plan(resolve_layers("mlp-512"), 128, 400, cpu_flags=AMX, augment=True, epochs=100)
+    plan = choose_plan(resolve_layers("mlp-128-64"), 32, 1688, cpu_flags=AMX, augment=True, epochs=100)
     assert not plan.jit_compile and plan.steps_per_execution > 1
+
+
+@pytest.mark.parametrize("arch", ["mlp-512", "mlp-512-dropout", "mlp-512x2-dropout"])
+def test_dense_nets_with_heavy_steps_keep_keras_defaults(arch):
+    """Measured: k > 1 gave the 512-unit presets at batch 128 nothing; at batch 32 their steps are light."""
+    heavy = choose_plan(resolve_layers(arch), 128, 422, cpu_flags=AMX, epochs=100)
+    assert (heavy.steps_per_execution, heavy.jit_compile) == (1, False) and "heavy step" in heavy.reason
+    assert choose_plan(resolve_layers(arch), 16, 3375, cpu_flags=AMX).steps_per_execution > 1
 
 
 @pytest.mark.parametrize("arch", [a for a in PRESETS if not a.startswith("cnn")] + ["wide"])

@@ -3,12 +3,14 @@
 `choose_plan()` picks, per run, the fastest way to train its model that keeps its results and
 its live view, from rules measured on these machines (issue 25; bench/train_speed.py reruns them):
 
-- Dense-only models are tiny: Keras spends most of a step in Python and the callback, not in the
-  matmuls. Several steps per `tf.function` call (`steps_per_execution`) cost nothing to set up and
+- Dense-only models with light steps (under `OVERHEAD_BOUND_FLOPS`, e.g. `mlp-128-64` at batch 32)
+  are tiny: Keras spends most of a step in Python and the callback, not in the matmuls. Several steps per `tf.function` call (`steps_per_execution`) cost nothing to set up and
   train `mlp-128-64` with 1.6x less CPU an epoch (1.2-1.5 vs 2.1-2.3 CPU-s on 20,000 digits, the
   same accuracy to the last digit). XLA (`jit_compile`) on top saves another ~0.3 CPU-s an epoch
   there but costs 3.5-4 CPU-s of compiling in the first epoch (and delays the first batch), so it
-  is used only for runs of `XLA_MIN_STEPS` steps or more, where it pays back.
+  is used only for runs of `XLA_MIN_STEPS` steps or more, where it pays back. Heavier dense steps
+  (the 512-unit presets at batch 128) keep Keras' defaults: several steps per execution gave them
+  nothing measurable (0.87-0.98x of bare Keras' CPU).
 - Conv nets: XLA makes them 5-7x slower on this CPU and `steps_per_execution` changes nothing, so
   both stay off. What speeds them up is TensorFlow's oneDNN kernels, now left on as TensorFlow ships
   (Digit Lab used to turn them off to keep its output quiet; `core` now keeps the notice out
@@ -47,6 +49,11 @@ MAX_SPE = 32           # most steps per execution: beyond it the measured gain i
 XLA_MIN_STEPS = 20_000  # XLA pays back its ~4 CPU-s compile after ~8,000 steps of mlp-128-64: 2.5x margin
 HOOK_SECONDS = 0.2     # k batches between two batch hooks take at most about this long
 DENSE_FLOPS = 20e9     # float32 FLOP/s a small dense step reaches here (measured peak 376 GFLOP/s): a safe floor
+# A dense step heavier than this is not bound by Keras' per-step Python overhead, and several steps per
+# execution gave it nothing: mlp-512, mlp-512-dropout and mlp-512x2-dropout at batch 128 (310-510 MFLOP a
+# step) trained with 0.87-0.98x of bare Keras' CPU with k = 5, while mlp-128-64 at batch 32 (21 MFLOP)
+# needed 1.2x less (bench/train_speed.py, 2026-12-05, oneDNN on in both).
+OVERHEAD_BOUND_FLOPS = 100e6
 NATIVE_BF16 = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs that compute bfloat16 natively
 
 
@@ -168,8 +175,12 @@ def choose_plan(layers: list[dict], batch_size: int, steps_per_epoch: int, cpu_f
                "bfloat16 is opt-in (DIGITLAB_BF16=1)")
         return ExecutionPlan(**common, reason=f"conv net: float32 ({why}), no XLA (slower on conv nets here), "
                                               f"one step per execution (no gain)")
+    step_flops = dense_flops(layers, batch_size)
+    if step_flops > OVERHEAD_BOUND_FLOPS:
+        return ExecutionPlan(**common, reason=f"dense-only model with a heavy step ({step_flops / 1e6:,.0f} MFLOP): "
+                                              f"Keras' defaults (several steps per execution gave nothing here)")
     interval = max(1, steps_per_epoch // MIN_POINTS)  # the callback's batch interval: a point every so many steps
-    per_batch = dense_flops(layers, batch_size) / DENSE_FLOPS
+    per_batch = step_flops / DENSE_FLOPS
     k = max(1, min(MAX_SPE, interval, int(HOOK_SECONDS / max(per_batch, 1e-9))))
     jit = not augment and steps_per_epoch * max(1, epochs) >= XLA_MIN_STEPS
     why = (f"dense-only model: {'XLA and ' if jit else ''}{k} step{'s' if k > 1 else ''} per execution "
