@@ -98,6 +98,8 @@ def dataset_differences(datasets: Mapping[str, Mapping[str, Any] | None]) -> str
         return ("These runs were trained on different datasets, so their accuracies are not comparable as they "
                 "stand (" + "; ".join(parts) + ").")
     if known and "" in by_hash:
-        return ("The dataset of " + ", ".join(by_hash[""]) + " was not recorded (trained before runs recorded it): "
-                "check it is the same data before comparing.")
+        unknown = [f"{label} ({datasets[label]['source']})" if isinstance(datasets[label], Mapping)
+                   and datasets[label].get("source") else label for label in by_hash[""]]
+        return ("The training data of " + ", ".join(unknown) + " is not known (imported or tracked from outside "
+                "Digit Lab, or trained before runs recorded their data): check it is the same data before comparing.")
     return ""

@@ -162,6 +162,14 @@ def test_keras_tensorboard_logs_import_as_runs_with_their_histories(tmp_path, ti
     assert run.config["optimizer"] == "adam" and run.config["learning_rate"] == pytest.approx(1e-3)
     assert run.config["architecture"] == "custom" and run.config["layers"] == [
         {"type": "Flatten"}, {"type": "Dense", "units": 16, "activation": "relu"}]
+    assert run.dataset["source"] == "TensorBoard logs" and run.dataset["folder"].endswith("notebook-run")
+    # the same logs again: nothing new, the earlier run is named; --again makes a second copy
+    code, out, err = run_cli(["import-tensorboard", str(logs)], capsys, db, tiny_data)
+    assert code == 0 and "already in the store, not imported again: notebook-run (" + run_id in out, out + err
+    assert len(store.list_runs()) == 1
+    code, out, err = run_cli(["import-tensorboard", str(logs), "--again", "--json"], capsys, db, tiny_data)
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["imported"] != [run_id]
+    assert len(store.list_runs()) == 2
 
 
 def test_import_tensorboard_with_a_model_and_a_round_trip(tmp_path, tiny_data, store, capsys):

@@ -23,6 +23,8 @@ def add_arguments(cmd: dict[str, argparse.ArgumentParser]) -> None:
     p = cmd["import-tensorboard"]
     p.add_argument("folder", metavar="DIR", help="a TensorBoard log folder, e.g. what keras.callbacks.TensorBoard wrote")
     p.add_argument("--model", metavar="FILE", help="a .keras model to keep with the run (only when DIR holds one run)")
+    p.add_argument("--again", action="store_true",
+                   help="import logs the store already holds once more (default: each is imported once)")
     p.add_argument("--json", action="store_true", help="end with one JSON object holding run_ids")
 
     p = cmd["export"]
@@ -44,7 +46,7 @@ def cmd_import_model(args) -> int:
 
 
 def cmd_import_tensorboard(args) -> int:
-    from core.interop.tensorboard import import_runs, read_logs
+    from core.interop.tensorboard import already_imported, import_runs, read_logs
     from core.interop.models import InteropError
     logged = read_logs(args.folder)  # every check before the store is touched
     model = None
@@ -54,9 +56,20 @@ def cmd_import_tensorboard(args) -> int:
         from core.interop.models import check_model
         checked = check_model(args.model, settings.data_path(args.data))
         model = (checked.path, checked.evaluation)
-    ids = import_runs(open_store(args), logged, model)
-    names = ", ".join(f"{r.name} ({run_id})" for r, run_id in zip(logged, ids))
-    emit(args.json, {"run_ids": ids}, f"imported {len(ids)} run{'s' if len(ids) != 1 else ''}: {names}")
+    store = open_store(args)
+    earlier = {} if args.again or model is not None else already_imported(store, logged)
+    ids = import_runs(store, logged, model, again=args.again)
+    new = [(r, run_id) for i, (r, run_id) in enumerate(zip(logged, ids)) if i not in earlier]
+    lines = []
+    if new:
+        lines.append(f"imported {len(new)} run{'s' if len(new) != 1 else ''}: "
+                     + ", ".join(f"{r.name} ({run_id})" for r, run_id in new))
+    if earlier:
+        lines.append("already in the store, not imported again: "
+                     + ", ".join(f"{logged[i].name} ({run_id})" for i, run_id in earlier.items())
+                     + " (--again imports a second copy)")
+    emit(args.json, {"run_ids": ids, "imported": [run_id for _, run_id in new], "already": list(earlier.values())},
+         "\n".join(lines))
     return 0
 
 

@@ -14,6 +14,7 @@ as tensors; old TF1 scalar events are read too. Every point is kept: the accumul
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -212,22 +213,51 @@ def _keras_config(raw: Any) -> dict:
         return {}
 
 
-def import_runs(store: RunStore, logged: list[LoggedRun], model: tuple[Path, dict] | None = None) -> list[str]:
+def fingerprint(run: LoggedRun) -> str:
+    """A stable id of what a logged run holds (its name, config and every point): the same logs read
+    again give the same fingerprint, so an import can tell it already holds them."""
+    content = {"name": run.name, "config": run.config, "epoch": sorted(run.epoch, key=repr),
+               "batch": sorted(run.batch, key=repr)}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def already_imported(store: RunStore, logged: list[LoggedRun]) -> dict[int, str]:
+    """Index in `logged` -> the id of a run imported earlier from exactly the same logs."""
+    runs = store.list_runs()
+    known: dict[str, str] = {}
+    if not runs.empty and "dataset" in runs.columns:
+        for run_id, dataset in zip(runs["run_id"], runs["dataset"]):
+            if isinstance(dataset, dict) and dataset.get("fingerprint"):
+                known.setdefault(dataset["fingerprint"], run_id)
+    return {i: known[fp] for i, fp in enumerate(fingerprint(r) for r in logged) if fp in known}
+
+
+def import_runs(store: RunStore, logged: list[LoggedRun], model: tuple[Path, dict] | None = None,
+                again: bool = False) -> list[str]:
     """Each logged run as a completed, imported run with its histories; their ids (one transaction per run).
 
-    `model`: a checked model file and its test evaluation (core.interop.models), kept with the one run.
+    A logged run imported before (the same logs: see `fingerprint`) is not imported twice: its id is
+    the earlier run's, unless `again`. Each new run records where it came from as its dataset
+    ({"source": "TensorBoard logs", "folder", "fingerprint"}): the logs say nothing of the digits it
+    trained on. `model`: a checked model file and its test evaluation (core.interop.models), kept with the one run.
     """
     from core.interop.models import complete_with_model
     if model is not None and len(logged) != 1:
         raise InteropError(f"the logs hold {len(logged)} runs; a model goes with a folder of one run")
+    earlier = {} if again else already_imported(store, logged)
     ids = []
-    for run in logged:
+    for i, run in enumerate(logged):
+        if i in earlier and model is None:
+            ids.append(earlier[i])
+            continue
         epochs = max((e for _, _, e, _ in run.epoch), default=0)
         config = {"architecture": "external", "layers": [], "optimizer": None, "learning_rate": None,
                   "batch_size": None, "epochs": epochs or None, **run.config}
         config["layers"] = config["layers"] or []
         with store.write():
             run_id = store.create_run(config, name=run.name[:200], source="imported")
+            store.set_dataset(run_id, {"source": "TensorBoard logs", "folder": str(run.folder),
+                                       "fingerprint": fingerprint(run)})
             store.claim_run(worker_id=f"import-{os.getpid()}", run_id=run_id)
             store.log_metrics([(run_id, "epoch", k, s, e, v) for k, s, e, v in run.epoch] +
                               [(run_id, "batch", k, s, e, v) for k, s, e, v in run.batch])
