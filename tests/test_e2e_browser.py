@@ -513,3 +513,46 @@ def test_two_configs_repeated_three_times_compare_as_two_bands_with_a_verdict(ap
     no_exception(page)
     shot(page, "compare_3_runs_1440")
     page.set_viewport_size(size)
+
+
+def test_import_a_model_file_on_the_data_page_and_refuse_a_broken_one(app, page, tmp_path):
+    """A .keras file trained elsewhere, uploaded in the browser, becomes a run scored on the test set;
+    a file that is not a model gets one error line and no run."""
+    import keras
+
+    url, env, _ = app
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    good = tmp_path / "from-a-notebook.keras"
+    model.save(good)
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"this is not a zip of a Keras model")
+    from core.store.facade import RunStore
+
+    store = RunStore(env["DIGITLAB_DB"])
+    before = len(store.list_runs())
+
+    page.goto(f"{url}/data")
+    settle(page)
+    page.get_by_text("Import a model trained elsewhere").click()
+    uploader = page.get_by_test_id("stFileUploaderDropzoneInput")
+    uploader.set_input_files(str(broken))
+    settle(page)
+    page.get_by_role("button", name="Import", exact=True).click()
+    settle(page)
+    errors = page.get_by_test_id("stAlertContentError")
+    expect(errors.first).to_be_visible(timeout=30_000)
+    assert errors.count() == 1 and "broken.keras" in errors.first.inner_text()
+    no_exception(page)
+
+    uploader.set_input_files(str(good))
+    settle(page)
+    fill(page, "Run name", "uploaded in the browser")
+    page.get_by_role("button", name="Import", exact=True).click()
+    settle(page, timeout=60)
+    expect(page.get_by_text("Imported uploaded in the browser as run").first).to_be_visible(timeout=60_000)
+    no_exception(page)
+    runs = store.list_runs()
+    assert len(runs) == before + 1  # the broken file wrote nothing
+    imported = runs[runs["name"] == "uploaded in the browser"].iloc[0]
+    assert imported["source"] == "imported" and 0.0 <= imported["test_accuracy"] <= 1.0
