@@ -157,7 +157,7 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
             if run is None:
                 if once or (idle_exit is not None and time.monotonic() - idle_since > idle_exit):
                     break
-                stop.event.wait(poll)
+                _wait_for_work(store, stop.event, poll)
                 continue
             log(f"worker: training run {run.id} ({run.name}, {run.architecture})")
             try:
@@ -186,6 +186,18 @@ def run_worker(store: RunStore, data_path, once: bool = False, max_runs: int | N
         if own_signals:
             stop.uninstall()
     return done
+
+
+def _wait_for_work(store: RunStore, stopped: threading.Event, poll: float, tick: float = 0.1) -> None:
+    """Wait up to `poll` seconds, less when a run is queued on this machine (queue_run touches a wake
+    file: a stat every `tick` s costs next to nothing, where asking the store that often would cost
+    a few % of a core) or when the worker is stopped."""
+    from core.store.queue import queued_mark
+
+    mark, deadline = queued_mark(store.url), time.monotonic() + poll
+    while not stopped.wait(min(tick, max(0.0, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline or queued_mark(store.url) != mark:
+            return
 
 
 def _tell_study(what: str, call: Callable, *args, log: Callable[[str], None]):

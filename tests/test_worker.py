@@ -108,6 +108,28 @@ def test_a_stop_before_the_worker_registers_claims_nothing(store, tiny_data):
     assert store.get_run(run_id).status == "queued" and store.live_workers().empty
 
 
+def test_a_run_queued_on_this_machine_wakes_an_idle_worker_before_its_next_poll(store, tiny_data):
+    """queue_run touches a wake file the local worker watches: with a 120 s poll the run is still
+    claimed at once (a worker elsewhere would find it at its next poll)."""
+    import threading
+
+    from core.store.queue import queue_run
+
+    stop = StopRequest()
+    lines: list[str] = []
+    worker = threading.Thread(target=run_worker, args=(store, tiny_data), daemon=True,
+                              kwargs=dict(poll=120.0, log=lines.append, stop=stop, max_runs=1))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not any("waiting for queued runs" in line for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # the worker found the queue empty and waits on its 120 s poll
+    run_id = queue_run(store, make_config("mlp-128-64", **TINY))
+    worker.join(60)  # far below the poll: it woke, trained the run and left (max_runs=1)
+    stop.event.set()
+    assert not worker.is_alive() and store.get_run(run_id).status == "completed", lines
+
+
 def test_stop_request_turns_sigterm_into_a_flag_and_puts_the_handler_back():
     before = signal.getsignal(signal.SIGTERM)
     stop = StopRequest().install()
