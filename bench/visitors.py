@@ -89,7 +89,7 @@ class Visitor:
     def __init__(self, port: int, page: str):
         self.port, self.page, self.page_hash = port, page, ""
         self.ws, self.widgets, self.timers = None, [], {}
-        self.canvas_id, self.errors, self.texts = None, [], set()
+        self.canvas_id, self.canvas_fragment, self.errors, self.texts = None, "", [], set()
         self.finished: asyncio.Queue = asyncio.Queue()
 
     async def open(self) -> float:
@@ -112,7 +112,8 @@ class Visitor:
         await self.ws.send(msg.SerializeToString())
 
     async def draw(self, value: dict) -> float:
-        """Set the canvas's value as the browser does after a mouse-up; seconds until the run ends."""
+        """Set the canvas's value as the browser does after a mouse-up (a rerun of the fragment the canvas
+        sits in, if any); seconds until that run ends."""
         from streamlit.proto.WidgetStates_pb2 import WidgetState
         if self.canvas_id is None:
             raise RuntimeError("no canvas on this page")
@@ -120,14 +121,16 @@ class Visitor:
         while not self.finished.empty():
             self.finished.get_nowait()
         started = time.perf_counter()
-        await self.rerun()
-        await self.wait_full()
+        await self.rerun(self.canvas_fragment)
+        await self.wait_full(fragment=bool(self.canvas_fragment))
         return time.perf_counter() - started
 
-    async def wait_full(self, timeout: float = 120.0) -> None:
+    async def wait_full(self, timeout: float = 120.0, fragment: bool = False) -> None:
+        """Until the script run ends (or, with `fragment`, the fragment run that was asked for)."""
+        done = {"FINISHED_SUCCESSFULLY", *(["FINISHED_FRAGMENT_RUN_SUCCESSFULLY"] if fragment else [])}
         while True:
             status = await asyncio.wait_for(self.finished.get(), timeout)
-            if status == "FINISHED_SUCCESSFULLY":
+            if status in done:
                 return
             if status == "FINISHED_WITH_COMPILE_ERROR":
                 raise RuntimeError("the page did not compile")
@@ -143,7 +146,7 @@ class Visitor:
             elif kind == "navigation":
                 self.page_hash = msg.navigation.page_script_hash or self.page_hash
             elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
-                self._element(msg.delta.new_element)
+                self._element(msg.delta.new_element, msg.delta.fragment_id)
             elif kind == "auto_rerun":
                 fid, every = msg.auto_rerun.fragment_id, msg.auto_rerun.interval
                 if fid not in self.timers:
@@ -154,12 +157,12 @@ class Visitor:
             elif kind == "script_finished":
                 self.finished.put_nowait(ForwardMsg.ScriptFinishedStatus.Name(msg.script_finished))
 
-    def _element(self, el) -> None:
+    def _element(self, el, fragment: str) -> None:
         kind = el.WhichOneof("type")
         if kind == "exception":
             self.errors.append(f"{el.exception.type}: {el.exception.message}"[:300])
         elif kind == "bidi_component" and "canvas" in el.bidi_component.component_name.lower():
-            self.canvas_id = el.bidi_component.id
+            self.canvas_id, self.canvas_fragment = el.bidi_component.id, fragment
         elif kind == "progress":
             self.texts.add(el.progress.text)
 

@@ -13,29 +13,31 @@ st.caption("Draw a digit and watch one or more trained runs read it. Save drawin
 store = get_store()
 runs = completed_runs(store)
 captions = {row["run_id"]: draw_predictions.run_caption(row) for _, row in runs.iterrows()}
-draw_tab, set_tab = st.tabs(["Draw", "Drawn set"])
+# Only the open tab runs (lazy tabs): a stroke on the canvas never redraws the Drawn set.
+draw_tab, set_tab = st.tabs(["Draw", "Drawn set"], key="draw_tab", on_change="rerun")
 
-with set_tab:
-    total = count_drawings(store)
-    st.markdown(f"**{total} drawing{'s' if total != 1 else ''}** saved by the team")
-    if total:
-        st.bar_chart(drawn_set.label_counts(store), height=140, x_label="digit", y_label="drawings")
-    only = st.selectbox("Show", ["all digits", *range(10)], key="draw_grid_label")
-    drawn_set.drawn_grid(store, None if only == "all digits" else only)
-    if total and not runs.empty:
-        st.subheader("Score runs on the drawn set")
-        picked = st.selectbox("Run", list(runs["run_id"]), key="draw_eval_run", format_func=captions.get)
-        drawn_set.evaluate_buttons(store, runs, picked, key="draw_eval")
-        drawn_set.evaluation_panel(store, runs, picked)  # the buttons' callbacks ran first: `runs` is up to date
-        drawn_set.ensemble_scorer(store, runs, captions, key="draw_ens")
-        st.dataframe(drawn_set.leaderboard(runs), hide_index=True, placeholder="—",
-                     column_config={**drawn_set.ACCURACY_COLUMNS, "run": drawn_set.NAME_COLUMN})
+if set_tab.open:
+    with set_tab:
+        total = count_drawings(store)
+        st.markdown(f"**{total} drawing{'s' if total != 1 else ''}** saved by the team")
+        if total:
+            st.bar_chart(drawn_set.label_counts(store), height=140, x_label="digit", y_label="drawings")
+        only = st.selectbox("Show", ["all digits", *range(10)], key="draw_grid_label")
+        drawn_set.drawn_grid(store, None if only == "all digits" else only)
+        if total and not runs.empty:
+            st.subheader("Score runs on the drawn set")
+            picked = st.selectbox("Run", list(runs["run_id"]), key="draw_eval_run", format_func=captions.get)
+            drawn_set.evaluate_buttons(store, runs, picked, key="draw_eval")
+            drawn_set.evaluation_panel(store, runs, picked)  # the buttons' callbacks ran first: `runs` is up to date
+            drawn_set.ensemble_scorer(store, runs, captions, key="draw_ens")
+            st.dataframe(drawn_set.leaderboard(runs), hide_index=True, placeholder="—",
+                         column_config={**drawn_set.ACCURACY_COLUMNS, "run": drawn_set.NAME_COLUMN})
 
-with draw_tab:
-    if runs.empty:
-        st.info("No completed run yet: train one on the Train page (or `.venv/bin/python -m core train`), then draw here.",
-                icon=":material/model_training:")
-        st.stop()
+
+# The whole Draw tab is a fragment: a stroke (or any widget in it) reruns only this part, not the
+# page's header, the run list or the tabs.
+@st.fragment
+def drawing() -> None:
     ids = list(runs["run_id"])
     remembered = st.session_state.get("draw_runs")
     if remembered is not None and any(r not in ids for r in remembered):  # a chosen run was deleted since
@@ -68,13 +70,14 @@ with draw_tab:
     with side:  # messages live beside the canvas, never above it: the canvas must not move between strokes
         drawn_set.flash()
         if gone := st.session_state.pop("draw_deleted", 0):
-            deleted_notice(f"{'A run' if gone == 1 else f'{gone} runs'} you had chosen {'was' if gone == 1 else 'were'} "
-                           f"deleted ({ELSEWHERE}): the drawing is no longer read by {'it' if gone == 1 else 'them'}.")
+            deleted_notice(f"{'A run' if gone == 1 else f'{gone} runs'} you had chosen "
+                           f"{'was' if gone == 1 else 'were'} deleted ({ELSEWHERE}): the drawing is no longer "
+                           f"read by {'it' if gone == 1 else 'them'}.")
         if st.session_state.get("draw_saved"):
             drawn_set.evaluate_buttons(store, runs, chosen[0] if chosen else ids[0], key="draw_after_save")
         pre = ui.preprocess_or_explain(image, source, problem)
         if pre is None:
-            st.stop()
+            st.stop()  # not `return`: a stopped run keeps the save form's author for the next digit
         ui.show_steps(pre)
         if not chosen:
             st.info("Choose at least one run above to read the drawing.")
@@ -83,8 +86,8 @@ with draw_tab:
                                           combine_runs=combine and len(chosen) > 1)
         drawn_set.save_form(store, pre, original, source)
 
-    # After the answers (already on screen): what happened inside one of the runs. A fragment: picking
-    # another run to look inside reruns only this panel.
+    # After the answers (already on screen): what happened inside one of the runs. A fragment of its
+    # own: picking another run to look inside reruns only this panel.
     @st.fragment
     def inside(image28) -> None:
         explain_id = chosen[0]
@@ -94,3 +97,12 @@ with draw_tab:
 
     with st.expander("Inside the model: feature maps, why this digit, nearest training digits", expanded=True):
         inside(pre.image)
+
+
+if draw_tab.open:
+    with draw_tab:
+        if runs.empty:
+            st.info("No completed run yet: train one on the Train page (or `.venv/bin/python -m core train`), "
+                    "then draw here.", icon=":material/model_training:")
+        else:
+            drawing()

@@ -1,6 +1,7 @@
 """The Draw page reads a drawing once per run: a rerun that keeps the drawing (another widget, a
 second visitor drawing the same digit) runs neither the model, nor the explanation, nor the
-nearest-digit search, nor the PNG encoding again; a new drawing does."""
+nearest-digit search, nor the PNG encoding again; a new drawing does. And a stroke runs only the
+Draw tab, never the Drawn set's."""
 from __future__ import annotations
 
 import base64
@@ -13,7 +14,9 @@ from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 from core.predict import explain as core_explain
-from dashboard.draw import explain as draw_explain, once, predictions as draw_predictions, ui as draw_ui
+from core.store import drawings as core_drawings
+from dashboard.draw import drawn_set as draw_drawn_set, explain as draw_explain, once
+from dashboard.draw import predictions as draw_predictions, ui as draw_ui
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "draw.py")
 
@@ -76,3 +79,31 @@ def test_digest_names_pixels_shape_and_type():
     b[3, 4] = 0.5
     assert once.digest(a) == once.digest(a.copy()) != once.digest(b)
     assert once.digest(a) != once.digest(a.astype(np.float64)) != once.digest(a.reshape(784))
+
+
+def test_only_the_open_tab_runs(populated_env, monkeypatch):
+    """A stroke reruns the Draw tab alone: the Drawn set (its count, chart, grid and leaderboard) is
+    neither read nor drawn; opening the Drawn set runs no model."""
+    calls = Counter()
+    for owner, name in ((draw_drawn_set, "drawn_grid"), (draw_drawn_set, "leaderboard"),
+                        (core_drawings, "count_drawings"), (draw_predictions, "predict_probabilities")):
+        original = getattr(owner, name)
+
+        def wrapper(*args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(owner, name, wrapper)
+    once.clear()
+    at = AppTest.from_file(PAGE, default_timeout=90)
+    at.session_state[draw_ui.CANVAS_KEY] = canvas_value([((140, 50), (140, 230))])
+    at.run()
+    at.session_state[draw_ui.CANVAS_KEY] = canvas_value([((90, 60), (190, 60)), ((190, 60), (120, 230))])
+    at.run()  # a second stroke
+    assert not at.exception and calls["predict_probabilities"] == 2
+    assert calls["drawn_grid"] == calls["leaderboard"] == calls["count_drawings"] == 0
+
+    at.session_state["draw_tab"] = "Drawn set"
+    at.run()
+    assert not at.exception and calls["drawn_grid"] == 1 and calls["count_drawings"] >= 1
+    assert calls["predict_probabilities"] == 2  # no model ran
+    assert not any("What the model sees" in m.value for m in at.markdown)

@@ -25,6 +25,7 @@ from dashboard.draw import drawn_set, predictions as draw_predictions, ui as dra
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "draw.py")
 SAVE = "FormSubmitter:draw_save_form-Save with label"
+DRAWN_SET = ("draw_tab", "Drawn set")      # the tabs' key and the Drawn set tab's label
 
 
 def canvas_png(strokes=(((140, 50), (140, 230)),), width: int = 20) -> bytes:
@@ -67,7 +68,10 @@ def test_without_completed_runs_the_page_says_how_to_get_one(app_env):
     at = open_page()
     assert not at.exception
     assert "No completed run yet" in infos(at)
-    assert "No drawings yet" in infos(at)  # the Drawn set tab still shows
+    assert "No drawings yet" not in infos(at)  # only the open tab runs
+    at.session_state[DRAWN_SET[0]] = DRAWN_SET[1]
+    at.run()
+    assert "No drawings yet" in infos(at) and "No completed run yet" not in infos(at)
 
 
 def test_empty_canvas_and_blank_canvas_show_a_gentle_info_and_no_prediction(populated_env):
@@ -135,10 +139,12 @@ def test_save_with_label_stores_the_drawing_then_the_grid_shows_it_and_runs_are_
     assert drawing_original(store, int(saved["id"].iloc[0])) == png
     assert "Draw a digit on the black canvas" in infos(at)  # a fresh canvas for the next digit
     assert at.session_state["draw_label"] is None and at.session_state["draw_author"] == "Ann"  # kept for the next
-    assert at.button(key="draw_del_1")  # the drawing is in the Drawn set grid
 
     at.button(key="draw_after_save_all").click().run()
     assert not at.exception and "Evaluated 3 runs on 1 drawings" in at.success[0].value
+    at.session_state[DRAWN_SET[0]] = DRAWN_SET[1]
+    at.run()
+    assert at.button(key="draw_del_1")  # the drawing is in the Drawn set grid
     table = at.dataframe[0].value
     assert table["drawn-set accuracy"].notna().all()
     assert {m.label for m in at.metric} >= {"Drawn-set accuracy", "MNIST test accuracy"}
@@ -157,6 +163,8 @@ def test_viewers_may_draw_but_not_save_or_delete(populated_env, monkeypatch):
     assert len(readings(at)) == 1  # a viewer still sees predictions
     at.button(key=SAVE).click().run()
     assert any("cannot save drawings" in e.value for e in at.error)
+    at.session_state[DRAWN_SET[0]] = DRAWN_SET[1]
+    at.run()
     at.button(key="draw_del_1").click().run()
     assert any("you cannot delete drawings" in e.value for e in at.error)
     assert len(list_drawings(populated_env.store)) == 1
@@ -195,7 +203,7 @@ def test_drawn_set_tab_lists_drawings_with_filter_and_stale_evaluation_note(popu
     image[5:23, 12:16] = 255
     for label in (1, 1, 7):
         add_drawing(store, label, image, author="Bo")
-    at = open_page()
+    at = open_page(**dict([DRAWN_SET]))
     assert "3 drawings" in " ".join(m.value for m in at.markdown)
     assert len([b for b in at.button if b.key.startswith("draw_del_")]) == 3
     at.selectbox(key="draw_grid_label").set_value(7).run()
@@ -212,7 +220,7 @@ def test_a_viewer_cannot_evaluate_runs_on_the_drawn_set(populated_env, monkeypat
     image[5:23, 12:16] = 255
     add_drawing(populated_env.store, 1, image)
     monkeypatch.setattr("dashboard.auth.role", lambda: "viewer")
-    at = open_page()
+    at = open_page(**dict([DRAWN_SET]))
     for key in ("draw_eval_one", "draw_eval_all"):
         at.button(key=key).click().run()
         assert not at.exception and any("cannot evaluate runs on the drawn set" in e.value for e in at.error)
