@@ -16,6 +16,13 @@ changes any of that, the app stops at start-up with an error naming the Streamli
 never silently pays (or skips) something else. tests/test_script_cleanup.py pins it.
 The post-run `gc.collect(2)` is turned off separately: `runner.postScriptGC = false` in
 .streamlit/config.toml.
+
+The same holds for the message that starts every script run (each fragment tick and each stroke
+on the Draw page too): Streamlit fills in the theme by calling `config.get_options_for_section`
+six times, and each call walks all of its several hundred options; that was about a tenth of a
+live viewer's cost. `install()` also keeps each section's options once, read again whenever an
+option is set (`config._set_option`, which `set_option` and every config file read go through)
+or the options are parsed anew.
 """
 from __future__ import annotations
 
@@ -84,12 +91,44 @@ def check(module=script_runner) -> None:
         raise _fail("the option runner.postScriptGC is gone") from exc
 
 
+_sections: dict[tuple[str, int], dict] = {}   # (section, id of the parsed options) -> its options
+
+
+def _options_for_section(section: str, _stock=config.get_options_for_section) -> dict:
+    """`config.get_options_for_section`, kept until an option is set or the options are parsed anew."""
+    key = (section, id(config._config_options))
+    if key not in _sections:
+        _sections[key] = _stock(section)
+    return dict(_sections[key])  # a copy: the caller may change it
+
+
+def _set_option_then_forget(key, value, where_defined, _stock=config._set_option) -> None:
+    _sections.clear()
+    _stock(key, value, where_defined)
+
+
+_options_for_section.digitlab = _set_option_then_forget.digitlab = True
+
+
+def keep_config_sections(module=config) -> None:
+    """Read each config section's options once (see above); fails loudly if `config` changed."""
+    if getattr(module.get_options_for_section, "digitlab", False):
+        return
+    if not all(callable(getattr(module, name, None)) for name in ("get_options_for_section", "_set_option")) \
+            or not hasattr(module, "_config_options"):
+        raise _fail("streamlit.config has no get_options_for_section, _set_option or _config_options")
+    module.get_options_for_section = _options_for_section
+    module._set_option = _set_option_then_forget
+
+
 def install(module=script_runner) -> None:
-    """Replace the per-run clean-up with `keep_figures_clean` (once per process; fails loudly, see above)."""
+    """Replace the per-run clean-up with `keep_figures_clean` and keep the config's sections (once per
+    process; fails loudly, see above)."""
     check(module)
     if not getattr(getattr(module, TARGET), "digitlab", False):
         setattr(module, TARGET, keep_figures_clean)
         log.info("Streamlit's per-run keras.backend.clear_session() is off (dashboard/script_cleanup.py)")
+    keep_config_sections()
     if config.get_option("runner.postScriptGC"):
         log.warning("runner.postScriptGC is on (started outside the repo root?): every script run ends with "
                     "a full garbage collection; .streamlit/config.toml turns it off")

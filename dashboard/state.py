@@ -18,7 +18,7 @@ from core.store.facade import RunStore
 from core.store.schema import RunNotFound
 from dashboard.nav import page_link
 
-LIVE_EVERY = 1.5  # seconds between refreshes of a live panel (Train, Study)
+LIVE_EVERY = 2.0  # seconds between refreshes of a live panel (Train, Study); each tick costs every viewer a run
 
 
 def _args() -> argparse.Namespace:

@@ -71,3 +71,20 @@ def test_matplotlib_figures_are_still_closed_after_a_run():
     plt.figure()
     script_cleanup.keep_figures_clean()
     assert plt.get_fignums() == []
+
+
+def test_config_sections_are_read_once_and_again_after_an_option_is_set():
+    from streamlit import config
+    script_cleanup.keep_config_sections()
+    script_cleanup.keep_config_sections()  # idempotent
+    before = config.get_options_for_section("theme")
+    assert config.get_options_for_section("theme") == before
+    config.get_options_for_section("theme")["primaryColor"] = "changed by a caller"
+    assert config.get_options_for_section("theme") == before  # callers get a copy
+    old = config.get_option("theme.primaryColor")
+    try:
+        config.set_option("theme.primaryColor", "#123456")
+        assert config.get_options_for_section("theme")["primaryColor"] == "#123456"
+    finally:
+        config.set_option("theme.primaryColor", old)
+    assert config.get_options_for_section("theme")["primaryColor"] == old

@@ -173,6 +173,20 @@ def window_means(batches: pd.DataFrame, steps_per_epoch: int | None) -> pd.DataF
     return pd.concat(out).sort_values(["key", "step"]).reset_index(drop=True)
 
 
+class SharedFigure(go.Figure):
+    """A figure that every viewer of a tick is sent: its dict is made once, on the first `to_dict()`.
+
+    `st.plotly_chart` calls `to_dict()` (a deep copy of the whole figure) for each viewer on each
+    tick; the live panel's figures are built once per tick for everyone (`shared_read`), so their
+    dict is too. Do not change the figure after its first `to_dict()`."""
+
+    def to_dict(self) -> dict:
+        made = self.__dict__.get("_digitlab_dict")
+        if made is None:
+            made = self.__dict__["_digitlab_dict"] = super().to_dict()
+        return made
+
+
 def curves_figure(batches: pd.DataFrame, epochs: pd.DataFrame, metric: str, steps_per_epoch: int | None,
                   title: str) -> go.Figure:
     """One metric over training: the mean per logging window as a thin line, epoch train/val as points.
@@ -181,7 +195,7 @@ def curves_figure(batches: pd.DataFrame, epochs: pd.DataFrame, metric: str, step
     spans 0 to 1, its training mean is drawn at 0.5 and its validation value at 1.
     """
     spe = steps_per_epoch or 1
-    fig = go.Figure()
+    fig = SharedFigure()
     b = window_means(batches[batches["key"] == metric], steps_per_epoch)
     if len(b):
         fig.add_scatter(x=b["step"] / spe, y=b["value"], mode="lines", name=f"{metric} (batches)",
@@ -345,8 +359,11 @@ def curve_figures(batches: pd.DataFrame, epochs: pd.DataFrame,
     epochs = complete_epochs(epochs, steps_per_epoch)
     if not len(batches) and not len(epochs):
         return None
-    return (curves_figure(batches, epochs, "loss", steps_per_epoch, "Loss"),
-            curves_figure(batches, epochs, "accuracy", steps_per_epoch, "Accuracy"))
+    figures = (curves_figure(batches, epochs, "loss", steps_per_epoch, "Loss"),
+               curves_figure(batches, epochs, "accuracy", steps_per_epoch, "Accuracy"))
+    for fig in figures:
+        fig.to_dict()  # made now, inside the tick's one shared read, not by the first viewer's chart
+    return figures
 
 
 def _curves(figures: tuple[go.Figure, go.Figure] | None, key: str) -> None:
