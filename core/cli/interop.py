@@ -58,7 +58,7 @@ def cmd_import_tensorboard(args) -> int:
         model = (checked.path, checked.evaluation)
     store = open_store(args)
     earlier = {} if args.again or model is not None else already_imported(store, logged)
-    ids = import_runs(store, logged, model, again=args.again)
+    ids = import_runs(store, logged, model, earlier=earlier)
     new = [(r, run_id) for i, (r, run_id) in enumerate(zip(logged, ids)) if i not in earlier]
     lines = []
     if new:

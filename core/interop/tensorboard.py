@@ -233,21 +233,26 @@ def already_imported(store: RunStore, logged: list[LoggedRun]) -> dict[int, str]
 
 
 def import_runs(store: RunStore, logged: list[LoggedRun], model: tuple[Path, dict] | None = None,
-                again: bool = False) -> list[str]:
+                earlier: dict[int, str] | None = None) -> list[str]:
     """Each logged run as a completed, imported run with its histories; their ids (one transaction per run).
 
     A logged run imported before (the same logs: see `fingerprint`) is not imported twice: its id is
-    the earlier run's, unless `again`. Each new run records where it came from as its dataset
-    ({"source": "TensorBoard logs", "folder", "fingerprint"}): the logs say nothing of the digits it
-    trained on. `model`: a checked model file and its test evaluation (core.interop.models), kept with the one run.
+    the earlier run's. `earlier` is already_imported()'s answer when the caller has it (the default
+    asks it here; {} imports every run again; a run with a `model` is always imported). Each new run
+    records where it came from as its dataset ({"source": "TensorBoard logs", "folder", "fingerprint"}):
+    the logs say nothing of the digits it trained on. `model`: a checked model file and its test
+    evaluation (core.interop.models), kept with the one run.
     """
     from core.interop.models import complete_with_model
     if model is not None and len(logged) != 1:
         raise InteropError(f"the logs hold {len(logged)} runs; a model goes with a folder of one run")
-    earlier = {} if again else already_imported(store, logged)
+    if model is not None:
+        earlier = {}
+    elif earlier is None:
+        earlier = already_imported(store, logged)
     ids = []
     for i, run in enumerate(logged):
-        if i in earlier and model is None:
+        if i in earlier:
             ids.append(earlier[i])
             continue
         epochs = max((e for _, _, e, _ in run.epoch), default=0)
