@@ -118,14 +118,10 @@ def repeat_sets(runs: pd.DataFrame, statuses: tuple[str, ...] | None = REPEATABL
         runs = runs[runs["status"].isin(statuses)]
     if runs.empty:
         return {}
-    members = pd.Series(runs["run_id"].to_numpy(), index=config_ids(runs).to_numpy())
-    counts = members.index.value_counts()
-    wanted = set(counts.index[counts >= least])
-    out: dict[str, list[str]] = {}
-    for cid, rid in members.items():
-        if cid in wanted:
-            out.setdefault(cid, []).append(rid)
-    return out
+    members: dict[str, list[str]] = {}
+    for cid, rid in zip(config_ids(runs), runs["run_id"]):
+        members.setdefault(cid, []).append(rid)
+    return {cid: ids for cid, ids in members.items() if len(ids) >= least}
 
 
 def group_runs(runs: pd.DataFrame, statuses: tuple[str, ...] | None = REPEATABLE) -> pd.DataFrame:
