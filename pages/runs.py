@@ -33,9 +33,10 @@ by_config = s6.toggle("Group repeats", key="runs_group_repeats",
                       help="one row per config (runs that differ only in their seed), with mean ± std over the seeds")
 s4.button("Refresh", key="runs_refresh", icon=":material/refresh:", help="read the runs again")
 headers = {c: cfg["label"] for c, cfg in table.runs_column_config().items()}
+defaults = table.default_columns(runs)
 with s5.popover("Columns", icon=":material/view_column:", help="choose the table's columns"):
     columns = st.multiselect("Columns shown", list(table.runs_view(runs.head(0)).columns),
-                             default=list(table.default_columns(runs)), key="runs_columns",
+                             default=list(defaults), key="runs_columns",
                              format_func=lambda c: headers.get(c, c))
 
 view = table.sort_runs(table.filter_runs(runs, statuses, architectures, groups, tags, search, sources), sort, reverse)
@@ -54,8 +55,8 @@ if st.session_state.get("runs_signature") != signature:
     st.session_state["runs_table_n"] = st.session_state.get("runs_table_n", 0) + 1
 event = st.dataframe(table.runs_view(view), key=f"runs_table_{st.session_state['runs_table_n']}", on_select="rerun",
                      selection_mode="multi-row", hide_index=True,
-                     column_config=table.runs_column_config(table.name_width(columns or table.default_columns(runs))),
-                     column_order=columns or table.default_columns(runs),
+                     column_config=table.runs_column_config(table.name_width(columns or defaults)),
+                     column_order=columns or defaults,
                      height=min(38 + 35 * len(view), 560), placeholder="—")
 selected = view.iloc[event.selection.rows]
 ids = selected["run_id"].tolist()

@@ -68,8 +68,8 @@ def grouped_runs(runs: pd.DataFrame, shown: pd.DataFrame) -> None:
         label = f"{row.name} · N = {row.n} · test {mean_std(row.mean_test_accuracy, row.std_test_accuracy)}"
         with st.expander(label, icon=":material/stacks:"):
             members = by_id.loc[list(row.run_ids)].reset_index()
-            st.dataframe(runs_view(members), hide_index=True, column_order=default_columns(members), placeholder="—",
-                         column_config=runs_column_config(name_width(default_columns(members))),
-                         key=f"runs_group_{row.config_id}")
+            columns = default_columns(members)
+            st.dataframe(runs_view(members), hide_index=True, column_order=columns, placeholder="—",
+                         column_config=runs_column_config(name_width(columns)), key=f"runs_group_{row.config_id}")
     if len(groups) > MAX_OPEN:
         st.caption(f"The runs of the first {MAX_OPEN} configs are listed; filter above to see others.")
