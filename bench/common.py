@@ -178,6 +178,25 @@ def steal_share(start: list[int] | None = None) -> float | None:
     return round(delta[7] / total, 3) if total > 0 else None
 
 
+def steal_line() -> str:
+    """The steal share since the start, as the benchmarks print it under their tables."""
+    share = steal_share()
+    return ("CPU steal by other machines during the run: " + (f"{share:.1%}" if share is not None else
+            "unknown (no /proc/stat)"))
+
+
+def process_cpu_s(pid: int, missing: float | None = None) -> float:
+    """CPU seconds (user + system, all threads) process `pid` has used so far, from /proc/<pid>/stat:
+    robust to other load on the machine. Where /proc cannot tell: `missing`, or OSError when None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        if missing is None:
+            raise
+        return missing
+
+
 def command_line() -> str:
     """The command that produced this run, as typed from the repository root."""
     exe = Path(sys.executable)

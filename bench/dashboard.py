@@ -172,15 +172,6 @@ def start_server(db_url: str, data: Path | None, folder: Path, script: str = "da
     raise RuntimeError(f"streamlit did not answer /_stcore/health within 60 s: {log.read_text()[-2000:]}")
 
 
-def process_cpu_s(pid: int | None) -> float:
-    """CPU seconds (user + system, all threads) process `pid` has used so far; 0 where /proc cannot tell."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, TypeError):
-        return 0.0
-
-
 def load_once(browser, url: str, kind: str, want: int, timeout_s: float, shot: Path | None = None,
               tabs: dict[str, str] | None = None, warm: bool = False,
               server_pid: int | None = None) -> tuple[float, float, dict[str, float], float]:
@@ -199,7 +190,7 @@ def load_once(browser, url: str, kind: str, want: int, timeout_s: float, shot: P
             page.goto(url, wait_until="commit")
             page.wait_for_function(DRAWN_JS, arg=[kind, want], polling=50, timeout=timeout_s * 1000)
             page.goto("about:blank")
-        cpu0 = process_cpu_s(server_pid)
+        cpu0 = common.process_cpu_s(server_pid, missing=0.0) if server_pid else 0.0
         t0 = time.perf_counter()
         page.goto(url, wait_until="commit")
         deadline = t0 + timeout_s
@@ -214,7 +205,7 @@ def load_once(browser, url: str, kind: str, want: int, timeout_s: float, shot: P
             page.wait_for_timeout(500)
             if page.evaluate(DRAWN_JS, [kind, want]) is True:  # still drawn and idle: the load is over
                 break
-        server_cpu = process_cpu_s(server_pid) - cpu0
+        server_cpu = (common.process_cpu_s(server_pid, missing=0.0) if server_pid else 0.0) - cpu0
         if kind == "runs" and want > 0:  # not timed: the grid's row count shows 200 ms after it is drawn
             try:
                 page.wait_for_function(f"() => ({ROWS_JS})() >= {want}", polling=50, timeout=10_000)
@@ -353,8 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(common.table(["probe page (one ingredient)", "cold load median (min–max) s"],
                            [[name, common.span(f["s"], "{:.2f}")] for name, f in figures["breakdown"].items()]))
-    print(f"CPU steal by other machines during the run: {common.steal_share():.1%}" if common.steal_share() is not None
-          else "CPU steal: unknown (no /proc/stat)")
+    print(common.steal_line())
     print(f"wrote {path}")
     return 0
 

@@ -39,17 +39,15 @@ def tensorflow_loaded(pid: int) -> bool:
 
 def wait_idle_import(proc: subprocess.Popen, timeout: float = 120.0) -> float:
     """Seconds until the worker has imported TensorFlow and gone quiet (its CPU time stops growing)."""
-    from bench.dashboard import process_cpu_s
-
     t0 = time.perf_counter()
     while not tensorflow_loaded(proc.pid):
         if proc.poll() is not None or time.perf_counter() - t0 > timeout:
             raise RuntimeError("the worker did not start importing TensorFlow")
         time.sleep(0.2)
-    last = process_cpu_s(proc.pid)
+    last = common.process_cpu_s(proc.pid)
     while time.perf_counter() - t0 < timeout:
         time.sleep(1.0)
-        now = process_cpu_s(proc.pid)
+        now = common.process_cpu_s(proc.pid)
         if now - last < 0.05:  # idle: the import is over, the worker only polls
             return time.perf_counter() - t0
         last = now
@@ -129,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                      common.span(f["first_batch"], "{:.2f}"), "met" if f["first_batch"]["median"] <= TARGET_S else "MISSED"])
     print()
     print(common.table(["preset", "claimed s", "data loaded s", "first batch s", f"target ≤ {TARGET_S:g} s"], rows))
-    print(f"CPU steal by other machines during the run: {common.steal_share()}")
+    print(common.steal_line())
     path = common.write_results("first_batch", figures, args.results, started, load_before,
                                 notes=["seconds from queue_run (what Launch does) on a warm worker, full MNIST, "
                                        "each preset's defaults"])

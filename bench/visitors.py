@@ -42,17 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
 
-CLK = os.sysconf("SC_CLK_TCK")
 STOCK = ("import sys; from dashboard import script_cleanup; script_cleanup.install = lambda *a, **k: None; "
          "from streamlit.web.cli import main; sys.argv[0] = 'streamlit'; main()")
 
 
 # -- the server ------------------------------------------------------------------------------------
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime, all threads
-
-
 def rss_mib(pid: int) -> float:
     return next(int(ln.split()[1]) / 1024 for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
                 if ln.startswith("VmRSS:"))
@@ -258,9 +252,9 @@ async def open_all(port: int, page: str, n: int) -> tuple[list[Visitor], list[fl
 
 async def window(pid: int, seconds: float) -> float:
     """Server CPU-s per second over `seconds`."""
-    c0, t0 = cpu_seconds(pid), time.perf_counter()
+    c0, t0 = common.process_cpu_s(pid), time.perf_counter()
     await asyncio.sleep(seconds)
-    return (cpu_seconds(pid) - c0) / (time.perf_counter() - t0)
+    return (common.process_cpu_s(pid) - c0) / (time.perf_counter() - t0)
 
 
 async def scenario_watch(pid: int, port: int, n: int, seconds: float, rate0: float, live: bool) -> dict:
@@ -287,11 +281,11 @@ async def scenario_draw(pid: int, port: int, n: int, rounds: int, rate0: float, 
     visitors, opened = await open_all(port, "draw", n)
     latencies, cpu_per_drawing = [], []
     for r in range(rounds):
-        c0, t0 = cpu_seconds(pid), time.perf_counter()
+        c0, t0 = common.process_cpu_s(pid), time.perf_counter()
         latencies += await asyncio.gather(*(v.draw(canvas_value(r * 1000 + i)) for i, v in enumerate(visitors)))
         await asyncio.sleep(0.3)
         wall = time.perf_counter() - t0
-        cpu_per_drawing.append((cpu_seconds(pid) - c0 - rate0 * wall) / n)
+        cpu_per_drawing.append((common.process_cpu_s(pid) - c0 - rate0 * wall) / n)
         await asyncio.sleep(1.0)
     rss1 = rss_mib(pid)
     errors = [e for v in visitors for e in v.errors]

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["verdict"] = verdict = "two" if gain >= TARGET else "one"
         print(f"{counts[-1]} workers give {gain:.2f}× the study throughput of {base} (two pay from {TARGET}×): "
               f"the dashboard should start {verdict}")
-    print(f"CPU steal by other machines during the run: {common.steal_share()}")
+    print(common.steal_line())
     path = common.write_results("workers", figures, args.results, started, load_before,
                                 notes=["N `python -m core worker` processes on one study; wall until every run finished"])
     print(f"wrote {path}")
