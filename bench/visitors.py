@@ -314,36 +314,48 @@ async def warm(port: int) -> None:
 
 
 async def run_all(args, store, run_id: str, pid: int, port: int, model: dict, data: Path) -> dict:
-    from core.config import make_config
-    from core.store.queue import queue_run
     await warm(port)
     rate0 = await window(pid, args.seconds)
     figures = {"baseline_cpu_per_s": rate0, "idle": {}, "live": {}, "draw": {}}
     for n in args.visitors:
-        figures["idle"][str(n)] = await scenario_watch(pid, port, n, args.seconds, rate0, live=False)
-        live_id = queue_run(store, make_config("cnn-small", epochs=50, name="bench live"), data)
-        store.claim_run("bench-feeder", run_id=live_id)
-        stop = threading.Event()
-        feeder = threading.Thread(target=feed, args=(store, live_id, stop), daemon=True)
-        feeder.start()
-        figures["live"][str(n)] = await scenario_watch(pid, port, n, args.seconds, rate0, live=True)
-        stop.set()
-        feeder.join()
-        store.finish_run(live_id, "cancelled")
-        figures["draw"][str(n)] = await scenario_draw(pid, port, n, args.rounds, rate0, model)
+        if "idle" in args.scenarios:
+            figures["idle"][str(n)] = await scenario_watch(pid, port, n, args.seconds, rate0, live=False)
+        if "live" in args.scenarios:
+            figures["live"][str(n)] = await watch_live(store, pid, port, n, args.seconds, rate0, data)
+        if "draw" in args.scenarios:
+            figures["draw"][str(n)] = await scenario_draw(pid, port, n, args.rounds, rate0, model)
         print(report_rows(figures, n), flush=True)
     return figures
 
 
+async def watch_live(store, pid: int, port: int, n: int, seconds: float, rate0: float, data: Path) -> dict:
+    """N viewers on the Train page while a run "trains" (its rows written every second, as a worker does)."""
+    from core.config import make_config
+    from core.store.queue import queue_run
+    live_id = queue_run(store, make_config("cnn-small", epochs=50, name="bench live"), data)
+    store.claim_run("bench-feeder", run_id=live_id)
+    stop = threading.Event()
+    feeder = threading.Thread(target=feed, args=(store, live_id, stop), daemon=True)
+    feeder.start()
+    try:
+        return await scenario_watch(pid, port, n, seconds, rate0, live=True)
+    finally:
+        stop.set()
+        feeder.join()
+        store.finish_run(live_id, "cancelled")
+
+
 def report_rows(figures: dict, n: int) -> str:
-    idle, live, draw = (figures[k][str(n)] for k in ("idle", "live", "draw"))
+    idle, live, draw = (figures[k].get(str(n), {}) for k in ("idle", "live", "draw"))
+    latency, per = draw.get("latency_s", {}), draw.get("server_cpu_per_drawing_s", {})
     return common.table(
         ["visitors", "idle %core/visitor", "live %core/viewer", "viewers updated", "drawing CPU-s",
          "beyond model CPU-s", "draw median s", "draw p95 s", "MiB/session", "errors"],
-        [[n, idle["per_visitor_pct_core"], live["per_visitor_pct_core"], live["every_viewer_updated"],
-          draw["server_cpu_per_drawing_s"]["median"], draw["beyond_model_cpu_s"], draw["latency_s"]["median"],
-          draw["latency_s"]["p95"], idle["memory_mib_per_session"],
-          len(idle["errors"]) + len(live["errors"]) + len(draw["errors"])]])
+        [[n, idle.get("per_visitor_pct_core", "-"), live.get("per_visitor_pct_core", "-"),
+          live.get("every_viewer_updated", "-"), per.get("median", "-"), draw.get("beyond_model_cpu_s", "-"),
+          latency.get("median", "-"), latency.get("p95", "-"),
+          (idle or live or draw).get("memory_mib_per_session", "-"),
+          sum(len(x.get("errors", [])) for x in (idle, live, draw))]])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -356,11 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stock", action="store_true",
                         help="Streamlit's per-run work as shipped (keras clear_session, post-script gc, source "
                              "watcher): the before")
+    parser.add_argument("--scenarios", default="idle,live,draw",
+                        help="which scenarios to run, comma-separated (default idle,live,draw)")
     parser.add_argument("--name", default="visitors", help="results file name (default visitors)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.visitors, args.seconds, args.rounds, args.arch = "2", 4.0, 1, "mlp-128-64"
     args.visitors = [int(x) for x in args.visitors.split(",")]
+    args.scenarios = {x.strip() for x in args.scenarios.split(",") if x.strip()}
+    if not args.scenarios or args.scenarios - {"idle", "live", "draw"}:
+        parser.error(f"--scenarios takes idle, live and draw, not {','.join(sorted(args.scenarios)) or 'nothing'}")
     common.quiet_tensorflow()
     started, load_before = time.time(), common.loadavg()
     cores = sorted(os.sched_getaffinity(0))
