@@ -10,6 +10,7 @@ import streamlit as st
 from core.predict.ensemble import model_for_run
 from core.store.facade import RunStore
 from core.store.schema import FINISHED
+from dashboard import poll
 
 
 def completed_runs(store: RunStore) -> pd.DataFrame:
@@ -20,9 +21,14 @@ def completed_runs(store: RunStore) -> pd.DataFrame:
     return runs.sort_values("test_accuracy", ascending=False, na_position="last", kind="stable")
 
 
-def _model_mtime(store: RunStore, run_id: str) -> str:
-    """The model's version (its hash in the store): a run trained on another machine loads the same way."""
-    return store.model_version(run_id)
+VERSION_EVERY = 10.0       # seconds a run's model version is trusted before it is read again
+
+
+def model_version(store: RunStore, run_id: str) -> str:
+    """The model's version (its hash in the store: a run trained on another machine loads the same
+    way), read at most every VERSION_EVERY seconds for the whole process (dashboard/poll.py): a
+    drawing asks for it several times, and every visitor drawing at once would read it again."""
+    return poll.shared((store.url, "model_version", run_id), VERSION_EVERY, lambda: store.model_version(run_id))
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
@@ -33,4 +39,4 @@ def _cached_model(_store: RunStore, url: str, run_id: str, mtime_ns: str):
 
 def cached_model(store: RunStore, run_id: str):
     """The run's model through the cache above (the Draw page's predictions and explanations share it)."""
-    return _cached_model(store, store.url, run_id, _model_mtime(store, run_id))
+    return _cached_model(store, store.url, run_id, model_version(store, run_id))

@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 from core import cli
 from core.store.drawings import add_drawing, drawing_original, list_drawings
 from core.predict.preprocess import preprocess
-from dashboard.draw import drawn_set, predictions as draw_predictions, ui as draw_ui
+from dashboard.draw import drawn_set, pictures, predictions as draw_predictions, ui as draw_ui
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "draw.py")
 SAVE = "FormSubmitter:draw_save_form-Save with label"
@@ -90,7 +90,7 @@ def test_a_drawing_is_read_by_the_best_run_as_the_cli_reads_the_same_png(populat
     assert not at.exception and not at.error
     assert at.multiselect(key="draw_runs").value == [runs["run_id"].iloc[0]]  # best test accuracy first
     [label] = readings(at)
-    steps = [img.caption for e in at.main if type(e).__name__ == "Image" for img in e.proto.imgs]
+    steps = image_captions(at)
     assert steps[:4] == list(draw_ui.STEP_CAPTIONS.values())  # then the "Inside the model" panel's images
     assert len(at.get("plotly_chart")) == 1  # the probability bars
 
@@ -241,13 +241,28 @@ def test_fit_box_keeps_aspect_and_enlarges_with_whole_pixels():
     assert draw_ui.fit_box(np.ones((280, 280), np.uint8) * 255, 112).min() == 255  # shrunk to fill the box
 
 
-def test_step_images_outline_the_ink_on_the_input():
+def test_step_pictures_outline_the_ink_and_leave_whole_pixel_enlarging_to_the_browser():
     pre = preprocess(np.asarray(Image.open(io.BytesIO(canvas_png()))))
-    steps = draw_ui.step_images(pre)
-    assert [c for c, _ in steps] == list(draw_ui.STEP_CAPTIONS.values())
-    assert all(img.shape == (112, 112, 3) for _, img in steps)
-    orange = np.all(steps[0][1] == draw_ui.BOX_COLOUR, axis=-1)
-    assert orange.sum() > 100  # the bounding box is drawn
+    steps = draw_ui.step_pictures(pre)
+    assert [p.caption for p in steps] == list(draw_ui.STEP_CAPTIONS.values())
+    assert all(max(p.width, p.height) <= draw_ui.STEP_SIDE for p in steps)
+    first = np.asarray(Image.open(io.BytesIO(steps[0].png)).convert("RGB"))
+    assert first.shape == (112, 112, 3) and np.all(first == draw_ui.BOX_COLOUR, axis=-1).sum() > 100  # the ink's box
+    scaled, centred = (np.asarray(Image.open(io.BytesIO(p.png))) for p in steps[2:])
+    assert scaled.shape == (20, 20) and centred.shape == (28, 28)          # encoded at their own size…
+    assert (steps[2].width, steps[3].width) == (100, 112) and steps[3].box == draw_ui.STEP_SIDE  # …shown enlarged
+    assert np.array_equal(centred, draw_ui.to_uint8(pre.steps["centred"]))
+
+
+def test_a_row_of_pictures_is_html_with_inline_pngs_and_escaped_captions():
+    image = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
+    body = pictures.row([pictures.picture(image, "7 · 0.93 <b>", scale=6), pictures.picture(image, "plain",
+                                                                                          pixelated=False)])
+    assert pictures.captions(body) == ["7 · 0.93 <b>", "plain"] and "<b>" not in body
+    assert body.count("image-rendering:pixelated") == 1 and 'width="168"' in body and 'width="28"' in body
+    encoded = re.search(r'src="data:image/png;base64,([^"]+)"', body).group(1)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded)))), image)
+    assert [pictures.display_factor(s) for s in (1, 2, 5, 7, 12, 14, 18)] == [1, 2, 5, 1, 6, 2, 6]
 
 
 @pytest.mark.parametrize("labels, expected", [
@@ -270,7 +285,8 @@ def test_png_bytes_shrinks_large_originals_and_ago_reads_well():
 # ------------------------------------------------------------------------------ ensembles and the explain panel
 
 def image_captions(at: AppTest) -> list[str]:
-    return [img.caption for e in at.main if type(e).__name__ == "Image" for img in e.proto.imgs]
+    """The captions of the page's pictures, in page order (rows of pictures are st.html elements)."""
+    return [c for e in at.main if type(e).__name__ == "Html" for c in pictures.captions(e.proto.body)]
 
 
 def test_combining_runs_shows_the_ensemble_beside_each_run_as_the_cli_combines_them(populated_env, tmp_path, capsys):
@@ -337,6 +353,12 @@ def test_explain_view_images_keep_their_shapes_and_limits():
 
     maps = np.random.default_rng(0).random((8, 8, 200))
     grid, shown = ev.feature_map_grid(maps)
+    small = np.random.default_rng(2).random((26, 26, 32))
+    full, _ = ev.feature_map_grid(small)   # the browser's 2× enlargement of the half-size grid gives the same picture
+    assert np.array_equal(np.kron(ev.feature_map_grid(small, factor=2)[0], np.ones((2, 2, 1), np.uint8)), full)
+    kernels = np.random.default_rng(1).normal(size=(32, 3, 3))
+    assert np.array_equal(np.kron(ev.kernel_grid(kernels, factor=6), np.ones((6, 6, 1), np.uint8)),
+                          ev.kernel_grid(kernels))
     assert len(shown) == ev.MAX_MAPS and grid.ndim == 3 and grid.dtype == np.uint8  # the 64 most active of 200
     assert set(shown) == set(np.argsort(-maps.mean(axis=(0, 1)))[:ev.MAX_MAPS].tolist())
     strip, order = ev.unit_strip(np.arange(40.0))

@@ -19,7 +19,7 @@ from core.predict.explain import INDEX_ARTIFACT, EmbeddingIndex, Explainer, Expl
 from core.predict.preprocess import InferenceError
 from core.store.schema import StoreError
 from core.store.facade import RunStore
-from dashboard.draw import once
+from dashboard.draw import once, pictures
 from dashboard.model_cache import cached_model
 from dashboard.state import data_path
 
@@ -70,9 +70,16 @@ def diverging(values: np.ndarray) -> np.ndarray:
     return np.round(out).astype(np.uint8)
 
 
-def feature_map_grid(maps: np.ndarray, limit: int = MAX_MAPS) -> tuple[np.ndarray, list[int]]:
+def map_scale(side: int) -> int:
+    """How much a feature map of this side is enlarged to be about MAP_TILE pixels."""
+    return max(1, MAP_TILE // side)
+
+
+def feature_map_grid(maps: np.ndarray, limit: int = MAX_MAPS, factor: int = 1) -> tuple[np.ndarray, list[int]]:
     """Maps (H, W, C) as a grid image (each scaled by the block's strongest value, so maps compare);
-    with more than `limit` channels, the most active ones. Returns (image, channels shown)."""
+    with more than `limit` channels, the most active ones. Returns (image, channels shown).
+    `factor` (a divisor of the map's scale): that much of the enlargement is left to the browser,
+    so the image is `factor` times smaller, its gaps one pixel."""
     maps = np.asarray(maps, np.float64)
     channels = list(range(maps.shape[-1]))
     if len(channels) > limit:
@@ -81,16 +88,25 @@ def feature_map_grid(maps: np.ndarray, limit: int = MAX_MAPS) -> tuple[np.ndarra
     top = max(float(tiles.max()), 1e-9)
     lo = min(float(tiles.min()), 0.0)
     columns = 8 if len(channels) > 16 else max(1, min(8, len(channels)))
-    scale = max(1, MAP_TILE // maps.shape[0])
-    return tile_grid((tiles - lo) / (top - lo), columns, scale, ramp), channels
+    scale = map_scale(maps.shape[0])
+    return tile_grid((tiles - lo) / (top - lo), columns, scale // factor, ramp,
+                     gap=GAP if factor == 1 else max(1, GAP // factor)), channels
 
 
-def kernel_grid(kernels: np.ndarray, limit: int = MAX_KERNELS) -> np.ndarray:
-    """First-layer kernels (F, k, k) as a grid: red weights excite, blue ones inhibit."""
+def kernel_scale(side: int) -> int:
+    return max(1, 36 // side)
+
+
+KERNEL_GAP = 6
+
+
+def kernel_grid(kernels: np.ndarray, limit: int = MAX_KERNELS, factor: int = 1) -> np.ndarray:
+    """First-layer kernels (F, k, k) as a grid: red weights excite, blue ones inhibit (`factor` as
+    for feature_map_grid)."""
     k = np.asarray(kernels, np.float64)[:limit]
-    scale = max(1, 36 // k.shape[1])
-    return tile_grid(k / max(float(np.abs(k).max()), 1e-9), 8 if len(k) > 16 else max(1, len(k)), scale, diverging,
-                     gap=6)
+    scale = kernel_scale(k.shape[1])
+    return tile_grid(k / max(float(np.abs(k).max()), 1e-9), 8 if len(k) > 16 else max(1, len(k)), scale // factor,
+                     diverging, gap=KERNEL_GAP if factor == 1 else max(1, KERNEL_GAP // factor))
 
 
 def unit_strip(values: np.ndarray, top: int = TOP_UNITS, cell: int = 34) -> tuple[np.ndarray, list[int]]:
@@ -128,21 +144,29 @@ def _explainer(_store: RunStore, url: str, run_id: str, version: str) -> Explain
     return Explainer(cached_model(_store, run_id))
 
 
-def explainer_for(store: RunStore, run_id: str) -> Explainer:
-    return _explainer(store, store.url, run_id, store.model_version(run_id))
+def explainer_for(store: RunStore, run_id: str, version: str | None = None) -> Explainer:
+    return _explainer(store, store.url, run_id, version or once.model_version(store, run_id))
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _index(_store: RunStore, url: str, run_id: str, version: str) -> EmbeddingIndex:
-    return run_index(_store, run_id, explainer_for(_store, run_id), data_path())
+    return run_index(_store, run_id, explainer_for(_store, run_id, version), data_path())
 
 
-def index_for(store: RunStore, run_id: str) -> EmbeddingIndex:
+_indexed: set[tuple[str, str, str]] = set()   # (store, run, model version) whose index is loaded
+
+
+def index_for(store: RunStore, run_id: str, version: str | None = None) -> EmbeddingIndex:
     """The run's nearest-neighbour index, built (and stored) on first use only."""
-    if store.artifact(run_id, INDEX_ARTIFACT) is None:
+    version = version or once.model_version(store, run_id)
+    key = (store.url, run_id, version)
+    if key not in _indexed and store.artifact(run_id, INDEX_ARTIFACT) is None:
         with st.spinner("Embedding 10,000 training digits for this run (once; kept with the run)…"):
-            return _index(store, store.url, run_id, store.model_version(run_id))
-    return _index(store, store.url, run_id, store.model_version(run_id))
+            index = _index(store, store.url, run_id, version)
+    else:
+        index = _index(store, store.url, run_id, version)
+    _indexed.add(key)
+    return index
 
 
 # ------------------------------------------------------------------------------ rendering
@@ -151,23 +175,33 @@ def explain_panel(store: RunStore, run_id: str, name: str, image28: np.ndarray, 
     """Activations, attribution for the top two digits, and nearest training digits for one run.
 
     Computed once per drawing and run (dashboard/draw/once.py): a rerun that did not change the
-    drawing shows the kept images without running the model or encoding a PNG again."""
+    drawing shows the kept pictures without running the model or encoding a PNG again."""
     try:
         version = once.model_version(store, run_id)
         drawing = once.digest(image28)
         ex = once.once(("explain", store.url, drawing, run_id, version),
-                       lambda: explainer_for(store, run_id).explain(image28))
+                       lambda: explainer_for(store, run_id, version).explain(image28))
     except (InferenceError, StoreError) as exc:
         st.warning(f"Cannot look inside {name}: {exc}", icon=":material/warning:")
         return
-    shown = once.once(("explain_png", store.url, drawing, run_id, version), lambda: rendered(image28, ex))
-    attribution_section(ex, shown["attribution"])
-    activations_section(shown)
+    rows = once.once(("explain_html", store.url, drawing, run_id, version),
+                     lambda: {part: pictures.row(shown) for part, shown in rendered(image28, ex).items()})
+    first, second = ex.attributions[0], ex.attributions[1]
+    st.markdown(f"**Why {first.label} and not {second.label}?** Integrated gradients: each pixel's share of the "
+                f"{ex.target} (red pushed toward the digit, blue away; 32 steps from a blank canvas)")
+    st.html(rows["attribution"])
+    st.markdown("**Activations** for this drawing, layer by layer (bright = strongly active)")
+    st.html(rows["activations"])
     neighbours_section(store, run_id, ex, (drawing, version))
 
 
-def rendered(image28: np.ndarray, ex: Explanation) -> dict:
-    """Every image of the panel as PNG bytes with its caption (made once per drawing and run)."""
+ATTRIBUTION_SIDE = 168   # each attribution map is shown this many pixels wide (6 per input pixel)
+
+
+def rendered(image28: np.ndarray, ex: Explanation) -> dict[str, list[pictures.Picture]]:
+    """The panel's pictures (each PNG at its natural size, enlarged by the browser): "attribution"
+    (the top two digits and their difference) and "activations" (the first layer's kernels, each
+    conv block's maps, each Dense layer's most active units). Made once per drawing and run."""
     first, second = ex.attributions[0], ex.attributions[1]
     scale = max(float(np.abs(first.pixels).max()), float(np.abs(second.pixels).max()), 1e-12)
     diff = first.pixels - second.pixels
@@ -177,58 +211,37 @@ def rendered(image28: np.ndarray, ex: Explanation) -> dict:
                     f"{second.pixels.sum():+.2f}", second.pixels),
                    (f"{first.label} against {second.label}: red favours {first.label}, blue {second.label} "
                     f"(sums to {diff.sum():+.2f})", diff)]
-    grids = []
-    for layer in (layer for layer in ex.layers if layer.kind == "conv"):
-        grid, channels = feature_map_grid(layer.values)
+    activations = []
+    conv = [layer for layer in ex.layers if layer.kind == "conv"]
+    if conv and ex.kernels is not None:  # the first layer's kernels beside its maps
+        f = pictures.display_factor(kernel_scale(ex.kernels.shape[1]))
+        activations.append(pictures.picture(kernel_grid(ex.kernels, factor=f), f"its {len(ex.kernels)} kernels "
+                                            "(red excites, blue inhibits)", scale=f))
+    for layer in conv:
         h, w, c = layer.values.shape
-        grids.append((once.png(grid), f"{layer.name}: {c} maps of {h}×{w}" + (
-            f" (the {len(channels)} most active)" if len(channels) < c else "")))
-    strips = []
+        f = pictures.display_factor(map_scale(h))
+        grid, channels = feature_map_grid(layer.values, factor=f)
+        activations.append(pictures.picture(grid, f"{layer.name}: {c} maps of {h}×{w}" + (
+            f" (the {len(channels)} most active)" if len(channels) < c else ""), scale=f))
     for layer in (layer for layer in ex.layers if layer.kind == "dense"):
         strip, order = unit_strip(layer.values)
-        strips.append((once.png(strip), f"{layer.name}: its {len(order)} most active of {layer.values.size} units"))
-    kernels = None
-    if grids and ex.kernels is not None:
-        kernels = (once.png(kernel_grid(ex.kernels)), f"its {len(ex.kernels)} kernels (red excites, blue inhibits)")
-    return {"attribution": [(caption, once.png(attribution_overlay(image28, pixels, scale)))
-                            for caption, pixels in attribution],
-            "grids": grids, "strips": strips, "kernels": kernels}
-
-
-def attribution_section(ex: Explanation, panels: list[tuple[str, bytes]]) -> None:
-    first, second = ex.attributions[0], ex.attributions[1]
-    st.markdown(f"**Why {first.label} and not {second.label}?** Integrated gradients: each pixel's share of the "
-                f"{ex.target} (red pushed toward the digit, blue away; 32 steps from a blank canvas)")
-    for col, (caption, image) in zip(st.columns(3), panels):
-        col.image(image, caption=caption, width=168, output_format="PNG")
-
-
-def activations_section(shown: dict) -> None:
-    st.markdown("**Activations** for this drawing, layer by layer (bright = strongly active)")
-    grids = shown["grids"]
-    if shown["kernels"] is not None:  # the first layer's kernels beside its maps
-        left, right = st.columns([1, 3])
-        left.image(shown["kernels"][0], caption=shown["kernels"][1], width="content", output_format="PNG")
-        right.image(grids[0][0], caption=grids[0][1], width="content", output_format="PNG")
-        grids = grids[1:]
-    for start in range(0, len(grids), 2):  # later blocks two to a row
-        for col, (grid, caption) in zip(st.columns(2), grids[start:start + 2]):
-            col.image(grid, caption=caption, width="content", output_format="PNG")
-    for strip, caption in shown["strips"]:
-        st.image(strip, caption=caption, width="content", output_format="PNG")
+        activations.append(pictures.picture(strip, f"{layer.name}: its {len(order)} most active of "
+                                            f"{layer.values.size} units", pixelated=False))
+    return {"attribution": [pictures.picture(attribution_overlay(image28, pixels, scale, side=28), caption,
+                                             scale=ATTRIBUTION_SIDE // 28) for caption, pixels in attribution],
+            "activations": activations}
 
 
 def neighbours_section(store: RunStore, run_id: str, ex: Explanation, key: tuple[str, str]) -> None:
     st.markdown("**Nearest training digits** in this run's penultimate layer (cosine similarity)")
 
-    def found() -> list[tuple[bytes, str]]:
-        index = index_for(store, run_id)
-        return [(once.png(np.kron(index.images[i], np.ones((2, 2), np.uint8))), f"{label} · {sim:.2f}")
-                for i, label, sim in nearest(index, ex.embedding)]
+    def found() -> str:
+        index = index_for(store, run_id, key[1])
+        return pictures.row([pictures.picture(index.images[i], f"{label} · {sim:.2f}", scale=2)
+                             for i, label, sim in nearest(index, ex.embedding)], gap=8)
     try:
         tiles = once.once(("nearest", store.url, *key, run_id), found)
     except (DataError, InferenceError, StoreError) as exc:
         st.info(f"No nearest digits: {exc}", icon=":material/info:")
         return
-    for col, (image, caption) in zip(st.columns(len(tiles)), tiles):
-        col.image(image, caption=caption, width=56, output_format="PNG")
+    st.html(tiles)

@@ -18,11 +18,10 @@ import numpy as np
 from PIL import Image
 
 from core.store.facade import RunStore
-from dashboard import poll
+from dashboard import model_cache
 
 T = TypeVar("T")
 MAX_ENTRIES = 512          # about 64 drawings × a few runs; each entry is a few hundred kB at most
-VERSION_EVERY = 10.0       # seconds a run's model version is trusted before it is read again
 
 _lock = threading.Lock()
 _entries: OrderedDict[Hashable, Any] = OrderedDict()
@@ -60,7 +59,7 @@ def clear() -> None:
 
 def model_version(store: RunStore, run_id: str) -> str:
     """The run's model version, read at most every VERSION_EVERY seconds for the whole process."""
-    return poll.shared((store.url, "model_version", run_id), VERSION_EVERY, lambda: store.model_version(run_id))
+    return model_cache.model_version(store, run_id)
 
 
 def png(image: np.ndarray) -> bytes:

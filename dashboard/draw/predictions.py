@@ -184,5 +184,7 @@ def _prediction_card(p: RunPrediction, odd: bool) -> None:
     sure = "" if p.confidence >= 0.5 else " · :orange[unsure]"
     st.markdown(f"### reads :{'orange' if odd else 'blue'}[{p.label}]{badge}")
     st.caption(f"confidence {p.confidence:.1%}{sure}")
-    st.plotly_chart(probability_bars(p.probabilities, highlight=p.label, height=220),
-                    key=f"draw_bars_{p.run_id}", config={"displayModeBar": False})
+    # Built once per answer (a figure is slow to build), not on every rerun; st.plotly_chart does not change it.
+    bars = once.once(("bars", tuple(p.probabilities)), lambda: probability_bars(p.probabilities, highlight=p.label,
+                                                                                height=220))
+    st.plotly_chart(bars, key=f"draw_bars_{p.run_id}", config={"displayModeBar": False})

@@ -15,7 +15,7 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from core.predict.preprocess import EmptyDrawing, InferenceError, Preprocessed, load_image_file, preprocess
-from dashboard.draw import once as per_drawing
+from dashboard.draw import once as per_drawing, pictures
 
 CANVAS_KEY = "draw_canvas"        # the canvas's widget key (a suffix is added after each clear)
 CANVAS_SIDE = 280                 # canvas pixels: ten times MNIST's 28
@@ -73,6 +73,21 @@ def step_images(pre: Preprocessed, side: int = STEP_SIDE) -> list[tuple[str, np.
     """(caption, RGB image) for each preprocessing step, in order: input → crop → 20×20 → 28×28."""
     out = [(STEP_CAPTIONS["input"], input_with_box(pre, side))]
     out += [(STEP_CAPTIONS[name], fit_box(pre.steps[name], side)) for name in ("crop", "scaled", "centred")]
+    return out
+
+
+def step_pictures(pre: Preprocessed, side: int = STEP_SIDE) -> list[pictures.Picture]:
+    """Each preprocessing step as it is shown, in order: input → crop → 20×20 → 28×28, each in a
+    side×side box. A step that is enlarged by whole pixels (the 20×20 and the 28×28, a small
+    crop) is encoded at its own size and enlarged by the browser; the others as fit_box draws them."""
+    out = [pictures.picture(input_with_box(pre, side), STEP_CAPTIONS["input"])]
+    for name in ("crop", "scaled", "centred"):
+        image = to_uint8(pre.steps[name])
+        h, w = image.shape[:2]
+        if max(h, w) <= side:
+            out.append(pictures.picture(image, STEP_CAPTIONS[name], scale=int(_scale(h, w, side)), box=side))
+        else:
+            out.append(pictures.picture(fit_box(image, side), STEP_CAPTIONS[name]))
     return out
 
 
@@ -146,9 +161,6 @@ def once(what: str, image: np.ndarray, compute):
 def show_steps(pre: Preprocessed) -> None:
     """The steps from drawing to model input as small images, then the hints."""
     st.markdown("**What the model sees**")
-    steps = once("steps", pre.steps["input"],
-                 lambda: [(caption, per_drawing.png(image)) for caption, image in step_images(pre)])
-    for col, (caption, image) in zip(st.columns(4), steps):
-        col.image(image, caption=caption, width=STEP_SIDE, output_format="PNG")
+    st.html(once("steps", pre.steps["input"], lambda: pictures.row(step_pictures(pre), gap=12)))
     for hint in pre.hints:
         st.warning(hint, icon=":material/lightbulb:")
