@@ -61,7 +61,8 @@ def drawing() -> None:
                                height=ui.CANVAS_SIDE, width=ui.CANVAS_SIDE, drawing_mode="freedraw",
                                return_image_data=True, key=ui.canvas_key())
             st.caption("Undo, redo and clear (the bin) are in the canvas's toolbar: point at the canvas to see it.")
-            image, original, problem = canvas.image_data, canvas.image_bytes, None
+            original = canvas.image_bytes
+            image, problem = ui.canvas_image(original), None
         else:  # any file: a wrong one is explained in one line beside, never only as a tooltip
             upload = st.file_uploader("A PNG or JPEG of one digit, any size, dark on light or light on dark",
                                       key="draw_upload", max_upload_size=ui.UPLOAD_LIMIT_MB)
@@ -75,10 +76,11 @@ def drawing() -> None:
                            f"read by {'it' if gone == 1 else 'them'}.")
         if st.session_state.get("draw_saved"):
             drawn_set.evaluate_buttons(store, runs, chosen[0] if chosen else ids[0], key="draw_after_save")
-        pre = ui.preprocess_or_explain(image, source, problem)
+        name = ui.drawing_name(original)
+        pre = ui.preprocess_or_explain(image, source, problem, name)
         if pre is None:
             st.stop()  # not `return`: a stopped run keeps the save form's author for the next digit
-        ui.show_steps(pre)
+        ui.show_steps(pre, name)
         if not chosen:
             st.info("Choose at least one run above to read the drawing.")
             st.stop()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -224,6 +225,11 @@ class EmbeddingIndex:
     images: np.ndarray         # (N, 28, 28) uint8
     ids: np.ndarray            # (N,) positions in the training split they came from
 
+    @cached_property
+    def vectors32(self) -> np.ndarray:
+        """The vectors as float32, made once per index (not on every search: 10,000 × D values)."""
+        return np.asarray(self.vectors, np.float32)
+
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
         np.savez_compressed(buf, vectors=self.vectors, labels=self.labels, images=self.images, ids=self.ids)
@@ -261,7 +267,7 @@ def nearest(index: EmbeddingIndex, embedding: np.ndarray, k: int = NEIGHBOURS) -
     if index.vectors.shape[1] != np.asarray(embedding).reshape(-1).shape[0]:
         raise InferenceError(f"the embedding index has {index.vectors.shape[1]} dimensions, the model "
                              f"{np.asarray(embedding).size}: it was built for another model")
-    sims = index.vectors.astype(np.float32) @ _unit(np.asarray(embedding).reshape(-1))
+    sims = index.vectors32 @ _unit(np.asarray(embedding).reshape(-1))
     k = min(k, len(sims))
     top = np.argpartition(-sims, k - 1)[:k] if k else np.zeros(0, int)
     top = top[np.argsort(-sims[top], kind="stable")]

@@ -8,6 +8,7 @@ in dashboard/draw_predictions.py, the team's drawn set in dashboard/drawn_set.py
 """
 from __future__ import annotations
 
+import hashlib
 import io
 
 import numpy as np
@@ -118,6 +119,19 @@ def clear_canvas() -> None:
 UPLOAD_LIMIT_MB = 50
 
 
+def drawing_name(original: bytes | None) -> str | None:
+    """A short name for a drawing or upload, from its file's bytes (a few kB: cheaper to hash than
+    the decoded pixels): the key of what is computed once per drawing."""
+    return None if original is None else hashlib.blake2b(original, digest_size=12).hexdigest()
+
+
+def canvas_image(png: bytes | None) -> np.ndarray | None:
+    """The canvas's drawing (the PNG it sends) as an array, decoded once per drawing, not per rerun."""
+    if png is None:
+        return None
+    return per_drawing.once(("canvas", drawing_name(png)), lambda: np.asarray(Image.open(io.BytesIO(png))))
+
+
 def read_upload(upload) -> tuple[np.ndarray | None, bytes | None, str | None]:
     """An uploaded file as (image array, PNG original, None), or (None, None, why) for a bad file:
     the page shows `why` where the answer would be (the message names the file)."""
@@ -130,9 +144,11 @@ def read_upload(upload) -> tuple[np.ndarray | None, bytes | None, str | None]:
     return image, png_bytes(image), None
 
 
-def preprocess_or_explain(image: np.ndarray | None, source: str, problem: str | None = None) -> Preprocessed | None:
+def preprocess_or_explain(image: np.ndarray | None, source: str, problem: str | None = None,
+                          name: str | None = None) -> Preprocessed | None:
     """The preprocessed image, or None after a gentle st.info (nothing drawn, only a speck) or, for a
-    bad upload, one st.error saying what is wrong with it."""
+    bad upload, one st.error saying what is wrong with it. `name` (drawing_name of the file the
+    image came from) keys the once-per-drawing cache; without it, the pixels do."""
     if problem:
         st.error(problem, icon=":material/broken_image:")
         return None
@@ -142,7 +158,7 @@ def preprocess_or_explain(image: np.ndarray | None, source: str, problem: str | 
                 icon=":material/draw:")
         return None
     try:
-        return once("preprocess", image, lambda: preprocess(image))
+        return once("preprocess", image, lambda: preprocess(image), name)
     except EmptyDrawing as exc:
         st.info(f"Draw a digit… ({exc})" if source == "canvas" else f"No digit found in the image: {exc}.",
                 icon=":material/draw:")
@@ -153,14 +169,14 @@ def preprocess_or_explain(image: np.ndarray | None, source: str, problem: str | 
 
 # ------------------------------------------------------------------------------ rendering
 
-def once(what: str, image: np.ndarray, compute):
-    """`compute()` once per drawing (named by `image`'s pixels), kept for later reruns."""
-    return per_drawing.once((what, per_drawing.digest(image)), compute)
+def once(what: str, image: np.ndarray, compute, name: str | None = None):
+    """`compute()` once per drawing (named by `name`, else by `image`'s pixels), kept for later reruns."""
+    return per_drawing.once((what, name or per_drawing.digest(image)), compute)
 
 
-def show_steps(pre: Preprocessed) -> None:
+def show_steps(pre: Preprocessed, name: str | None = None) -> None:
     """The steps from drawing to model input as small images, then the hints."""
     st.markdown("**What the model sees**")
-    st.html(once("steps", pre.steps["input"], lambda: pictures.row(step_pictures(pre), gap=12)))
+    st.html(once("steps", pre.steps["input"], lambda: pictures.row(step_pictures(pre), gap=12), name))
     for hint in pre.hints:
         st.warning(hint, icon=":material/lightbulb:")
