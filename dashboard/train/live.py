@@ -3,15 +3,16 @@ progress, ETA, curves that update while it trains, Cancel, and its result once i
 
 A panel polls the store with `st.fragment(run_every=LIVE_EVERY)`; the reads of a tick are
 shared by every visitor watching the same run (dashboard/poll.py), so a room watching one run
-costs the store one read a tick. Widgets always get explicit keys.
+costs the store one read a tick. What a running run's panel shows (`RunningView`: texts, numbers,
+figures and their JSON) is worked out once a tick too; each viewer only lays out the elements.
+Widgets always get explicit keys.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from core.store.schema import TERMINAL, Run
@@ -19,10 +20,10 @@ from core.store.facade import RunStore
 from dashboard import poll, state
 from dashboard.auth import require_editor
 from dashboard.background import start_worker
-from dashboard.charts import complete_epochs
 from dashboard.format import duration_text, status_badge
 from dashboard.nav import page_link
 from dashboard.state import LIVE_EVERY
+from dashboard.train.curves import curve_figures, show_curves, window_means  # noqa: F401 (window_means: tests)
 
 
 # ------------------------------------------------------------------------------ the run picker
@@ -153,67 +154,6 @@ def format_seconds(seconds: float | None) -> str:
     return duration_text(seconds)
 
 
-def window_means(batches: pd.DataFrame, steps_per_epoch: int | None) -> pd.DataFrame:
-    """Turn Keras' running means (reset every epoch) into the mean over each logging window.
-
-    Keras logs, after in-epoch batch s, the mean m(s) of batches 1..s; the batches between two
-    samples s1 < s2 averaged (m2·s2 − m1·s1) / (s2 − s1). Unlike the running mean, this curve
-    does not jump when an epoch starts. Without steps per epoch the rows are returned as they are.
-    """
-    if batches.empty or not steps_per_epoch:
-        return batches
-    out = []
-    for _, rows in batches.sort_values("step").groupby(["key", "epoch"], sort=False):
-        s = (rows["step"] - (rows["epoch"] - 1) * steps_per_epoch).to_numpy(dtype=float)
-        m = rows["value"].to_numpy(dtype=float)
-        prev_s, prev_m = np.concatenate([[0.0], s[:-1]]), np.concatenate([[0.0], m[:-1]])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            window = np.where(s > prev_s, (m * s - prev_m * prev_s) / (s - prev_s), m)
-        out.append(rows.assign(value=window))
-    return pd.concat(out).sort_values(["key", "step"]).reset_index(drop=True)
-
-
-class SharedFigure(go.Figure):
-    """A figure that every viewer of a tick is sent: its dict is made once, on the first `to_dict()`.
-
-    `st.plotly_chart` calls `to_dict()` (a deep copy of the whole figure) for each viewer on each
-    tick; the live panel's figures are built once per tick for everyone (`shared_read`), so their
-    dict is too. Do not change the figure after its first `to_dict()`."""
-
-    def to_dict(self) -> dict:
-        made = self.__dict__.get("_digitlab_dict")
-        if made is None:
-            made = self.__dict__["_digitlab_dict"] = super().to_dict()
-        return made
-
-
-def curves_figure(batches: pd.DataFrame, epochs: pd.DataFrame, metric: str, steps_per_epoch: int | None,
-                  title: str) -> go.Figure:
-    """One metric over training: the mean per logging window as a thin line, epoch train/val as points.
-
-    The x axis is in epochs (batch step / steps per epoch), so both scopes share it: epoch 1
-    spans 0 to 1, its training mean is drawn at 0.5 and its validation value at 1.
-    """
-    spe = steps_per_epoch or 1
-    fig = SharedFigure()
-    b = window_means(batches[batches["key"] == metric], steps_per_epoch)
-    if len(b):
-        fig.add_scatter(x=b["step"] / spe, y=b["value"], mode="lines", name=f"{metric} (batches)",
-                        line={"width": 1.5, "color": "#9ab8d8"})
-    # A training value is the mean over its epoch, so it sits mid-epoch; validation is measured at the end.
-    for key, colour, shift, what in ((metric, "#1f77b4", 0.5, "epoch mean"),
-                                     (f"val_{metric}", "#ff7f0e", 0.0, "end of epoch")):
-        e = epochs[epochs["key"] == key]
-        if len(e):
-            fig.add_scatter(x=e["epoch"] - shift, y=e["value"], mode="lines+markers", name=f"{key} ({what})",
-                            line={"color": colour})
-    fig.update_layout(title=title, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      xaxis_title="epoch", legend={"orientation": "h", "y": -0.25}, hovermode="x unified")
-    if metric == "accuracy":
-        fig.update_yaxes(tickformat=".0%")
-    return fig
-
-
 def queue_position(store: RunStore, run: Run) -> tuple[int, int]:
     """(place in the queue, 1-based; runs training now) for a queued run."""
     queued = store.list_runs(status="queued")
@@ -276,33 +216,64 @@ def _queued_panel(store: RunStore, run: Run) -> None:
             st.rerun()
 
 
-def _running_panel(store: RunStore, run: Run) -> None:
-    batches = shared_read(store, "batches", run.id,
-                          lambda: store.metric_history(run.id, scope="batch", keys=["loss", "accuracy"]))
-    epochs = shared_read(store, "epochs", run.id, lambda: store.metric_history(run.id, scope="epoch"))
+@dataclass(frozen=True)
+class RunningView:
+    """What the panel of a running run shows on one tick, worked out once for every viewer of the tick.
+
+    Everything here comes from the tick's shared reads (the run, its metric rows, the time left), so
+    it is the same for every session; only the Streamlit elements are made per viewer."""
+    overall: tuple[float, str]
+    batch: tuple[float, str] | None      # None before the first batch is logged (see _starting_text)
+    loss: str
+    accuracy: str
+    val_accuracy: str
+    left: str
+    figures: tuple | None
+
+
+def running_view(run: Run, batches: pd.DataFrame, epochs: pd.DataFrame, left: float | None) -> RunningView:
+    """The running panel's texts, numbers and figures of one tick (`left`: seconds of training left)."""
     p = progress_numbers(run)
-    st.progress(p["fraction"], text=f"Epoch {p['epoch']} of {run.epochs} · {p['fraction']:.0%} of the training done")
+    return RunningView(
+        overall=(p["fraction"], f"Epoch {p['epoch']} of {run.epochs} · {p['fraction']:.0%} of the training done"),
+        batch=(p["batch"] / p["steps"], f"Batch {p['batch']:,} of {p['steps']:,}") if p["steps"] else None,
+        loss=_fmt(run.last_loss if not len(batches) else _last(batches, "loss")),
+        accuracy=_pct(run.last_accuracy if not len(batches) else _last(batches, "accuracy")),
+        val_accuracy=_pct(run.last_val_accuracy),
+        left="evaluating…" if evaluating(run) else "estimating…" if left is None else format_seconds(left),
+        figures=curve_figures(batches, epochs, run.steps_per_epoch))
+
+
+def _running_panel(store: RunStore, run: Run) -> None:
+    # The reads, texts and figures of a tick are made once for every viewer (they were most of a
+    # viewer's cost): a viewer only lays out the elements.
+    view = shared_read(store, "view", run.id, lambda: _read_view(store, run))
+    st.progress(view.overall[0], text=view.overall[1])
     if evaluating(run):  # not "100 % · Time left 0 s" while the test set is scored
         st.info(f"All {run.epochs} epochs trained: evaluating the model on the test set, then saving it "
                 "(a few seconds; longer on full MNIST).", icon=":material/fact_check:")
     else:
-        st.progress(p["batch"] / p["steps"] if p["steps"] else 0.0,
-                    text=f"Batch {p['batch']:,} of {p['steps']:,}" if p["steps"] else _starting_text(run))
+        value, text = view.batch or (0.0, _starting_text(run))
+        st.progress(value, text=text)
     m = st.columns(4)
-    m[0].metric("Loss (running mean)", _fmt(run.last_loss if not len(batches) else _last(batches, "loss")))
-    m[1].metric("Accuracy (running mean)", _pct(run.last_accuracy if not len(batches) else _last(batches, "accuracy")))
-    m[2].metric("Validation accuracy", _pct(run.last_val_accuracy))
-    left = None if evaluating(run) else shared_read(store, "eta", run.id, lambda: eta_seconds(run, batches, epochs))
-    m[3].metric("Time left (about)", "evaluating…" if evaluating(run) else
-                "estimating…" if left is None else format_seconds(left),
+    m[0].metric("Loss (running mean)", view.loss)
+    m[1].metric("Accuracy (running mean)", view.accuracy)
+    m[2].metric("Validation accuracy", view.val_accuracy)
+    m[3].metric("Time left (about)", view.left,
                 help="From the last whole epoch's duration (its start and validation included); during the "
                      "first epoch, from the speed of the last few logging windows.")
     if run.heartbeat_at and time.time() - run.heartbeat_at > 30:
         st.warning(f"No sign of life from the worker for {format_seconds(time.time() - run.heartbeat_at)}; "
                    "it may have stopped. It is marked interrupted after 60 s.", icon=":material/warning:")
-    # The figures of a tick are built once for every viewer (building them is most of a tick's work).
-    _curves(shared_read(store, "figures", run.id, lambda: curve_figures(batches, epochs, run.steps_per_epoch)),
-            key=run.id)
+    show_curves(view.figures, key=run.id)
+
+
+def _read_view(store: RunStore, run: Run) -> RunningView:
+    batches = shared_read(store, "batches", run.id,
+                          lambda: store.metric_history(run.id, scope="batch", keys=["loss", "accuracy"]))
+    epochs = shared_read(store, "epochs", run.id, lambda: store.metric_history(run.id, scope="epoch"))
+    left = None if evaluating(run) else eta_seconds(run, batches, epochs)
+    return running_view(run, batches, epochs, left)
 
 
 def _starting_text(run: Run) -> str:
@@ -335,7 +306,7 @@ def _finished_panel(store: RunStore, run: Run) -> None:
     if run.started_at is not None:
         batches = store.metric_history(run.id, scope="batch", keys=["loss", "accuracy"])
         epochs = store.metric_history(run.id, scope="epoch")
-        _curves(curve_figures(batches, epochs, run.steps_per_epoch), key=run.id)
+        show_curves(curve_figures(batches, epochs, run.steps_per_epoch), key=run.id)
     page_link("run", "Open the run's details: confusion matrix, mistakes, draw test", {"run": run.id},
               icon=":material/query_stats:")
 
@@ -351,28 +322,6 @@ def _cancel_button(store: RunStore, run: Run) -> None:
             store.request_cancel(run.id)
             poll.forget(store.url, "run", run.id)  # this session sees "Cancelling…" at once
             st.rerun()  # the page again, showing the run cancelled or stopping
-
-
-def curve_figures(batches: pd.DataFrame, epochs: pd.DataFrame,
-                  steps_per_epoch: int | None) -> tuple[go.Figure, go.Figure] | None:
-    """The loss and accuracy figures of a run's rows (None before its first logging window)."""
-    epochs = complete_epochs(epochs, steps_per_epoch)
-    if not len(batches) and not len(epochs):
-        return None
-    figures = (curves_figure(batches, epochs, "loss", steps_per_epoch, "Loss"),
-               curves_figure(batches, epochs, "accuracy", steps_per_epoch, "Accuracy"))
-    for fig in figures:
-        fig.to_dict()  # made now, inside the tick's one shared read, not by the first viewer's chart
-    return figures
-
-
-def _curves(figures: tuple[go.Figure, go.Figure] | None, key: str) -> None:
-    if figures is None:
-        st.caption("Curves appear after the first logging window (about a second of training).")
-        return
-    left, right = st.columns(2)
-    left.plotly_chart(figures[0], key=f"loss_{key}")
-    right.plotly_chart(figures[1], key=f"acc_{key}")
 
 
 def _last(history: pd.DataFrame, key: str) -> float | None:
