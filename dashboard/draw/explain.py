@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
-from PIL import Image, ImageDraw
 
 from core.data.dataset import DataError
 from core.predict.explain import INDEX_ARTIFACT, EmbeddingIndex, Explainer, Explanation, nearest, run_index
@@ -109,19 +108,19 @@ def kernel_grid(kernels: np.ndarray, limit: int = MAX_KERNELS, factor: int = 1) 
                      diverging, gap=KERNEL_GAP if factor == 1 else max(1, KERNEL_GAP // factor))
 
 
-def unit_strip(values: np.ndarray, top: int = TOP_UNITS, cell: int = 34) -> tuple[np.ndarray, list[int]]:
-    """The `top` most active units of a Dense layer as a strip of cells, each labelled with its number."""
+def unit_strip(values: np.ndarray, top: int = TOP_UNITS, cell: int = 34) -> tuple[str, list[int]]:
+    """The `top` most active units of a Dense layer as a strip of coloured cells, each labelled with
+    its number, in HTML (no image to draw text into and encode). Returns (html, units shown)."""
     v = np.asarray(values, np.float64).reshape(-1)
     order = np.argsort(-v, kind="stable")[:top].tolist()
     peak = max(float(v.max()), 1e-9)
-    im = Image.new("RGB", (len(order) * (cell + GAP) + GAP, cell + 16 + GAP), BACKGROUND)
-    pen = ImageDraw.Draw(im)
-    for i, unit in enumerate(order):
-        x = GAP + i * (cell + GAP)
-        colour = tuple(int(c) for c in ramp(np.array([max(v[unit], 0) / peak]))[0])
-        pen.rectangle([x, GAP, x + cell - 1, GAP + cell - 1], fill=colour)
-        pen.text((x + 2, cell + 3), f"#{unit}", fill=(220, 220, 220))
-    return np.asarray(im), order
+    colours = ramp(np.maximum(v[order], 0) / peak)
+    cells = "".join(f'<div style="width:{cell}px"><div style="height:{cell}px;background:rgb({r},{g},{b})"></div>'
+                    f'<div style="font-size:10px;line-height:14px;color:#dcdcdc;text-align:center">#{unit}</div></div>'
+                    for unit, (r, g, b) in zip(order, colours.tolist()))
+    background = "rgb({}, {}, {})".format(*BACKGROUND)
+    return (f'<div style="display:flex;gap:{GAP}px;padding:{GAP}px;background:{background};width:max-content">'
+            f'{cells}</div>'), order
 
 
 def attribution_overlay(image28: np.ndarray, pixels: np.ndarray, scale: float | None = None,
@@ -198,7 +197,7 @@ def explain_panel(store: RunStore, run_id: str, name: str, image28: np.ndarray, 
 ATTRIBUTION_SIDE = 168   # each attribution map is shown this many pixels wide (6 per input pixel)
 
 
-def rendered(image28: np.ndarray, ex: Explanation) -> dict[str, list[pictures.Picture]]:
+def rendered(image28: np.ndarray, ex: Explanation) -> dict[str, list[pictures.Picture | pictures.Markup]]:
     """The panel's pictures (each PNG at its natural size, enlarged by the browser): "attribution"
     (the top two digits and their difference) and "activations" (the first layer's kernels, each
     conv block's maps, each Dense layer's most active units). Made once per drawing and run."""
@@ -225,8 +224,8 @@ def rendered(image28: np.ndarray, ex: Explanation) -> dict[str, list[pictures.Pi
             f" (the {len(channels)} most active)" if len(channels) < c else ""), scale=f))
     for layer in (layer for layer in ex.layers if layer.kind == "dense"):
         strip, order = unit_strip(layer.values)
-        activations.append(pictures.picture(strip, f"{layer.name}: its {len(order)} most active of "
-                                            f"{layer.values.size} units", pixelated=False))
+        activations.append(pictures.Markup(strip, f"{layer.name}: its {len(order)} most active of "
+                                           f"{layer.values.size} units"))
     return {"attribution": [pictures.picture(attribution_overlay(image28, pixels, scale, side=28), caption,
                                              scale=ATTRIBUTION_SIDE // 28) for caption, pixels in attribution],
             "activations": activations}

@@ -40,6 +40,13 @@ class Picture:
     box: int | None = None       # centred in a box of this side, filled with the dark frame colour
 
 
+@dataclass(frozen=True)
+class Markup:
+    """A picture made of HTML (a strip of coloured cells with their labels), with a caption."""
+    html: str
+    caption: str
+
+
 def picture(image: np.ndarray, caption: str, scale: int = 1, box: int | None = None,
             pixelated: bool = True) -> Picture:
     """An image array (H, W) or (H, W, 3), uint8, encoded at its own size and shown `scale` times larger."""
@@ -71,13 +78,18 @@ def figure(p: Picture) -> str:
         width = max(p.box, p.width)
         img = (f'<div style="width:{p.box}px;height:{p.box}px;background:{FRAME_CSS};display:flex;'
                f'align-items:center;justify-content:center">{img}</div>')
-    caption = f'<figcaption style="{CAPTION_CSS}">{html.escape(p.caption)}</figcaption>' if p.caption else ""
-    return f'<figure style="margin:0;width:{width}px;max-width:100%">{img}{caption}</figure>'
+    return _figure(img, p.caption, f"{width}px")
 
 
-def row(pictures: Iterable[Picture], gap: int = 16) -> str:
+def _figure(inner: str, caption: str, width: str) -> str:
+    below = f'<figcaption style="{CAPTION_CSS}">{html.escape(caption)}</figcaption>' if caption else ""
+    return f'<figure style="margin:0;width:{width};max-width:100%">{inner}{below}</figure>'
+
+
+def row(pictures: Iterable[Picture | Markup], gap: int = 16) -> str:
     """Pictures side by side, wrapping onto the next line when the column is too narrow."""
-    inner = "".join(figure(p) for p in pictures)
+    inner = "".join(figure(p) if isinstance(p, Picture) else _figure(p.html, p.caption, "max-content")
+                    for p in pictures)
     return f'<div style="display:flex;flex-wrap:wrap;gap:{gap // 2}px {gap}px;align-items:flex-start">{inner}</div>'
 
 
