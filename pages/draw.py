@@ -3,7 +3,7 @@ grow the team's drawn test set."""
 import streamlit as st
 
 from core.store.drawings import count_drawings
-from dashboard.draw import drawn_set, explain as explain_views, predictions as draw_predictions, ui
+from dashboard.draw import drawn_set, explain as explain_views, once, predictions as draw_predictions, ui
 from dashboard.model_cache import completed_runs
 from dashboard.state import ELSEWHERE, deleted_notice, get_store
 
@@ -35,9 +35,14 @@ if set_tab.open:
 
 
 # The whole Draw tab is a fragment: a stroke (or any widget in it) reruns only this part, not the
-# page's header, the run list or the tabs.
+# page's header, the run list or the tabs. Visitors' drawings take turns (see dashboard/draw/once.py).
 @st.fragment
 def drawing() -> None:
+    with once.turn():
+        draw_tab_body()
+
+
+def draw_tab_body() -> None:
     ids = list(runs["run_id"])
     remembered = st.session_state.get("draw_runs")
     if remembered is not None and any(r not in ids for r in remembered):  # a chosen run was deleted since
@@ -88,17 +93,15 @@ def drawing() -> None:
                                           combine_runs=combine and len(chosen) > 1)
         drawn_set.save_form(store, pre, original, source)
 
-    # After the answers (already on screen): what happened inside one of the runs. A fragment of its
-    # own: picking another run to look inside reruns only this panel.
-    @st.fragment
-    def inside(image28) -> None:
+    # After the answers (already on screen): what happened inside one of the runs. Not a fragment of
+    # its own: everything in it is kept per drawing and run (dashboard/draw/once.py), so picking
+    # another run reruns the Draw tab cheaply, and a nested fragment cost every drawing a deep copy
+    # of the page's element tree.
+    with st.expander("Inside the model: feature maps, why this digit, nearest training digits", expanded=True):
         explain_id = chosen[0]
         if len(chosen) > 1:
             explain_id = st.selectbox("Run to look inside", chosen, key="draw_explain_run", format_func=captions.get)
-        explain_views.explain_panel(store, explain_id, captions.get(explain_id, explain_id), image28)
-
-    with st.expander("Inside the model: feature maps, why this digit, nearest training digits", expanded=True):
-        inside(pre.image)
+        explain_views.explain_panel(store, explain_id, captions.get(explain_id, explain_id), pre.image)
 
 
 if draw_tab.open:

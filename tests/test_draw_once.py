@@ -107,3 +107,32 @@ def test_only_the_open_tab_runs(populated_env, monkeypatch):
     assert not at.exception and calls["drawn_grid"] == 1 and calls["count_drawings"] >= 1
     assert calls["predict_probabilities"] == 2  # no model ran
     assert not any("What the model sees" in m.value for m in at.markdown)
+
+
+def test_simultaneous_drawings_take_turns_and_one_drawing_is_computed_once():
+    """Work for different drawings never overlaps (served one after another, so the first answer
+    comes after one drawing's work, not after all of them); the same drawing asked for by two
+    visitors at once is computed once."""
+    import threading
+    import time
+
+    once.clear()
+    spans, lock = [], threading.Lock()
+
+    def work(tag):
+        def compute():
+            start = time.perf_counter()
+            time.sleep(0.05)
+            with lock:
+                spans.append((start, time.perf_counter()))
+            return tag
+        return compute
+
+    threads = [threading.Thread(target=once.once, args=(("turns", i % 3), work(i % 3))) for i in range(6)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(spans) == 3                                    # three drawings, each computed once
+    spans.sort()
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))  # one at a time
+    with once.turn():                                         # re-entrant: a drawing's turn may use once()
+        assert once.once(("turns", 0), work(9)) == 0 and once.once(("turns", 7), work(7)) == 7

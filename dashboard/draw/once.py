@@ -24,6 +24,14 @@ T = TypeVar("T")
 MAX_ENTRIES = 512          # about 64 drawings × a few runs; each entry is a few hundred kB at most
 
 _lock = threading.Lock()
+# TURNS: drawings take turns instead of sharing the core. When N visitors draw at the same moment,
+# each script thread gets a slice of the one interpreter in turn, so with shared slices every answer
+# comes near the end of all N drawings' work; one drawing at a time (the Draw tab holds `turn()`
+# while it works out and shows a drawing's answers; once() holds it while it computes), the first
+# comes after one drawing's work and the median after half of them, for the same total (10 and 30
+# drawings at once in bench/visitors.py). The same drawing asked for twice at once is computed
+# once. Re-entrant, so a computation may use once() itself.
+_turn = threading.RLock()
 _entries: OrderedDict[Hashable, Any] = OrderedDict()
 counts = {"hits": 0, "misses": 0}   # read by tests and the benchmark
 
@@ -43,13 +51,24 @@ def once(key: Hashable, compute: Callable[[], T]) -> T:
             _entries.move_to_end(key)
             counts["hits"] += 1
             return _entries[key]
-    value = compute()  # outside the lock: two first askers may both compute; both get a right answer
+    with _turn:  # one computation at a time, process-wide: see TURNS
+        with _lock:
+            if key in _entries:  # computed by whoever had the turn before
+                counts["hits"] += 1
+                return _entries[key]
+        value = compute()
     with _lock:
         counts["misses"] += 1
         _entries[key] = value
         while len(_entries) > MAX_ENTRIES:
             _entries.popitem(last=False)
     return value
+
+
+def turn() -> threading.RLock:
+    """The turn (a context manager) a drawing holds while its answers are worked out and shown, so
+    that simultaneous drawings are served one after another (see TURNS)."""
+    return _turn
 
 
 def clear() -> None:
