@@ -6,9 +6,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so `import core`
 
 import streamlit as st
 
-from dashboard import auth, background, nav, script_cleanup
+from dashboard import auth, background, nav, plotly_json, script_cleanup
 
 script_cleanup.install()  # no rerun pays for Keras' clear_session (fails at start-up if Streamlit changed)
+plotly_json.install()     # a live chart is encoded once per tick, not per viewer (fails at start-up likewise)
 st.set_page_config(page_title="Digit Lab", page_icon="✍️", layout="wide")
 auth.gate()
 page = st.navigation(nav.navigation_pages())

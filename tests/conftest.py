@@ -94,6 +94,18 @@ def app_env(monkeypatch: pytest.MonkeyPatch, store: RunStore, tiny_data: Path) -
     return SimpleNamespace(db_url=store.url, data_path=tiny_data, store=store)
 
 
+@pytest.fixture
+def frozen(monkeypatch: pytest.MonkeyPatch):
+    """dashboard/poll.py's clock held at a tick start; `frozen.now += LIVE_EVERY` moves to the next tick."""
+    from dashboard import poll
+    from dashboard.state import LIVE_EVERY
+
+    class Clock:
+        now = 1_000_000 * LIVE_EVERY
+    monkeypatch.setattr(poll, "clock", lambda: Clock.now)
+    return Clock
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     """A real PostgreSQL server in a temporary folder, on a free port; stopped after the session."""

@@ -20,15 +20,6 @@ TRAIN = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 
 
 @pytest.fixture
-def frozen(monkeypatch):
-    """poll's clock held at a tick start; `frozen.now += LIVE_EVERY` moves to the next tick."""
-    class Clock:
-        now = 1_000_000 * LIVE_EVERY
-    monkeypatch.setattr(poll, "clock", lambda: Clock.now)
-    return Clock
-
-
-@pytest.fixture
 def encodings(monkeypatch):
     """How many figures Plotly's own JSON encoder has turned into JSON."""
     import plotly.io._json as plotly_json_module

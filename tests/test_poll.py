@@ -19,15 +19,6 @@ from tests.helpers import running_run
 TRAIN = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 
 
-@pytest.fixture
-def frozen(monkeypatch):
-    """poll's clock held at a tick start; `frozen.now += LIVE_EVERY` moves to the next tick."""
-    class Clock:
-        now = 1_000_000 * LIVE_EVERY
-    monkeypatch.setattr(poll, "clock", lambda: Clock.now)
-    return Clock
-
-
 def test_one_read_per_key_and_tick_even_from_many_threads(frozen):
     reads = Counter()
 
