@@ -306,7 +306,8 @@ def test_cancelling_a_queued_run_ends_it_at_once(app_env):
 def test_window_means_undo_keras_running_means():
     import pandas as pd
 
-    from dashboard.train.live import progress_numbers, window_means
+    from dashboard.train.curves import window_means
+    from dashboard.train.live import progress_numbers
     from core.store.schema import Run
 
     # batch losses 4, 2 | 3, 1 in epoch 1 and 1, 1 | 2, 2 in epoch 2 (4 steps per epoch, sampled every 2)

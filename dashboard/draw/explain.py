@@ -19,7 +19,7 @@ from core.predict.preprocess import InferenceError
 from core.store.schema import StoreError
 from core.store.facade import RunStore
 from dashboard.draw import once, pictures
-from dashboard.model_cache import cached_model
+from dashboard.model_cache import cached_model, model_version
 from dashboard.state import data_path
 
 MAX_MAPS = 64            # feature maps shown per conv block (the most active ones when there are more)
@@ -89,7 +89,7 @@ def feature_map_grid(maps: np.ndarray, limit: int = MAX_MAPS, factor: int = 1) -
     columns = 8 if len(channels) > 16 else max(1, min(8, len(channels)))
     scale = map_scale(maps.shape[0])
     return tile_grid((tiles - lo) / (top - lo), columns, scale // factor, ramp,
-                     gap=GAP if factor == 1 else max(1, GAP // factor)), channels
+                     gap=max(1, GAP // factor)), channels
 
 
 def kernel_scale(side: int) -> int:
@@ -105,7 +105,7 @@ def kernel_grid(kernels: np.ndarray, limit: int = MAX_KERNELS, factor: int = 1) 
     k = np.asarray(kernels, np.float64)[:limit]
     scale = kernel_scale(k.shape[1])
     return tile_grid(k / max(float(np.abs(k).max()), 1e-9), 8 if len(k) > 16 else max(1, len(k)), scale // factor,
-                     diverging, gap=KERNEL_GAP if factor == 1 else max(1, KERNEL_GAP // factor))
+                     diverging, gap=max(1, KERNEL_GAP // factor))
 
 
 def unit_strip(values: np.ndarray, top: int = TOP_UNITS, cell: int = 34) -> tuple[str, list[int]]:
@@ -144,7 +144,7 @@ def _explainer(_store: RunStore, url: str, run_id: str, version: str) -> Explain
 
 
 def explainer_for(store: RunStore, run_id: str, version: str | None = None) -> Explainer:
-    return _explainer(store, store.url, run_id, version or once.model_version(store, run_id))
+    return _explainer(store, store.url, run_id, version or model_version(store, run_id))
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -157,7 +157,7 @@ _indexed: set[tuple[str, str, str]] = set()   # (store, run, model version) whos
 
 def index_for(store: RunStore, run_id: str, version: str | None = None) -> EmbeddingIndex:
     """The run's nearest-neighbour index, built (and stored) on first use only."""
-    version = version or once.model_version(store, run_id)
+    version = version or model_version(store, run_id)
     key = (store.url, run_id, version)
     if key not in _indexed and store.artifact(run_id, INDEX_ARTIFACT) is None:
         with st.spinner("Embedding 10,000 training digits for this run (once; kept with the run)…"):
@@ -176,7 +176,7 @@ def explain_panel(store: RunStore, run_id: str, name: str, image28: np.ndarray, 
     Computed once per drawing and run (dashboard/draw/once.py): a rerun that did not change the
     drawing shows the kept pictures without running the model or encoding a PNG again."""
     try:
-        version = once.model_version(store, run_id)
+        version = model_version(store, run_id)
         drawing = once.digest(image28)
         ex = once.once(("explain", store.url, drawing, run_id, version),
                        lambda: explainer_for(store, run_id, version).explain(image28))

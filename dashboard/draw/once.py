@@ -17,8 +17,6 @@ from typing import Any, Callable, Hashable, TypeVar
 import numpy as np
 from PIL import Image
 
-from core.store.facade import RunStore
-from dashboard import model_cache
 
 T = TypeVar("T")
 MAX_ENTRIES = 512          # about 64 drawings × a few runs; each entry is a few hundred kB at most
@@ -74,11 +72,6 @@ def turn() -> threading.RLock:
 def clear() -> None:
     with _lock:
         _entries.clear()
-
-
-def model_version(store: RunStore, run_id: str) -> str:
-    """The run's model version, read at most every VERSION_EVERY seconds for the whole process."""
-    return model_cache.model_version(store, run_id)
 
 
 def png(image: np.ndarray) -> bytes:

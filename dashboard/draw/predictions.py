@@ -24,7 +24,7 @@ from core.store.schema import StoreError
 from core.store.facade import RunStore
 from dashboard.charts import probability_bars
 from dashboard.draw import once
-from dashboard.model_cache import cached_model
+from dashboard.model_cache import cached_model, model_version
 
 
 # ------------------------------------------------------------------------------ runs
@@ -64,7 +64,7 @@ def predict_runs(store: RunStore, runs: pd.DataFrame, run_ids: list[str], image2
     out = []
     for run_id in run_ids:
         try:
-            probs = once.once(("predict", store.url, drawing, run_id, once.model_version(store, run_id)),
+            probs = once.once(("predict", store.url, drawing, run_id, model_version(store, run_id)),
                               lambda: [float(p) for p in predict_probabilities(cached_model(store, run_id),
                                                                                image28[None])[0]])
             out.append(RunPrediction(run_id, names.get(run_id, run_id), list(probs)))

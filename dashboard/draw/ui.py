@@ -70,13 +70,6 @@ def input_with_box(pre: Preprocessed, side: int = STEP_SIDE) -> np.ndarray:
     return np.asarray(im)
 
 
-def step_images(pre: Preprocessed, side: int = STEP_SIDE) -> list[tuple[str, np.ndarray]]:
-    """(caption, RGB image) for each preprocessing step, in order: input → crop → 20×20 → 28×28."""
-    out = [(STEP_CAPTIONS["input"], input_with_box(pre, side))]
-    out += [(STEP_CAPTIONS[name], fit_box(pre.steps[name], side)) for name in ("crop", "scaled", "centred")]
-    return out
-
-
 def step_pictures(pre: Preprocessed, side: int = STEP_SIDE) -> list[pictures.Picture]:
     """Each preprocessing step as it is shown, in order: input → crop → 20×20 → 28×28, each in a
     side×side box. A step that is enlarged by whole pixels (the 20×20 and the 28×28, a small

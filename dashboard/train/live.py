@@ -23,7 +23,7 @@ from dashboard.background import start_worker
 from dashboard.format import duration_text, status_badge
 from dashboard.nav import page_link
 from dashboard.state import LIVE_EVERY
-from dashboard.train.curves import curve_figures, show_curves, window_means  # noqa: F401 (window_means: tests)
+from dashboard.train.curves import curve_figures, show_curves
 
 
 # ------------------------------------------------------------------------------ the run picker
