@@ -98,11 +98,21 @@ def test_augmentation_layers_keep_a_dense_net_off_xla():
 
 
 @pytest.mark.parametrize("arch", ["mlp-512", "mlp-512-dropout", "mlp-512x2-dropout"])
-def test_dense_nets_with_heavy_steps_keep_keras_defaults(arch):
-    """Measured: k > 1 gave the 512-unit presets at batch 128 nothing; at batch 32 their steps are light."""
+def test_dense_nets_with_heavy_steps_get_several_steps_but_no_xla(arch):
+    """Measured on later epochs of full-MNIST runs: k = 7-12 trains the 512-unit presets at batch 128
+    1.3-1.8x faster than Keras' defaults; XLA gains nothing on steps this heavy."""
     heavy = choose_plan(resolve_layers(arch), 128, 422, cpu_flags=AMX, epochs=100)
-    assert (heavy.steps_per_execution, heavy.jit_compile) == (1, False) and "heavy step" in heavy.reason
+    assert heavy.steps_per_execution > 1 and not heavy.jit_compile and "no XLA" in heavy.reason
     assert choose_plan(resolve_layers(arch), 16, 3375, cpu_flags=AMX).steps_per_execution > 1
+
+
+def test_dropout_keeps_a_light_dense_net_off_xla():
+    """XLA made mlp-512-dropout's epochs 5-8x slower here (its random numbers), so Dropout rules it out."""
+    layers = [{"type": "Dense", "units": 128}, {"type": "Dropout", "rate": 0.2}, {"type": "Dense", "units": 64}]
+    plan = choose_plan(layers, 32, 1875, cpu_flags=AMX, epochs=20)
+    assert plan.steps_per_execution == 32 and not plan.jit_compile and "Dropout" in plan.reason
+    without = choose_plan([layer for layer in layers if layer["type"] != "Dropout"], 32, 1875, cpu_flags=AMX, epochs=20)
+    assert without.jit_compile
 
 
 @pytest.mark.parametrize("arch", [a for a in PRESETS if not a.startswith("cnn")] + ["wide"])

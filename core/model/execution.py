@@ -3,14 +3,17 @@
 `choose_plan()` picks, per run, the fastest way to train its model that keeps its results and
 its live view, from rules measured on these machines (issue 25; bench/train_speed.py reruns them):
 
-- Dense-only models with light steps (under `OVERHEAD_BOUND_FLOPS`, e.g. `mlp-128-64` at batch 32)
-  are tiny: Keras spends most of a step in Python and the callback, not in the matmuls. Several steps per `tf.function` call (`steps_per_execution`) cost nothing to set up and
-  train `mlp-128-64` with 1.6x less CPU an epoch (1.2-1.5 vs 2.1-2.3 CPU-s on 20,000 digits, the
-  same accuracy to the last digit). XLA (`jit_compile`) on top saves another ~0.3 CPU-s an epoch
-  there but costs 3.5-4 CPU-s of compiling in the first epoch (and delays the first batch), so it
-  is used only for runs of `XLA_MIN_STEPS` steps or more, where it pays back. Heavier dense steps
-  (the 512-unit presets at batch 128) keep Keras' defaults: several steps per execution gave them
-  nothing measurable (0.87-0.98x of bare Keras' CPU).
+- Dense-only models: Keras spends much of a step in Python and in dispatching small ops, not in the
+  matmuls, and several steps per `tf.function` call (`steps_per_execution`) save most of it at no
+  cost to the results (the same accuracy to the last digit). Measured on the epochs after the first
+  (the first also traces the step, a fixed cost), full MNIST, against bare Keras' defaults
+  (bench/train_speed.py --limit 60000): `mlp-128-64` at batch 32 trains 3-4x faster; the 512-unit
+  presets at batch 128 (k = 7-12) 1.3-1.8x faster with 1.2-1.35x less CPU. (An earlier reading that
+  the 512-unit presets gained nothing timed one 141-step epoch including the trace, where k was at
+  most 5.) XLA (`jit_compile`) on top saves a little more on light steps (`OVERHEAD_BOUND_FLOPS`) but
+  costs 3-4 CPU-s of compiling in the first epoch (and delays the first batch), so it is used only for
+  runs of `XLA_MIN_STEPS` steps or more, where it pays back; never with Dropout, whose random
+  numbers XLA makes 5-8x slower on this CPU (mlp-512-dropout: 5.3 vs 0.7 s an epoch).
 - Conv nets: XLA makes them 5-7x slower on this CPU and `steps_per_execution` changes nothing, so
   both stay off. What speeds them up is TensorFlow's oneDNN kernels, now left on as TensorFlow ships
   (Digit Lab used to turn them off to keep its output quiet; `core` now keeps the notice out
@@ -49,10 +52,9 @@ MAX_SPE = 32           # most steps per execution: beyond it the measured gain i
 XLA_MIN_STEPS = 20_000  # XLA pays back its ~4 CPU-s compile after ~8,000 steps of mlp-128-64: 2.5x margin
 HOOK_SECONDS = 0.2     # k batches between two batch hooks take at most about this long
 DENSE_FLOPS = 20e9     # float32 FLOP/s a small dense step reaches here (measured peak 376 GFLOP/s): a safe floor
-# A dense step heavier than this is not bound by Keras' per-step Python overhead, and several steps per
-# execution gave it nothing: mlp-512, mlp-512-dropout and mlp-512x2-dropout at batch 128 (310-510 MFLOP a
-# step) trained with 0.87-0.98x of bare Keras' CPU with k = 5, while mlp-128-64 at batch 32 (21 MFLOP)
-# needed 1.2x less (bench/train_speed.py, 2026-12-05, oneDNN on in both).
+# XLA is worth its compile only where a step is light (Keras' per-step overhead dominates; mlp-128-64 at
+# batch 32 is 21 MFLOP a step): on mlp-512 at batch 128 (310 MFLOP) it saved nothing measurable over
+# several steps per execution alone (bench/train_speed.py, later epochs, 2026-12-05).
 OVERHEAD_BOUND_FLOPS = 100e6
 NATIVE_BF16 = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs that compute bfloat16 natively
 
@@ -176,17 +178,20 @@ def choose_plan(layers: list[dict], batch_size: int, steps_per_epoch: int, cpu_f
         return ExecutionPlan(**common, reason=f"conv net: float32 ({why}), no XLA (slower on conv nets here), "
                                               f"one step per execution (no gain)")
     step_flops = dense_flops(layers, batch_size)
-    if step_flops > OVERHEAD_BOUND_FLOPS:
-        return ExecutionPlan(**common, reason=f"dense-only model with a heavy step ({step_flops / 1e6:,.0f} MFLOP): "
-                                              f"Keras' defaults (several steps per execution gave nothing here)")
     interval = max(1, steps_per_epoch // MIN_POINTS)  # the callback's batch interval: a point every so many steps
     per_batch = step_flops / DENSE_FLOPS
     k = max(1, min(MAX_SPE, interval, int(HOOK_SECONDS / max(per_batch, 1e-9))))
-    jit = not augment and steps_per_epoch * max(1, epochs) >= XLA_MIN_STEPS
+    dropout = any(layer.get("type") == "Dropout" for layer in layers)
+    light = step_flops <= OVERHEAD_BOUND_FLOPS
+    jit = not augment and not dropout and light and steps_per_epoch * max(1, epochs) >= XLA_MIN_STEPS
     why = (f"dense-only model: {'XLA and ' if jit else ''}{k} step{'s' if k > 1 else ''} per execution "
            f"(keeps >= {MIN_POINTS} batch points an epoch and a batch hook every < {HOOK_SECONDS:g} s)")
     if augment:
         why += "; no XLA with augmentation layers"
+    elif dropout:
+        why += "; no XLA with Dropout (its random numbers are slower under XLA here)"
+    elif not light:
+        why += f"; no XLA: a {step_flops / 1e6:,.0f} MFLOP step gains nothing from it"
     elif not jit:
         why += f"; no XLA: its compile pays back only after {XLA_MIN_STEPS:,} steps"
     return ExecutionPlan(steps_per_execution=k, jit_compile=jit, **common, reason=why)
