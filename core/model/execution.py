@@ -7,13 +7,15 @@ its live view, from rules measured on these machines (issue 25; bench/train_spee
   matmuls, and several steps per `tf.function` call (`steps_per_execution`) save most of it at no
   cost to the results (the same accuracy to the last digit). Measured on the epochs after the first
   (the first also traces the step, a fixed cost), full MNIST, against bare Keras' defaults
-  (bench/train_speed.py --limit 60000): `mlp-128-64` at batch 32 trains 3-4x faster; the 512-unit
-  presets at batch 128 (k = 7-12) 1.3-1.8x faster with 1.2-1.35x less CPU. (An earlier reading that
-  the 512-unit presets gained nothing timed one 141-step epoch including the trace, where k was at
-  most 5.) XLA (`jit_compile`) on top saves a little more on light steps (`OVERHEAD_BOUND_FLOPS`) but
-  costs 3-4 CPU-s of compiling in the first epoch (and delays the first batch), so it is used only for
-  runs of `XLA_MIN_STEPS` steps or more, where it pays back; never with Dropout, whose random
-  numbers XLA makes 5-8x slower on this CPU (mlp-512-dropout: 5.3 vs 0.7 s an epoch).
+  (bench/train_speed.py --limit 60000): `mlp-128-64` at batch 32 trains 2.05x faster (1.8x less CPU);
+  `mlp-512` and `mlp-512-dropout` at batch 128 (k = 12) 1.4-1.75x faster (1.2-1.4x less CPU);
+  `mlp-512x2-dropout` (k = 7), the heaviest step, 1.1x less CPU at about the same wall time. (An
+  earlier reading that the 512-unit presets gained nothing timed one 141-step epoch including the
+  trace, where k was at most 5.) XLA (`jit_compile`) on top saves a little more on light steps
+  (`OVERHEAD_BOUND_FLOPS`) but costs 3-4 CPU-s of compiling in the first epoch (and delays the first
+  batch), so it is used only for runs of `XLA_MIN_STEPS` steps or more, where it pays back; never
+  with Dropout, whose random numbers XLA makes 5-8x slower on this CPU (mlp-512-dropout: 5.3 vs
+  0.7 s an epoch).
 - Conv nets: XLA makes them 5-7x slower on this CPU and `steps_per_execution` changes nothing, so
   both stay off. What speeds them up is TensorFlow's oneDNN kernels, now left on as TensorFlow ships
   (Digit Lab used to turn them off to keep its output quiet; `core` now keeps the notice out
@@ -53,8 +55,8 @@ XLA_MIN_STEPS = 20_000  # XLA pays back its ~4 CPU-s compile after ~8,000 steps 
 HOOK_SECONDS = 0.2     # k batches between two batch hooks take at most about this long
 DENSE_FLOPS = 20e9     # float32 FLOP/s a small dense step reaches here (measured peak 376 GFLOP/s): a safe floor
 # XLA is worth its compile only where a step is light (Keras' per-step overhead dominates; mlp-128-64 at
-# batch 32 is 21 MFLOP a step): on mlp-512 at batch 128 (310 MFLOP) it saved nothing measurable over
-# several steps per execution alone (bench/train_speed.py, later epochs, 2026-12-05).
+# batch 32 is 21 MFLOP a step): on mlp-512 at batch 128 (310 MFLOP) it saved little, within noise, over
+# several steps per execution alone, for 2-3 s of compiling (2026-12-05, later epochs).
 OVERHEAD_BOUND_FLOPS = 100e6
 NATIVE_BF16 = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs that compute bfloat16 natively
 
