@@ -204,6 +204,7 @@ def accuracy(store, arch: str, data: Path, limit: int, seeds: int, epochs: int, 
     from core.train.run import train
 
     out: dict[str, Any] = {"limit": limit, "epochs": epochs, "default": [], "auto": [], "plan": None,
+                           "seconds": {"default": [], "auto": []},  # each run's duration (fit, evaluation, save)
                            "writers": {"default": [], "auto": []} if writers is not None else None}
     for seed in range(1, seeds + 1):
         for mode in ("default", "auto"):
@@ -213,9 +214,10 @@ def accuracy(store, arch: str, data: Path, limit: int, seeds: int, epochs: int, 
             finally:
                 os.environ.pop("DIGITLAB_EXEC", None)
             out[mode].append(run.test_accuracy)
+            out["seconds"][mode].append(run.duration)
             if mode == "auto":
                 out["plan"] = (run.dataset or {}).get("execution")
-            line = f"  seed {seed} {mode}: test accuracy {run.test_accuracy:.4f}"
+            line = f"  seed {seed} {mode}: test accuracy {run.test_accuracy:.4f} in {run.duration or 0:.0f} s"
             if writers is not None:
                 real = real_writers.score_run(store, run.id, writers)
                 out["writers"][mode].append({k: v for k, v in real.items() if k != "per_writer"})
