@@ -7,9 +7,9 @@ its live view, from rules measured on these machines (issue 25; bench/train_spee
   matmuls, and several steps per `tf.function` call (`steps_per_execution`) save most of it at no
   cost to the results (the same accuracy to the last digit). Measured on the epochs after the first
   (the first also traces the step, a fixed cost), full MNIST, against bare Keras' defaults
-  (bench/train_speed.py --limit 60000): `mlp-128-64` at batch 32 trains 2.05x faster (1.8x less CPU);
-  `mlp-512` and `mlp-512-dropout` at batch 128 (k = 12) 1.4-1.75x faster (1.2-1.4x less CPU);
-  `mlp-512x2-dropout` (k = 7), the heaviest step, 1.1x less CPU at about the same wall time. (An
+  (bench/train_speed.py --limit 60000 --rounds 5, quiet cores): `mlp-128-64` at batch 32 trains 2.26x
+  faster (1.8x less CPU); `mlp-512` and `mlp-512-dropout` at batch 128 (k = 12) 1.32-1.38x faster
+  (1.2x less CPU); `mlp-512x2-dropout` (k = 7), the heaviest step, about as fast as bare Keras. (An
   earlier reading that the 512-unit presets gained nothing timed one 141-step epoch including the
   trace, where k was at most 5.) XLA (`jit_compile`) on top saves a little more on light steps
   (`OVERHEAD_BOUND_FLOPS`) but costs 3-4 CPU-s of compiling in the first epoch (and delays the first
