@@ -12,11 +12,10 @@ Every preset at its defaults (batch size, optimizer, validation split), `--epoch
 Each epoch of each fit is timed for wall seconds and this process's CPU seconds (all threads);
 CPU-s barely move when other processes load the cores, wall seconds do. The first epoch also
 builds the model's step functions (tracing; XLA compiling where the plan asks for it), a fixed
-cost a run pays once; the later epochs are the speed a run trains at. Both are reported, apart.
-Reported for each: median samples/s (wall),
-median CPU-s per epoch, each variant's speed-up over bare in the same round, and the fraction
-of the machine's measured float32 matmul peak (2048×2048, TensorFlow) the model's training
-FLOPs reach. `--accuracy PRESET` also trains PRESET with Keras' defaults and with Digit Lab's
+cost a run pays once; the later epochs are the speed a run trains at. Both are reported, apart,
+each as: median samples/s (wall), median CPU-s per epoch, each variant's speed-up over bare in the
+same round, and the fraction of the machine's measured float32 matmul peak (2048×2048,
+TensorFlow) the model's training FLOPs reach. `--accuracy PRESET` also trains PRESET with Keras' defaults and with Digit Lab's
 plan at `--seeds` seeds for `--epochs` epochs and reports test accuracy (the plan must keep it).
 
 Run: python bench/train_speed.py [--presets mlp-128-64,cnn-small] [--limit 20000] [--rounds 3] [--epochs-timed 2]
@@ -142,12 +141,11 @@ def epoch_times(fit: dict) -> tuple[dict, dict | None]:
 def summarise(runs: dict[str, list[dict]], n: int, flops: float, peak: tuple[float, float], part: int) -> dict:
     """Per variant: samples/s, CPU-s per epoch, ratios to bare in the same round and the share of the
     matmul peak, for the first epoch (`part` 0) or the later epochs (`part` 1)."""
-    out = {}
-    for v in VARIANTS:
-        times = [epoch_times(fit)[part] for fit in runs[v]]
-        bare = [epoch_times(fit)[part] for fit in runs["bare"]]
-        if any(t is None for t in times + bare):
-            return {}
+    parts = {v: [epoch_times(fit)[part] for fit in runs[v]] for v in VARIANTS}
+    if any(t is None for times in parts.values() for t in times):  # one epoch a fit: no later epochs
+        return {}
+    bare, out = parts["bare"], {}
+    for v, times in parts.items():
         walls, cpus = [t["wall"] for t in times], [t["cpu"] for t in times]
         rate = statistics.median(n / w for w in walls)
         out[v] = {"samples_per_s": common.stats(n / w for w in walls), "cpu_s_per_epoch": common.stats(cpus),
@@ -175,8 +173,8 @@ def bench_preset(store, arch: str, data: Path, limit: int, rounds: int, peak: tu
                        epochs=config.epochs)
     runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     flops = 0.0
-    bare_fit(make_config(arch, train_limit=limit, epochs=1, seed=1), splits, None)  # untimed warm-up: imports,
-    # TensorFlow's own first traces
+    warm_up = make_config(arch, train_limit=limit, epochs=1, seed=1)
+    bare_fit(warm_up, splits, None)  # untimed: imports, TensorFlow's own first traces
     for r in range(rounds):
         order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
         for variant in order:
