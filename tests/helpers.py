@@ -9,10 +9,12 @@ tests collected twice, and its fixtures leak into the importer under names nobod
   ``assert_rows_match_progress``;
 - the CLI: ``one_line_error``;
 - studies: ``SPACE``, ``EVALUATION``, ``finish_trial`` (play a worker through one trial);
-- ``GROUP``: the group name of conftest's ``populated_store``.
+- ``GROUP``: the group name of conftest's ``populated_store``;
+- ``chart_figures``: the Plotly figures an AppTest page drew, in page order, whichever way it drew them.
 """
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -147,3 +149,21 @@ def running_run(store: RunStore, data_path) -> str:
             (("loss", 2.0 / step), ("accuracy", 0.1 * step))]
     store.checkpoint(run_id, rows, step=3, steps_per_epoch=6)
     return run_id
+
+
+def chart_figures(at) -> list[dict]:
+    """Every Plotly figure (as a dict) the page drew, in page order: by `st.plotly_chart` or by
+    dashboard/light_chart.py's component (which carries the figure's JSON in its data)."""
+    found: list[dict] = []
+
+    def walk(node) -> None:
+        kind = getattr(node, "type", None)
+        if kind == "plotly_chart":
+            found.append(json.loads(node.proto.spec))
+        elif kind == "bidi_component" and node.proto.component_name == "digitlab.light_chart":
+            found.append(json.loads(json.loads(node.proto.json)["figure"]))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return found

@@ -193,6 +193,37 @@ def test_every_page_opens_without_an_exception(app, page):
     page.locator('[data-testid="stTabs"]').first.screenshot(path=str(SHOTS / "compare_confusion.png"))
 
 
+def test_compare_opens_without_streamlits_full_plotly(app, page):
+    """A first visit to Compare draws its histories with plotly.js' cartesian bundle (1.5 MB), themed as
+    st.plotly_chart themes a figure; Streamlit's full Plotly (4.7 MB) comes only with parallel coordinates."""
+    url, _, run_ids = app
+    context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})  # empty cache
+    try:
+        fresh = context.new_page()
+        fetched, errors = [], []
+        fresh.on("request", lambda r: fetched.append(r.url))
+        fresh.on("pageerror", lambda e: errors.append(str(e)))
+        fresh.goto(f"{url}/compare?runs={','.join(run_ids)}")
+        chart = '.st-key-compare_history_chart .js-plotly-plot'
+        expect(fresh.locator(f"{chart} .main-svg").first).to_be_visible(timeout=30_000)
+        settle(fresh)
+        drawn = fresh.evaluate(f"""() => {{ const gd = document.querySelector('{chart}'), L = gd._fullLayout;
+            return {{traces: gd.data.length, paper: L.paper_bgcolor, font: L.font.color, grid: L.yaxis.gridcolor,
+                    names: gd.data.map(t => t.name)}}; }}""")
+        assert any("/app/static/plotly-cartesian" in u for u in fetched), fetched
+        assert not any("/PlotlyChart." in u for u in fetched), [u for u in fetched if "Plotly" in u]
+        assert drawn["traces"] == 4 and all(" · " in n for n in drawn["names"]), drawn  # 2 runs × train, validation
+        # the page's light theme, as st.plotly_chart applies it (no #0000xx placeholder left)
+        assert (drawn["paper"].upper(), drawn["font"], drawn["grid"]) == ("#FFFFFF", "#808495", "#e6eaf1"), drawn
+        fresh.get_by_role("tab", name="Hyperparameters").click()
+        expect(fresh.locator(".st-key-compare_parcoords .js-plotly-plot .main-svg").first).to_be_visible(timeout=30_000)
+        assert any("/PlotlyChart." in u for u in fetched)  # parallel coordinates: Streamlit's own chart
+        no_exception(fresh)
+        assert not errors, errors
+    finally:
+        context.close()
+
+
 def test_launch_a_tiny_run_and_follow_it_to_run_detail(app, page):
     url, env, _ = app
     open_train_form(page, url, epochs=1)

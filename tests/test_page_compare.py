@@ -1,10 +1,9 @@
 """Compare page through AppTest: empty store, links with ids or a group, unknown ids, the diff table."""
-import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import GROUP
+from tests.helpers import GROUP, chart_figures
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare.py")
 
@@ -59,7 +58,7 @@ def test_group_runs_differ_only_in_learning_rate(populated_env):
 
 
 def _chart_types(at: AppTest) -> list[list[str]]:
-    return [[trace["type"] for trace in json.loads(chart.proto.spec)["data"]] for chart in at.get("plotly_chart")]
+    return [[trace["type"] for trace in figure["data"]] for figure in chart_figures(at)]
 
 
 def test_only_the_open_tab_is_drawn_and_the_link_names_it(populated_env):
@@ -68,12 +67,15 @@ def test_only_the_open_tab_is_drawn_and_the_link_names_it(populated_env):
     assert not at.exception
     # one figure holds both runs' matrices, then the difference A − B
     assert _chart_types(at) == [["heatmap", "heatmap"], ["heatmap"]]
+    # both drawn with plotly.js' cartesian bundle (dashboard/light_chart.py), not Streamlit's full Plotly
+    assert not at.get("plotly_chart") and len(at.get("bidi_component")) == 2
     changes = _frame(at, "mistake")
     assert list(changes.columns) == ["mistake", "A", "B", "A − B", "in A"]
     at.query_params["view"] = "Hyperparameters"
     at.run()
     assert not at.exception
     assert _chart_types(at) == [["parcoords"]]
+    assert len(at.get("plotly_chart")) == 1  # parallel coordinates are not in the cartesian bundle
     assert at.selectbox("compare_scope").value == "these runs"  # the runs chosen above, not every run in the store
 
 
@@ -194,7 +196,7 @@ def test_repeats_are_grouped_with_bands_means_and_a_verdict(app_env):
     diff = _frame(at, "parameter")
     assert list(diff.loc["Learning rate"]) == ["0.001", "0.01"] and "Random seed" not in diff.index
     # two bands (upper edge, lower edge filled to it) and two mean lines per metric key
-    spec = [json.loads(chart.proto.spec)["data"] for chart in at.get("plotly_chart")][0]
+    spec = chart_figures(at)[0]["data"]
     fills = [t for t in spec if t.get("fill") == "tonexty"]
     assert len(fills) == 4  # 2 groups × (train, validation)
     means = [t for t in spec if t.get("customdata") is not None]
@@ -207,7 +209,7 @@ def test_repeats_are_grouped_with_bands_means_and_a_verdict(app_env):
     at.segmented_control("compare_band").set_value("min–max").run()
     at.toggle("compare_members").set_value(True).run()
     assert not at.exception
-    spec = [json.loads(chart.proto.spec)["data"] for chart in at.get("plotly_chart")][0]
+    spec = chart_figures(at)[0]["data"]
     assert sum(1 for t in spec if t.get("opacity") == 0.45) == 12  # 6 runs × 2 keys
 
 
@@ -242,5 +244,5 @@ def test_groups_sum_their_confusion_matrices_and_compare_rates_when_sizes_differ
     assert "A was tested on 180 digits and B on 60" in _text(at)
     at.query_params["view"] = "Hyperparameters"
     at.run()
-    parcoords = [json.loads(chart.proto.spec)["data"] for chart in at.get("plotly_chart")][0][0]
+    parcoords = chart_figures(at)[0]["data"][0]
     assert len(parcoords["dimensions"][0]["values"]) == 2  # one line per group

@@ -12,7 +12,7 @@ import streamlit as st
 
 from core.store.facade import RunStore
 from core.search.repeats import history_band
-from dashboard import charts
+from dashboard import charts, light_chart
 from dashboard.compare.charts import BANDS, band_lines
 from dashboard.compare.groups import Selection, group_frame, summed_confusion
 from dashboard.compare.tables import confusion_changes, evaluations, varying
@@ -60,7 +60,7 @@ def histories(store: RunStore, selections: list[Selection],
                 for s in selections}
         fig = band_lines({label: history_band(r, x) for label, r in rows.items()}, keys, BANDS[band], x,
                          members=rows if show_members else None, log_y=metric == "learning_rate")
-    st.plotly_chart(fig, key="compare_history_chart")
+    light_chart.plotly_chart(fig, key="compare_history_chart")
     if grouped:
         st.caption(f"Each group: the mean of its runs, with a band of {band} around it; hover a point for N, "
                    "the runs with a value there.")
@@ -105,8 +105,8 @@ def confusion(store: RunStore, selections: list[Selection]) -> None:
         return
     same_size = len({sizes[k] for k in matrices}) == 1
     normalise = st.toggle("Row-normalised (share of each true digit)", key="compare_normalise", value=not same_size)
-    st.plotly_chart(charts.confusion_grid({names[k]: m for k, m in matrices.items()}, normalise),
-                    key="compare_confusion")
+    light_chart.plotly_chart(charts.confusion_grid({names[k]: m for k, m in matrices.items()}, normalise),
+                             key="compare_confusion")
     st.caption("Test set. Rows: the true digit; columns: the predicted digit. A group's matrix is the sum of its "
                "runs'. Hover a cell for its count and share.")
     if len(matrices) < 2:
@@ -121,8 +121,9 @@ def confusion(store: RunStore, selections: list[Selection]) -> None:
         return
     rates = sizes[a] != sizes[b]  # counts of mistakes grow with the digits tested: compare shares then
     left, right = st.columns([3, 2])
-    left.plotly_chart(charts.difference_heatmap(matrices[a], matrices[b], (a, b), normalise or rates),
-                      key="compare_difference")
+    with left:
+        light_chart.plotly_chart(charts.difference_heatmap(matrices[a], matrices[b], (a, b), normalise or rates),
+                                 key="compare_difference")
     changes = confusion_changes(matrices[a], matrices[b], rates=rates)
     with right:
         st.caption(f"A = {names[a]}, B = {names[b]}. Blue cells: A does better (more correct on the "
