@@ -137,7 +137,7 @@ export default function (component) {
   const theme = readTheme(box);
   const fig = themed(data.figure, theme);
   const height = fig.layout.height || 450;
-  box.style.height = height + "px";
+  if (document.fullscreenElement !== box) box.style.height = height + "px";
   box.style.background = theme.bg;
   const config = Object.assign({
     displaylogo: false, showSendToCloud: false, modeBarButtonsToRemove: ["lasso2d", "select2d"],
@@ -146,7 +146,8 @@ export default function (component) {
   }, data.config || {});
   loadPlotly().then(Plotly => {
     if (version !== state.version || !box.isConnected) return;
-    const layout = Object.assign({}, fig.layout, { autosize: true, height: document.fullscreenElement === box ? undefined : height });
+    const full = document.fullscreenElement === box;
+    const layout = Object.assign({}, fig.layout, { autosize: true, width: undefined, height: full ? undefined : height });
     state.Plotly = Plotly;
     return Plotly.react(box, fig.data || [], layout, config).then(() => {
       if (!state.observer) {  // follow the column's width (and fullscreen)
@@ -154,9 +155,10 @@ export default function (component) {
           if (box.isConnected && box.clientWidth > 0) Plotly.Plots.resize(box);
         });
         state.observer.observe(box);
-        box.addEventListener("fullscreenchange", () => {
-          box.style.height = document.fullscreenElement === box ? "100vh" : state.height + "px";
-          Plotly.relayout(box, { height: document.fullscreenElement === box ? window.innerHeight : state.height });
+        box.addEventListener("fullscreenchange", () => {  // full screen: the plot takes the screen's size
+          const full = document.fullscreenElement === box;
+          box.style.height = full ? "100vh" : state.height + "px";
+          Plotly.relayout(box, { width: null, height: full ? null : state.height });
         });
       }
       state.height = height;

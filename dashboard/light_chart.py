@@ -30,7 +30,7 @@ BUNDLE_FILE = "plotly-cartesian-4.1.1.min.js"
 TRACES = frozenset({"bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour", "image",
                     "pie", "scatter", "scatterternary", "violin"})
 HTML = '<div class="dl-chart"></div>'
-CSS = ".dl-chart:fullscreen { padding: 1rem; box-sizing: border-box; }"
+CSS = ".dl-chart:fullscreen { width: 100vw; }"
 
 
 def _js() -> str:

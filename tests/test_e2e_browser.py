@@ -215,6 +215,19 @@ def test_compare_opens_without_streamlits_full_plotly(app, page):
         assert drawn["traces"] == 4 and all(" · " in n for n in drawn["names"]), drawn  # 2 runs × train, validation
         # the page's light theme, as st.plotly_chart applies it (no #0000xx placeholder left)
         assert (drawn["paper"].upper(), drawn["font"], drawn["grid"]) == ("#FFFFFF", "#808495", "#e6eaf1"), drawn
+        # the mode bar's Fullscreen button gives the chart the whole screen, and Escape gives it back
+        size = f"() => ['width', 'height'].map(a => +document.querySelector('{chart} .main-svg').getAttribute(a))"
+        before = fresh.evaluate(size)
+        fresh.hover(chart)
+        fresh.locator(f'{chart} [data-title="Fullscreen"]').click()
+        wait_until = time.time() + 10
+        while fresh.evaluate(size) == before and time.time() < wait_until:
+            time.sleep(0.2)
+        assert fresh.evaluate(size) == [1400, 1000], (before, fresh.evaluate(size))
+        fresh.evaluate("() => document.exitFullscreen()")
+        while fresh.evaluate(size) != before and time.time() < wait_until + 10:
+            time.sleep(0.2)
+        assert fresh.evaluate(size) == before
         fresh.get_by_role("tab", name="Hyperparameters").click()
         expect(fresh.locator(".st-key-compare_parcoords .js-plotly-plot .main-svg").first).to_be_visible(timeout=30_000)
         assert any("/PlotlyChart." in u for u in fetched)  # parallel coordinates: Streamlit's own chart
