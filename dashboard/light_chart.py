@@ -1,4 +1,4 @@
-"""Plotly figures drawn with plotly.js' cartesian bundle: the Compare page opens without Plotly's full 4.7 MB.
+"""Plotly figures drawn with plotly.js' cartesian bundle: Compare, Draw and Data open without Plotly's full 4.7 MB.
 
 `st.plotly_chart` makes the browser fetch and evaluate Streamlit's whole Plotly module (every trace
 type, maps and WebGL included): about 0.25 s to fetch and 0.75-0.85 s of main-thread time, the

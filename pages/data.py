@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.data.dataset import DataError
 from core.data.ingest import ingest
-from dashboard import state
+from dashboard import light_chart, state
 from dashboard.auth import require_editor
 from dashboard.charts import digit_tiles
 from dashboard.data import model_import, views as data_views
@@ -77,7 +77,7 @@ except DataError as exc:
     st.stop()
 
 st.subheader("Labels per split")
-st.plotly_chart(data_views.label_bars(overview["counts"]), key="data_label_bars")
+light_chart.plotly_chart(data_views.label_bars(overview["counts"]), key="data_label_bars")
 
 st.subheader("Sample digits")
 c1, c2, c3 = st.columns([1, 3, 1], vertical_alignment="bottom")

@@ -1,12 +1,14 @@
 """pages/data.py through AppTest: the loaded dataset's views, and ingesting one from the page."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from core.data.dataset import dataset_info, load_dataset
+from tests.helpers import chart_figures
 from tests.idx_helpers import write_mnist_dir
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "data.py")
@@ -30,7 +32,7 @@ def test_loaded_dataset_shows_splits_labels_samples_and_class_means(app_env):
     assert not at.exception and not at.error
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Training digits"] == f"{len(data.y_train):,}" and metrics["Test digits"] == f"{len(data.y_test):,}"
-    bars = at.get("plotly_chart")[0].proto.spec
+    bars = json.dumps(chart_figures(at)[0])
     assert 'train (' in bars and 'test (' in bars
     samples, means = captions_of_images(at)
     assert len(samples) == 40 and means == [str(c) for c in range(10)]

@@ -22,6 +22,7 @@ from core import cli
 from core.store.drawings import add_drawing, drawing_original, list_drawings
 from core.predict.preprocess import preprocess
 from dashboard.draw import drawn_set, pictures, predictions as draw_predictions, ui as draw_ui
+from tests.helpers import chart_figures
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "draw.py")
 SAVE = "FormSubmitter:draw_save_form-Save with label"
@@ -92,7 +93,7 @@ def test_a_drawing_is_read_by_the_best_run_as_the_cli_reads_the_same_png(populat
     [label] = readings(at)
     steps = image_captions(at)
     assert steps[:4] == list(draw_ui.STEP_CAPTIONS.values())  # then the "Inside the model" panel's images
-    assert len(at.get("plotly_chart")) == 1  # the probability bars
+    assert [f["data"][0]["type"] for f in chart_figures(at)] == ["bar"]  # the probability bars
 
     path = tmp_path / "drawn.png"
     path.write_bytes(png)
@@ -107,7 +108,7 @@ def test_several_runs_side_by_side_and_a_broken_model_is_a_warning_for_that_run_
     at = open_page(canvas=canvas_png(), draw_runs=ids)
     assert not at.exception and not at.error
     table = at.dataframe[0].value  # several runs: one table, a row per run, no chart per run
-    assert table["id"].tolist() == ids and not at.get("plotly_chart")
+    assert table["id"].tolist() == ids and not chart_figures(at)
     assert table["reads"].tolist()[1] == "error" and all(r.isdigit() for r in table["reads"].tolist()[::2])
     warnings = [w.value for w in at.warning if "No prediction from" in w.value]
     assert len(warnings) == 1 and ids[1] in warnings[0]
@@ -314,7 +315,7 @@ def test_combine_is_off_with_one_run_and_ten_runs_fit_one_table(populated_env):
     assert at.toggle(key="draw_combine").disabled
     ids = populated_env.runs["run_id"].tolist()
     at = open_page(canvas=canvas_png(), draw_runs=ids, draw_combine=True)
-    assert len(at.dataframe[0].value) == len(ids) + 1 and not at.get("plotly_chart")
+    assert len(at.dataframe[0].value) == len(ids) + 1 and not chart_figures(at)
 
 
 def test_inside_the_model_panel_shows_attribution_activations_and_nearest_training_digits(populated_env):

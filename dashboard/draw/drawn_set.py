@@ -20,6 +20,7 @@ from core.store.facade import RunStore
 from dashboard.auth import can_edit, denied_message, require_editor
 from dashboard.charts import confusion_heatmap
 from dashboard.format import percent
+from dashboard import light_chart
 from dashboard.draw import once
 from dashboard.draw.ui import clear_canvas, fit_box, to_uint8
 
@@ -174,8 +175,8 @@ def evaluation_panel(store: RunStore, runs: pd.DataFrame, run_id: str) -> None:
     c.metric("Drawings evaluated", ev.n)
     if total != ev.n:
         st.caption(f"The drawn set has changed since ({total} drawings now): evaluate again to update.")
-    st.plotly_chart(confusion_heatmap(ev.confusion, title="Drawn set: true digit × prediction", height=420),
-                    key=f"draw_confusion_{run_id}")
+    light_chart.plotly_chart(confusion_heatmap(ev.confusion, title="Drawn set: true digit × prediction", height=420),
+                             key=f"draw_confusion_{run_id}")
 
 
 def ensemble_scorer(store: RunStore, runs: pd.DataFrame, captions: dict, key: str) -> None:

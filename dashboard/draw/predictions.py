@@ -23,6 +23,7 @@ from core.predict.preprocess import InferenceError
 from core.store.schema import StoreError
 from core.store.facade import RunStore
 from dashboard.charts import probability_bars
+from dashboard import light_chart
 from dashboard.draw import once
 from dashboard.model_cache import cached_model, model_version
 
@@ -184,7 +185,7 @@ def _prediction_card(p: RunPrediction, odd: bool) -> None:
     sure = "" if p.confidence >= 0.5 else " · :orange[unsure]"
     st.markdown(f"### reads :{'orange' if odd else 'blue'}[{p.label}]{badge}")
     st.caption(f"confidence {p.confidence:.1%}{sure}")
-    # Built once per answer (a figure is slow to build), not on every rerun; st.plotly_chart does not change it.
+    # Built once per answer (a figure is slow to build), not on every rerun; drawing it does not change it.
     bars = once.once(("bars", tuple(p.probabilities)), lambda: probability_bars(p.probabilities, highlight=p.label,
                                                                                 height=220))
-    st.plotly_chart(bars, key=f"draw_bars_{p.run_id}", config={"displayModeBar": False})
+    light_chart.plotly_chart(bars, key=f"draw_bars_{p.run_id}", config={"displayModeBar": False})
