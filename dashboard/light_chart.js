@@ -133,6 +133,7 @@ export default function (component) {
   const box = parentElement.querySelector(".dl-chart");
   if (!box || !data || typeof data.figure !== "string") return;
   const state = box.__dl || (box.__dl = { version: 0 });
+  state.component = component;  // the latest render's (its setStateValue knows the current fragment)
   const version = ++state.version;  // a newer render supersedes one still waiting for the bundle
   const theme = readTheme(box);
   const fig = themed(data.figure, theme);
@@ -160,6 +161,16 @@ export default function (component) {
           box.style.height = full ? "100vh" : state.height + "px";
           Plotly.relayout(box, { width: null, height: full ? null : state.height });
         });
+      }
+      if (data.select && !state.selecting) {  // a click selects that point, a double click clears it
+        state.selecting = true;
+        const send = points => state.component.setStateValue("selection", {
+          points, point_indices: points.map(p => p.point_index), box: [], lasso: [] });
+        box.on("plotly_click", event => {
+          const p = event && event.points && event.points[0];
+          if (p) send([{ x: p.x, y: p.y, curve_number: p.curveNumber, point_index: p.pointIndex }]);
+        });
+        box.on("plotly_doubleclick", () => send([]));
       }
       state.height = height;
       box.dataset.drawn = String(version);

@@ -386,6 +386,31 @@ def test_run_detail_and_compare_from_the_sidebar_show_the_last_selection(app, pa
     no_exception(page)
 
 
+def test_clicking_a_confusion_cell_on_run_detail_filters_the_mistakes(app, page):
+    """The matrix is drawn by dashboard/light_chart.py: a click on a cell picks that (true, predicted)
+    pair for the gallery below, and the cell is outlined."""
+    url, env, run_ids = app
+    page.goto(f"{url}/run?run={run_ids[0]}")
+    settle(page)
+    chart = ".st-key-detail_confusion .js-plotly-plot"
+    expect(page.locator(f"{chart} .main-svg").first).to_be_visible(timeout=30_000)
+    page.locator(chart).scroll_into_view_if_needed()
+    # the most common mistake of the run, as the store has it
+    cells = page.evaluate(f"""() => {{ const gd = document.querySelector('{chart}'), h = gd._fullData.find(t => t.type === 'heatmap');
+        let best = null; h.z.forEach((row, t) => row.forEach((v, p) => {{ if (t !== p && (!best || v > best[2])) best = [t, p, v]; }}));
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+        return {{true: best[0], pred: best[1], x: box.left + xa._offset + xa.l2p(best[1]), y: box.top + ya._offset + ya.l2p(best[0])}}; }}""")
+    page.mouse.click(cells["x"], cells["y"])
+    settle(page)
+    for label, digit in (("True digit", cells["true"]), ("Predicted", cells["pred"])):
+        expect(page.get_by_role("combobox", name=label)).to_have_value(str(digit))
+    captions = page.get_by_test_id("stImageCaption").all_inner_texts()
+    assert captions and all(c.startswith(f"{cells['true']}→{cells['pred']} · ") for c in captions), captions[:3]
+    shapes = page.evaluate(f"() => document.querySelector('{chart}').layout.shapes || []")
+    assert shapes and shapes[0]["x0"] == cells["pred"] - 0.5 and shapes[0]["y0"] == cells["true"] - 0.5, shapes
+    no_exception(page)
+
+
 def test_the_runs_table_fits_a_1440_px_window(app, page):
     """Issue 14, item 8: the default columns fit beside the sidebar at 1440 × 900."""
     url, _, _ = app

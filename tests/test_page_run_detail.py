@@ -1,5 +1,4 @@
 """Run detail page through AppTest: empty store, unknown id, a completed run, a conv run, a live run."""
-import json
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import make_config
 from core.train.run import train
+from tests.helpers import chart_figures
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "run_detail.py")
 
@@ -44,7 +44,7 @@ def test_unknown_run_id_is_one_clear_error(populated_env):
     assert not at.exception
     assert len(at.error) == 1 and "doesnotexist" in at.error[0].value and not at.info
     assert at.selectbox("detail_run").value is None  # the picker is offered, nothing else renders
-    assert not at.get("plotly_chart")
+    assert not chart_figures(at)
 
 
 def test_without_a_link_opens_the_newest_finished_run_and_sets_the_url(populated_env):
@@ -87,8 +87,7 @@ def test_completed_run_shows_curves_evaluation_gallery_model_and_script(populate
     at = _open(run_id)
     assert not at.exception
     assert at.subheader[0].value == "mlp-base"
-    charts = at.get("plotly_chart")
-    assert len(charts) == 4  # loss, accuracy, learning rate, confusion matrix (no kernels: an MLP)
+    assert len(chart_figures(at)) == 4  # loss, accuracy, learning rate, confusion matrix (no kernels: an MLP)
     metrics = {m.label: m.value for m in at.metric}
     run = populated_env.store.get_run(run_id)
     assert metrics["Test accuracy"] == f"{100 * run.test_accuracy:.2f}%"
@@ -138,7 +137,7 @@ def test_clicking_a_confusion_cell_sets_the_gallery_filter(populated_env):
     assert not at.exception
     assert (at.selectbox("detail_true").value, at.selectbox("detail_pred").value) == (true, pred)
     assert all(c.startswith(f"{true}→{pred} · ") for c in at.get("image")[0].captions)
-    shapes = json.loads(at.get("plotly_chart")[3].proto.spec)["layout"]["shapes"]
+    shapes = chart_figures(at)[3]["layout"]["shapes"]
     assert shapes[0]["x0"] == pred - 0.5 and shapes[0]["y0"] == true - 0.5  # the chosen cell is outlined
 
 
@@ -149,7 +148,7 @@ def test_normalised_toggle_and_batch_level_render(populated_env):
     assert not at.exception
     at.session_state["detail_level"] = "batch"
     at.run()
-    assert not at.exception and len(at.get("plotly_chart")) == 4
+    assert not at.exception and len(chart_figures(at)) == 4
 
 
 def test_conv_run_kernels_then_a_corrupt_then_a_missing_model_file(populated_env):
@@ -161,8 +160,8 @@ def test_conv_run_kernels_then_a_corrupt_then_a_missing_model_file(populated_env
     assert run.status == "completed", run.error
     at = _open(run.id)
     assert not at.exception
-    assert len(at.get("plotly_chart")) == 5
-    assert json.loads(at.get("plotly_chart")[-1].proto.spec)["data"][0]["type"] == "heatmap"
+    assert len(chart_figures(at)) == 5
+    assert chart_figures(at)[-1]["data"][0]["type"] == "heatmap"
     assert "The 4 kernels of the first Conv2D layer" in _text(at)
     assert "augmentation, training only" in set(_frame(at, "output shape")["note"])
 
@@ -170,7 +169,7 @@ def test_conv_run_kernels_then_a_corrupt_then_a_missing_model_file(populated_env
     at = _open(run.id)
     assert not at.exception
     assert any(w.value.startswith("The kernels cannot be shown") and "model file" in w.value for w in at.warning)
-    assert len(at.get("plotly_chart")) == 4 and at.code  # curves, confusion matrix and script are still there
+    assert len(chart_figures(at)) == 4 and at.code  # curves, confusion matrix and script are still there
 
     populated_env.store.delete_artifact(run.id, "model.keras")
     at = _open(run.id)
@@ -208,10 +207,10 @@ def test_a_run_deleted_in_another_tab_is_said_to_be_deleted_with_a_way_back(popu
     that did nothing. Its next rerun (a click, or the check every few seconds) says the run is gone."""
     run_id = _run_id(populated_env, "mlp-base")
     at = _open(run_id)
-    assert not at.exception and at.get("plotly_chart")
+    assert not at.exception and chart_figures(at)
     populated_env.store.delete_run(run_id)  # the other tab
     at.run()
     assert not at.exception
     assert len(at.error) == 1 and "This run was deleted" in at.error[0].value
     assert "[Back to Runs](./runs)" in _text(at)
-    assert not at.get("plotly_chart") and not at.get("download_button")
+    assert not chart_figures(at) and not at.get("download_button")

@@ -10,7 +10,7 @@ from core.model.execution import describe as describe_plan
 from core.train.script import keras_script, script_file_name
 from core.store.schema import MODEL_FILE, Run, RunNotFound
 from core.store.facade import RunStore
-from dashboard import charts, state
+from dashboard import charts, light_chart, state
 from dashboard.format import dataset_label, duration_text, status_badge
 from dashboard.nav import page_link
 from dashboard.run_detail.digits import gallery_digits
@@ -109,8 +109,9 @@ def live_section(store: RunStore, run: Run) -> None:
     for column, metric in ((left, "loss"), (right, "accuracy")):
         fig = charts.metric_lines(history, [metric, f"val_{metric}"], smoothing, x="step" if level == "batch" else "epoch",
                                   title=metric.capitalize())
-        column.plotly_chart(fig, key=f"detail_{metric}_chart")
-    st.plotly_chart(charts.lr_curve(epochs), key="detail_lr_chart")
+        with column:
+            light_chart.plotly_chart(fig, key=f"detail_{metric}_chart")
+    light_chart.plotly_chart(charts.lr_curve(epochs), key="detail_lr_chart")
 
 
 def evaluation(store: RunStore, run: Run) -> None:
@@ -126,9 +127,8 @@ def evaluation(store: RunStore, run: Run) -> None:
         left, right = st.columns([3, 2])
         with left:
             chosen = (st.session_state.get("detail_true"), st.session_state.get("detail_pred"))
-            event = st.plotly_chart(charts.confusion_heatmap(evaluation.confusion, normalise, clickable=True,
-                                                             highlight=chosen),
-                                    key="detail_confusion", on_select="rerun", selection_mode="points")
+            matrix = charts.confusion_heatmap(evaluation.confusion, normalise, clickable=True, highlight=chosen)
+            event = light_chart.plotly_chart(matrix, key="detail_confusion", select=True)
         right.dataframe(report_table(evaluation.report), hide_index=True, key="detail_report",
                         column_config={c: st.column_config.NumberColumn(format="%.1f")
                                        for c in ("precision %", "recall %", "F1 %")})
@@ -212,6 +212,6 @@ def model(store: RunStore, run: Run, config: TrainConfig | None) -> None:
                 if kernels is None:
                     st.warning(why)
                 else:
-                    st.plotly_chart(charts.kernel_images(kernels), key="detail_kernels")
+                    light_chart.plotly_chart(charts.kernel_images(kernels), key="detail_kernels")
                     st.caption(f"The {len(kernels)} kernels of the first Conv2D layer (blue: positive weights, "
                                "red: negative): the strokes and edges it looks for.")
