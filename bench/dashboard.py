@@ -1,4 +1,4 @@
-"""Cold page loads in headless Chromium: Runs with 1,000 runs, Compare with 10 runs.
+"""Cold page loads in headless Chromium: Runs with 1,000 runs, Compare with 10 runs, Run detail.
 
 A temporary store is filled with 1,000 finished synthetic runs (as bench/store_scale.py
 builds them) and the dashboard is started on it. Each measurement opens a NEW browser
@@ -12,6 +12,9 @@ the page's data is drawn and Streamlit has finished the script run:
            tabs are lazy: only the open one runs and is drawn) drawn, no spinner, no
            running-script indicator. Then, in the same page, each other tab is opened and
            timed from the click until its chart is drawn and the script run is over.
+  Run detail  ?run=<the newest run>: the tables in the window and the page's four charts (loss,
+           accuracy, learning rate, confusion matrix) drawn, no spinner, no running-script
+           indicator (no target in the issues: timed to show what a page of charts costs).
 
 A table counts as drawn when the grid's canvas shows ink in its first row: what the user sees.
 The grid's row count is read from its accessibility table, which the grid builds 200 ms after
@@ -44,8 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
 
-TARGET_S = 2.0
+TARGET_S = {"Runs": 1.5, "Compare": 2.0}  # issue 25's cold-load targets (Run detail has none)
 COMPARE_CHARTS = 1  # the open tab's chart: the histories
+DETAIL_CHARTS = 4   # loss, accuracy, learning rate, confusion matrix
 COMPARE_TABS = {"Hyperparameters": "compare_parcoords", "Confusion matrices": "compare_confusion"}
 # True once the chart with this key is drawn and the script run is over.
 TAB_DRAWN_JS = """(key) => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"], [data-testid="stSpinner"]')
@@ -68,7 +72,9 @@ DRAWN_JS = """([kind, want]) => {
     for (let i = 0; i < px.length; i += 4) if (px[i + 3] > 0 && px[i] < 160) dark++;
     return dark > 20;
   };
-  const grids = [...document.querySelectorAll('[data-testid="stDataFrame"]')];
+  let grids = [...document.querySelectorAll('[data-testid="stDataFrame"]')];
+  // Run detail is taller than the window: its tables below it are drawn when scrolled to
+  if (kind === 'detail') grids = grids.filter(g => g.getBoundingClientRect().top < innerHeight);
   if (!grids.every(inked)) return false;  // a table not drawn yet
   if (kind === 'runs') return grids.length > 0;
   const charts = [...document.querySelectorAll('.js-plotly-plot')];
@@ -257,6 +263,12 @@ def breakdown(browser, db_url: str, args, folder: Path) -> dict:
     return out
 
 
+def _verdict(median: float, target: float | None) -> str:
+    if target is None:
+        return "—"
+    return f"≤ {target:g} s: " + ("met" if median <= target else "MISSED")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common.base_parser(__doc__.split("\n")[0])
     common.add_data_argument(parser)
@@ -301,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     pages = {"Runs": (f"{server.url}/runs", "runs", args.runs),
                              "Compare": (f"{server.url}/compare?runs={','.join(compare_ids)}", "compare",
-                                         COMPARE_CHARTS)}
+                                         COMPARE_CHARTS),
+                             "Run detail": (f"{server.url}/run?run={compare_ids[0]}", "detail", DETAIL_CHARTS)}
                     for name, (url, kind, want) in pages.items():
                         shot = shots / f"{name.lower()}.png" if shots else None
                         figures["pages"][name] = measure(browser, url, kind, want, args.loads, args.timeout, shot,
@@ -317,12 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     rows = [[name, f"{fig['first_load_s']:.2f}", f"{fig['title_s']['median']:.2f}", common.span(fig["s"], "{:.2f}"),
-             f"{fig['s']['p95']:.2f}", "met" if fig["s"]["median"] <= TARGET_S else "MISSED",
+             f"{fig['s']['p95']:.2f}", _verdict(fig["s"]["median"], TARGET_S.get(name)),
              common.span(fig["warm_s"], "{:.2f}"), common.span(fig["server_cpu_s"], "{:.2f}")]
             for name, fig in figures["pages"].items()]
     print()
     print(common.table(["page", "first load (s)", "title shown (s)", "cold load median (min–max) s", "p95 s",
-                        f"target ≤ {TARGET_S:g} s", "returning visitor (cached scripts) s",
+                        "target", "returning visitor (cached scripts) s",
                         "server CPU-s per cold load"], rows))
     tab_rows = [[f"{name} → {label}", common.span(st, "{:.2f}"), f"{st['p95']:.2f}"]
                 for name, fig in figures["pages"].items() for label, st in fig.get("tabs_s", {}).items()]

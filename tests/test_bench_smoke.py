@@ -71,7 +71,7 @@ def test_presets_smoke(tmp_path, populated_data):
 def test_dashboard_smoke(tmp_path, populated_data):
     out, doc = run_bench("dashboard.py", tmp_path, "--data", str(populated_data), timeout=180)
     pages = doc["figures"]["pages"]
-    assert set(pages) == {"Runs", "Compare"}
+    assert set(pages) == {"Runs", "Compare", "Run detail"}
     assert all(p["s"]["median"] > 0 and p["warm_s"]["n"] == 1 for p in pages.values())
     assert "returning visitor" in out
     assert set(pages["Compare"]["tabs_s"]) == {"Hyperparameters", "Confusion matrices"}
