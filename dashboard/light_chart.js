@@ -1,29 +1,30 @@
-// Draws a Plotly figure with plotly.js' cartesian bundle (1.5 MB) instead of the full one
-// Streamlit's st.plotly_chart loads (4.7 MB, about 0.8 s of a page's cold load). See light_chart.py.
+// Draws a Plotly figure with one of plotly.js' partial bundles (1.5 MB each: "cartesian" for 2-D
+// charts, "gl2d" for parallel coordinates) instead of the full one Streamlit's st.plotly_chart loads
+// (4.7 MB, about 0.8 s of a page's cold load). See light_chart.py, which names the bundle.
 // The figure is styled as st.plotly_chart's "streamlit" theme styles it, from the page's theme.
 
-const BUNDLE = "__BUNDLE__";
-
-function loadPlotly() {
-  if (!window.__digitlabPlotly) {
-    window.__digitlabPlotly = new Promise((resolve, reject) => {
+// One load per bundle and page; each bundle's own Plotly is kept (each sets window.Plotly on load).
+function loadPlotly(bundle) {
+  const loads = window.__digitlabPlotly || (window.__digitlabPlotly = {});
+  if (!loads[bundle]) {
+    loads[bundle] = new Promise((resolve, reject) => {
       const script = document.createElement("script");
       // The app's root: where Streamlit's own scripts (<root>/static/js/...) come from, so that a
       // server.baseUrlPath or a proxy's prefix is kept; else the page's folder.
       const own = document.querySelector('script[src*="/static/js/"]');
       const root = own ? new URL("../../", own.src) : new URL("./", window.location.href);
-      script.src = new URL(BUNDLE, root).href;
+      script.src = new URL(bundle, root).href;
       script.async = true;
-      // Keep a reference of our own: another script may set window.Plotly later.
+      // The load event follows the script's run at once: window.Plotly is this bundle's then.
       script.onload = () => (window.Plotly ? resolve(window.Plotly) : reject(new Error("no Plotly in " + script.src)));
       script.onerror = () => {
-        window.__digitlabPlotly = null;  // a later render tries again
+        delete loads[bundle];  // a later render tries again
         reject(new Error("could not load " + script.src));
       };
       document.head.appendChild(script);
     });
   }
-  return window.__digitlabPlotly;
+  return loads[bundle];
 }
 
 // Streamlit's grays (its plotly theme picks them by whether the background is light).
@@ -131,7 +132,7 @@ const FULLSCREEN = {
 export default function (component) {
   const { data, parentElement } = component;
   const box = parentElement.querySelector(".dl-chart");
-  if (!box || !data || typeof data.figure !== "string") return;
+  if (!box || !data || typeof data.figure !== "string" || typeof data.bundle !== "string") return;
   const state = box.__dl || (box.__dl = { version: 0 });
   state.component = component;  // the latest render's (its setStateValue knows the current fragment)
   const version = ++state.version;  // a newer render supersedes one still waiting for the bundle
@@ -145,21 +146,30 @@ export default function (component) {
     modeBarButtonsToAdd: [{ name: "Fullscreen", title: "Fullscreen", icon: FULLSCREEN,
       click: () => (document.fullscreenElement ? document.exitFullscreen() : box.requestFullscreen()) }],
   }, data.config || {});
-  loadPlotly().then(Plotly => {
+  loadPlotly(data.bundle).then(Plotly => {
     if (version !== state.version || !box.isConnected) return;
+    if (state.Plotly && state.Plotly !== Plotly) {  // the figure now needs the other bundle
+      state.Plotly.purge(box);
+      if (state.observer) state.observer.disconnect();
+      state.observer = null;
+      state.selecting = false;
+    }
     const full = document.fullscreenElement === box;
     const layout = Object.assign({}, fig.layout, { autosize: true, width: undefined, height: full ? undefined : height });
     state.Plotly = Plotly;
     return Plotly.react(box, fig.data || [], layout, config).then(() => {
       if (!state.observer) {  // follow the column's width (and fullscreen)
         state.observer = new ResizeObserver(() => {
-          if (box.isConnected && box.clientWidth > 0) Plotly.Plots.resize(box);
+          if (box.isConnected && box.clientWidth > 0) state.Plotly.Plots.resize(box);
         });
         state.observer.observe(box);
+      }
+      if (!state.fullscreen) {
+        state.fullscreen = true;
         box.addEventListener("fullscreenchange", () => {  // full screen: the plot takes the screen's size
           const full = document.fullscreenElement === box;
           box.style.height = full ? "100vh" : state.height + "px";
-          Plotly.relayout(box, { width: null, height: full ? null : state.height });
+          state.Plotly.relayout(box, { width: null, height: full ? null : state.height });
         });
       }
       if (data.select && !state.selecting) {  // a click selects that point, a double click clears it

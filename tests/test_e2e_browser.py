@@ -195,7 +195,8 @@ def test_every_page_opens_without_an_exception(app, page):
 
 def test_compare_opens_without_streamlits_full_plotly(app, page):
     """A first visit to Compare draws its histories with plotly.js' cartesian bundle (1.5 MB), themed as
-    st.plotly_chart themes a figure; Streamlit's full Plotly (4.7 MB) comes only with parallel coordinates."""
+    st.plotly_chart themes a figure, and its parallel coordinates with the gl2d bundle (1.5 MB): never
+    Streamlit's full Plotly module (4.7 MB)."""
     url, _, run_ids = app
     context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})  # empty cache
     try:
@@ -230,7 +231,11 @@ def test_compare_opens_without_streamlits_full_plotly(app, page):
         assert fresh.evaluate(size) == before
         fresh.get_by_role("tab", name="Hyperparameters").click()
         expect(fresh.locator(".st-key-compare_parcoords .js-plotly-plot .main-svg").first).to_be_visible(timeout=30_000)
-        assert any("/PlotlyChart." in u for u in fetched)  # parallel coordinates: Streamlit's own chart
+        assert any("/app/static/plotly-gl2d" in u for u in fetched), fetched
+        assert not any("/PlotlyChart." in u for u in fetched), [u for u in fetched if "Plotly" in u]
+        lines = fresh.evaluate("() => document.querySelector('.st-key-compare_parcoords .js-plotly-plot')"
+                               "._fullData[0].dimensions.length")
+        assert lines >= 2  # the hyperparameters that vary and the result
         no_exception(fresh)
         assert not errors, errors
     finally:

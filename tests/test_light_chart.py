@@ -19,13 +19,14 @@ from dashboard import light_chart
 from tests.helpers import chart_figures
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLE = light_chart.STATIC / light_chart.BUNDLE_FILE
 
 
-def test_the_trace_types_are_the_bundles_own():
-    text = BUNDLE.read_text(encoding="utf-8")
-    assert "plotly.js (cartesian - minified) v4.1.1" in text[:200]  # the file is what its name says
-    assert set(re.findall(r'name:"(\w+)",basePlotModule', text)) == light_chart.TRACES
+@pytest.mark.parametrize("name", list(light_chart.BUNDLES))
+def test_the_trace_types_are_the_bundles_own(name):
+    text = (light_chart.STATIC / name).read_text(encoding="utf-8")
+    kind, version = re.fullmatch(r"plotly-(\w+)-([\d.]+)\.min\.js", name).groups()
+    assert f"plotly.js ({kind} - minified) v{version}" in text[:200]  # the file is what its name says
+    assert set(re.findall(r'name:"(\w+)",basePlotModule', text)) == light_chart.BUNDLES[name]
 
 
 def test_streamlit_serves_the_bundle_from_the_apps_static_folder():
@@ -45,10 +46,16 @@ def test_every_colour_placeholder_of_streamlits_theme_is_replaced_in_the_browser
     assert placeholders <= named | numbered
 
 
-@pytest.mark.parametrize("trace, light", [(go.Scatter(y=[1, 2]), True), (go.Heatmap(z=[[1]]), True),
-                                          (go.Bar(y=[1]), True), (go.Parcoords(dimensions=[]), False)])
-def test_which_figures_the_light_component_draws(trace, light):
-    assert light_chart.can_draw(go.Figure(trace)) is light
+@pytest.mark.parametrize("traces, bundle", [
+    ([go.Scatter(y=[1, 2])], "plotly-cartesian-4.1.1.min.js"),
+    ([go.Heatmap(z=[[1]]), go.Scatter(y=[1])], "plotly-cartesian-4.1.1.min.js"),
+    ([go.Bar(y=[1])], "plotly-cartesian-4.1.1.min.js"),
+    ([go.Parcoords(dimensions=[])], "plotly-gl2d-4.1.1.min.js"),
+    ([go.Parcoords(dimensions=[]), go.Bar(y=[1])], None),   # no one bundle has both: st.plotly_chart
+    ([go.Scattergeo(lat=[1], lon=[1])], None)])
+def test_which_bundle_draws_a_figure(traces, bundle):
+    fig = go.Figure(traces)
+    assert light_chart.bundle_for(fig) == bundle and light_chart.can_draw(fig) is (bundle is not None)
 
 
 def test_without_static_serving_every_figure_goes_to_streamlit():
@@ -65,11 +72,12 @@ import plotly.graph_objects as go
 from dashboard import light_chart
 light_chart.plotly_chart(go.Figure(go.Scatter(y=[3, 1, 2], name="loss")).update_layout(height=310), key="a",
                          config={"displayModeBar": False})
-light_chart.plotly_chart(go.Figure(go.Parcoords(dimensions=[dict(values=[1, 2], label="lr")])), key="b")
+light_chart.plotly_chart(go.Figure([go.Parcoords(dimensions=[dict(values=[1, 2], label="lr")]), go.Bar(y=[1])]),
+                         key="b")
 """
 
 
-def test_a_page_sends_the_figure_with_streamlits_template_and_falls_back_for_other_traces(tmp_path):
+def test_a_page_sends_the_figure_with_streamlits_template_and_falls_back_for_mixed_bundles(tmp_path):
     script = tmp_path / "page.py"
     script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n" + SCRIPT, encoding="utf-8")
     at = AppTest.from_file(str(script), default_timeout=30).run()
@@ -77,9 +85,10 @@ def test_a_page_sends_the_figure_with_streamlits_template_and_falls_back_for_oth
     [component], [fallback] = at.get("bidi_component"), at.get("plotly_chart")
     data = json.loads(component.proto.json)
     assert data["config"] == {"displayModeBar": False} and component.proto.component_name == "digitlab.light_chart"
+    assert data["bundle"] == "app/static/plotly-cartesian-4.1.1.min.js" and data["select"] is False
     figure = json.loads(data["figure"])
     assert figure["data"][0]["y"] == [3, 1, 2] and figure["layout"]["height"] == 310
     # Streamlit's template rides along with its placeholders, for the browser to theme as st.plotly_chart's
     assert "#000001" in json.dumps(figure["layout"]["template"])
     assert json.loads(fallback.proto.spec)["data"][0]["type"] == "parcoords"
-    assert [f["data"][0]["type"] for f in chart_figures(at)] == ["scatter", "parcoords"]  # in page order
+    assert [[t["type"] for t in f["data"]] for f in chart_figures(at)] == [["scatter"], ["parcoords", "bar"]]

@@ -1,4 +1,5 @@
 """Compare page through AppTest: empty store, links with ids or a group, unknown ids, the diff table."""
+import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -75,7 +76,9 @@ def test_only_the_open_tab_is_drawn_and_the_link_names_it(populated_env):
     at.run()
     assert not at.exception
     assert _chart_types(at) == [["parcoords"]]
-    assert len(at.get("plotly_chart")) == 1  # parallel coordinates are not in the cartesian bundle
+    # drawn with plotly.js' gl2d bundle (parallel coordinates are not in the cartesian one)
+    assert not at.get("plotly_chart") and len(at.get("bidi_component")) == 1
+    assert json.loads(at.get("bidi_component")[0].proto.json)["bundle"].endswith("plotly-gl2d-4.1.1.min.js")
     assert at.selectbox("compare_scope").value == "these runs"  # the runs chosen above, not every run in the store
 
 

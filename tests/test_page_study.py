@@ -3,6 +3,7 @@ view shows progress, the best run, history, importance, slices, parallel coordin
 intermediate values; stop and extend are editor-only, refused inside the action for viewers."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from core.config import TrainConfig
 from core.search.study import create_study, get_study, top_up
 from dashboard import poll
-from tests.helpers import EVALUATION, SPACE, finish_trial
+from tests.helpers import EVALUATION, SPACE, chart_figures, finish_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "study.py")
@@ -54,7 +55,7 @@ def test_the_view_shows_progress_best_run_and_every_chart(a_study):
     shown = texts(at)
     assert "3 of 6 done" in shown and "2 completed · 1 pruned · 1 running" in shown
     assert "Best run so far" in shown and "validation accuracy 90.00%" in shown
-    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    titles = [json.dumps(figure) for figure in chart_figures(at)]
     for title in ("Optimization history", "Parameter importance", "Intermediate values", "learning rate",
                   "optimizer", "parcoords"):
         assert any(title in spec for spec in titles), title

@@ -84,7 +84,7 @@ def hyperparameters(runs: pd.DataFrame, selections: list[Selection], group: str 
     if not dims:
         st.info("The runs shown share all their hyperparameters: nothing to plot against the result.")
         return
-    st.plotly_chart(charts.parallel_coordinates(pool, dims, color), key="compare_parcoords")
+    light_chart.plotly_chart(charts.parallel_coordinates(pool, dims, color), key="compare_parcoords")
     grouped = scope == "these runs" and any(s.is_group for s in selections)
     lines = "selections; one line per selection, a group at its mean" if grouped else "runs; one line per run"
     st.caption(f"{len(pool)} {lines}. Drag along an axis to highlight a range.")

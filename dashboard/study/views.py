@@ -15,7 +15,7 @@ from core.search.space import describe_spec
 from core.search.study import MAX_BUDGET, extend_study, stop_study
 from core.store.facade import RunStore
 from core.store.schema import StoreError
-from dashboard import poll
+from dashboard import light_chart, poll
 from dashboard.auth import require_editor
 from dashboard.charts import key_label, parallel_coordinates
 from dashboard.format import percent
@@ -95,20 +95,24 @@ def best(data: dict) -> None:
 def charts(store: RunStore, name: str, data: dict) -> None:
     study, table, values = poll.shared((store.url, "study_trials", name), EVERY, lambda: trials_table(store, name))
     left, right = st.columns([3, 2])
-    left.plotly_chart(study_charts.history_chart(table, study.objective, study.direction), key="study_history")
-    right.plotly_chart(study_charts.importance_chart(data["importance"], data["importance_note"]),
-                       key="study_importance")
-    st.plotly_chart(study_charts.intermediate_chart(table, values, study.objective), key="study_intermediate")
+    with left:
+        light_chart.plotly_chart(study_charts.history_chart(table, study.objective, study.direction),
+                                 key="study_history")
+    with right:
+        light_chart.plotly_chart(study_charts.importance_chart(data["importance"], data["importance_note"]),
+                                 key="study_importance")
+    light_chart.plotly_chart(study_charts.intermediate_chart(table, values, study.objective), key="study_intermediate")
     st.markdown("**Slices**: the objective against each parameter")
     fields = list(study.space)
     for start in range(0, len(fields), 3):
         cols = st.columns(3)
         for col, field in zip(cols, fields[start:start + 3]):
-            col.plotly_chart(study_charts.slice_chart(table, field, study.space[field], study.objective),
-                             key=f"study_slice_{field}")
+            with col:
+                light_chart.plotly_chart(study_charts.slice_chart(table, field, study.space[field], study.objective),
+                                         key=f"study_slice_{field}")
     finished = table[table["value"].notna()].rename(columns={f"param_{f}": f for f in fields})
-    st.plotly_chart(parallel_coordinates(finished.assign(**{study.objective: finished["value"]}), fields,
-                                         study.objective), key="study_parcoords")
+    light_chart.plotly_chart(parallel_coordinates(finished.assign(**{study.objective: finished["value"]}), fields,
+                                                  study.objective), key="study_parcoords")
     with st.expander(f"The {len(table)} runs", icon=":material/table_rows:"):
         runs_table(table, study.objective, fields)
 
