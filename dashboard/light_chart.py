@@ -78,7 +78,9 @@ def plotly_chart(fig: go.Figure, *, key: str, config: Mapping[str, Any] | None =
             return st.plotly_chart(fig, key=key, config=dict(config or {}), on_select="rerun", selection_mode="points")
         st.plotly_chart(fig, key=key, config=dict(config or {}))
         return None
-    data = {"figure": plotly.io.to_json(fig, validate=False), "config": dict(config or {}), "select": select,
+    # to_dict(), then to_json: what st.plotly_chart does, so a shared live figure's JSON, made once per
+    # tick, is used as it is (dashboard/plotly_json.py answers to_json for a dict that carries it)
+    data = {"figure": plotly.io.to_json(fig.to_dict(), validate=False), "config": dict(config or {}), "select": select,
             "bundle": f"app/static/{bundle}"}
     if not select:
         _mount(data=data, key=key)

@@ -1,9 +1,9 @@
 """A chart sent to every viewer of a tick is turned into JSON once, not once per viewer.
 
-`st.plotly_chart` (Streamlit 1.67) calls `plotly.io.to_json(figure, validate=False)` each time it
-draws a figure: for the live panel's curves, each viewer on each tick, on figures that are the
-same for all of them (dashboard/train/curves.py builds them once per tick). That JSON is then
-hashed for the chart's element id and sent.
+`st.plotly_chart` (Streamlit 1.67) calls `plotly.io.to_json(figure, validate=False)` on the figure's
+`to_dict()` each time it draws a figure, and dashboard/light_chart.py (which draws the live panel's
+curves) does the same: for the live panel, each viewer on each tick, on figures that are the same
+for all of them (dashboard/train/curves.py builds them once per tick). That JSON is then sent.
 
 `install()` wraps `plotly.io.to_json`, once per process: a figure's dict that carries the JSON made
 for exactly those arguments (a `FigureDict`, given its JSON by `keep_json` once, when the shared

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import HELP, make_config
 from core.train.run import queue_run
-from tests.helpers import running_run
+from tests.helpers import chart_figures, running_run
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 
@@ -280,7 +280,7 @@ def test_live_panel_of_a_running_run_shows_progress_and_cancels(app_env):
     assert at.selectbox(key="train_live_pick").value == run_id
     assert any("Epoch 1 of 2 · 25%" in text for text in progress_texts(at))
     assert "Batch 3 of 6" in progress_texts(at)
-    assert len(at.get("plotly_chart")) == 2
+    assert [f["layout"]["title"]["text"] for f in chart_figures(at)] == ["Loss", "Accuracy"]
     at.button(key=f"cancel_{run_id}").click().run()
     assert store.get_run(run_id).cancel_requested
     assert at.button(key=f"cancel_{run_id}").disabled

@@ -12,10 +12,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import plotly_json
+from dashboard import light_chart, plotly_json
 from dashboard.charts import complete_epochs
 
-plotly_json.install()  # st.plotly_chart gets a shared figure's JSON from the figure (fails loudly if changed)
+plotly_json.install()  # a chart gets a shared figure's JSON from the figure (fails loudly if changed)
 
 
 def window_means(batches: pd.DataFrame, steps_per_epoch: int | None) -> pd.DataFrame:
@@ -44,10 +44,10 @@ def window_means(batches: pd.DataFrame, steps_per_epoch: int | None) -> pd.DataF
 class SharedFigure(go.Figure):
     """A figure that every viewer of a tick is sent: its dict is made once, on the first `to_dict()`.
 
-    `st.plotly_chart` turns a figure into JSON (`to_dict()`, a deep copy of the whole figure, then
-    encoding) for each viewer on each tick; the live panel's figures are built once per tick for
-    everyone (`shared_read`), so their dict and JSON (`plotly_json.keep_json`) are too. Do not change
-    the figure after its first `to_dict()`."""
+    A chart (dashboard/light_chart.py, as `st.plotly_chart`) turns a figure into JSON (`to_dict()`, a
+    deep copy of the whole figure, then encoding) for each viewer on each tick; the live panel's
+    figures are built once per tick for everyone (`shared_read`), so their dict and JSON
+    (`plotly_json.keep_json`) are too. Do not change the figure after its first `to_dict()`."""
 
     def to_dict(self) -> dict:
         made = self.__dict__.get("_digitlab_dict")
@@ -104,7 +104,9 @@ def show_curves(figures: tuple[go.Figure, go.Figure] | None, key: str) -> None:
         st.caption("Curves appear after the first logging window (about a second of training).")
         return
     left, right = st.columns(2)
-    left.plotly_chart(figures[0], key=f"loss_{key}")
-    right.plotly_chart(figures[1], key=f"acc_{key}")
+    with left:
+        light_chart.plotly_chart(figures[0], key=f"loss_{key}")
+    with right:
+        light_chart.plotly_chart(figures[1], key=f"acc_{key}")
 
 
