@@ -154,6 +154,10 @@ export default function (component) {
       state.observer = null;
       state.selecting = false;
     }
+    if (box.classList.contains("dl-chart-error")) {  // an earlier render could not load the bundle
+      box.classList.remove("dl-chart-error");
+      box.textContent = "";
+    }
     const full = document.fullscreenElement === box;
     const layout = Object.assign({}, fig.layout, { autosize: true, width: undefined, height: full ? undefined : height });
     state.Plotly = Plotly;
