@@ -30,23 +30,28 @@ function loadPlotly(bundle) {
 // Streamlit's grays (its plotly theme picks them by whether the background is light).
 const GRAY = { g10: "#fafafa", g30: "#e6eaf1", g70: "#808495", g85: "#31333F", g90: "#262730" };
 
+// A colour as the browser reads it (any CSS colour): its red, green and blue, and whether it was
+// opaque (the canvas gives #rrggbb then, rgba(...) otherwise). One probe serves every render.
+const PROBE = document.createElement("canvas").getContext("2d");
+
+function channels(colour) {
+  PROBE.fillStyle = "#000000";  // a fresh canvas's: what a colour the browser cannot read gives
+  PROBE.fillStyle = colour;
+  const read = PROBE.fillStyle;
+  const opaque = read.startsWith("#");
+  const rgb = opaque ? [1, 3, 5].map(i => parseInt(read.slice(i, i + 2), 16))
+    : (read.match(/[\d.]+/g) || [255, 255, 255]).slice(0, 3).map(Number);
+  return { rgb, opaque };
+}
+
 function luminance(colour) {
-  const probe = document.createElement("canvas").getContext("2d");
-  probe.fillStyle = colour || "#ffffff";
-  const hex = probe.fillStyle;  // normalised to #rrggbb (or rgba() with alpha)
-  const rgb = hex.startsWith("#") ? [1, 3, 5].map(i => parseInt(hex.slice(i, i + 2), 16))
-    : (hex.match(/[\d.]+/g) || [255, 255, 255]).slice(0, 3).map(Number);
-  const lin = rgb.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+  const lin = channels(colour || "#ffffff").rgb.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
   return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
 }
 
 function withAlpha(colour, alpha) {
-  const probe = document.createElement("canvas").getContext("2d");
-  probe.fillStyle = colour;
-  const hex = probe.fillStyle;
-  if (!hex.startsWith("#")) return colour;
-  const [r, g, b] = [1, 3, 5].map(i => parseInt(hex.slice(i, i + 2), 16));
-  return `rgba(${r}, ${g}, ${b}, ${alpha})`;
+  const { rgb: [r, g, b], opaque } = channels(colour);
+  return opaque ? `rgba(${r}, ${g}, ${b}, ${alpha})` : colour;
 }
 
 function readTheme(element) {
@@ -56,7 +61,7 @@ function readTheme(element) {
   const bg = v("--st-background-color", "#ffffff");
   const light = luminance(bg) > 0.5;
   return {
-    light, bg,
+    bg,
     secondaryBg: v("--st-secondary-background-color", bg),
     text: v("--st-text-color", light ? "#31333F" : "#fafafa"),
     heading: v("--st-heading-color", v("--st-text-color", light ? "#31333F" : "#fafafa")),

@@ -4,8 +4,8 @@
 type, maps and WebGL included): about 0.25 s to fetch and 0.75-0.85 s of main-thread time, the
 largest part of Compare's cold load. Figures made only of the trace types of one of plotly.js'
 partial bundles (1.5 MB each: *cartesian* for scatter, bar, heatmap and the other 2-D traces;
-*gl2d* for parallel coordinates) are drawn here instead (Compare, Run detail, Draw, Data and Study
-use it) by a small Streamlit component that loads the bundle a figure needs, once per page, from
+*gl2d* for parallel coordinates) are drawn here instead (every page's charts, Train's live curves
+included) by a small Streamlit component that loads the bundle a figure needs, once per page, from
 the app's static folder (`dashboard/static/`, served because `.streamlit/config.toml` sets
 `server.enableStaticServing`).
 
@@ -35,6 +35,8 @@ BUNDLES = {
                                                 "violin"}),
     "plotly-gl2d-4.1.1.min.js": frozenset({"parcoords", "scatter", "scattergl"}),
 }
+# Those present (a checkout without them draws everything with st.plotly_chart); looked for once.
+PRESENT = {name: traces for name, traces in BUNDLES.items() if (STATIC / name).is_file()}
 HTML = '<div class="dl-chart"></div>'
 CSS = ".dl-chart:fullscreen { width: 100vw; }"
 
@@ -47,7 +49,7 @@ def bundle_for(fig: go.Figure) -> str | None:
     if not st.get_option("server.enableStaticServing"):
         return None
     kinds = {trace.type for trace in fig.data}
-    return next((name for name, traces in BUNDLES.items() if kinds <= traces and (STATIC / name).is_file()), None)
+    return next((name for name, traces in PRESENT.items() if kinds <= traces), None)
 
 
 def can_draw(fig: go.Figure) -> bool:
@@ -72,15 +74,15 @@ def plotly_chart(fig: go.Figure, *, key: str, config: Mapping[str, Any] | None =
     selection, and the call returns `{"selection": {"points": [{"x", "y", ...}], ...}}`, as
     `st.plotly_chart(..., on_select="rerun", selection_mode="points")` does (which draws the
     figures this component cannot)."""
-    bundle = bundle_for(fig)
+    bundle, config = bundle_for(fig), dict(config or {})
     if bundle is None:
         if select:
-            return st.plotly_chart(fig, key=key, config=dict(config or {}), on_select="rerun", selection_mode="points")
-        st.plotly_chart(fig, key=key, config=dict(config or {}))
+            return st.plotly_chart(fig, key=key, config=config, on_select="rerun", selection_mode="points")
+        st.plotly_chart(fig, key=key, config=config)
         return None
     # to_dict(), then to_json: what st.plotly_chart does, so a shared live figure's JSON, made once per
     # tick, is used as it is (dashboard/plotly_json.py answers to_json for a dict that carries it)
-    data = {"figure": plotly.io.to_json(fig.to_dict(), validate=False), "config": dict(config or {}), "select": select,
+    data = {"figure": plotly.io.to_json(fig.to_dict(), validate=False), "config": config, "select": select,
             "bundle": f"app/static/{bundle}"}
     if not select:
         _mount(data=data, key=key)
