@@ -180,9 +180,9 @@ def confusion_heatmap(matrix: Sequence[Sequence[float]], normalise: bool = False
                       highlight: tuple[int | None, int | None] = (None, None)) -> go.Figure:
     """The 10×10 confusion matrix (rows = true digit) with counts or row shares in each cell.
 
-    `clickable` adds an invisible marker per cell so a point selection (light_chart's `select=True`, or
-    st.plotly_chart's, which cannot select heatmap cells) reports the clicked cell (x = predicted, y = true). `highlight` = (true,
-    predicted) outlines that cell, or a whole row or column when the other is None.
+    `clickable`: an invisible marker per cell, so a point selection (light_chart's or st.plotly_chart's)
+    reports the clicked cell (x = predicted, y = true). `highlight` = (true, predicted) outlines that
+    cell, or a whole row or column when the other is None.
     """
     z, text, hover = _matrix_cells(matrix, normalise)
     fig = go.Figure(go.Heatmap(z=z, x=DIGITS, y=DIGITS, text=text, texttemplate="%{text}", colorscale="Blues",
